@@ -1,0 +1,46 @@
+"""PostgreSQL connections for activities and commands: fail fast with a message naming the DSN."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password replaced, safe to print in errors."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class DatabaseUnavailable(RuntimeError):
+    """PostgreSQL could not be reached or is not configured."""
+
+
+async def connect(dsn: str | None, *, source: str = "HITL_DATABASE_URL") -> asyncpg.Connection:
+    if not dsn:
+        raise DatabaseUnavailable(f"no PostgreSQL configured: {source}")
+    try:
+        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError) as err:
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {redact_dsn(dsn)} (from {source}): {type(err).__name__}: {err}"
+        ) from err
+
+
+async def create_pool(dsn: str | None, *, source: str = "HITL_DATABASE_URL", max_size: int = 10) -> asyncpg.Pool:
+    if not dsn:
+        raise DatabaseUnavailable(f"no PostgreSQL configured: {source}")
+    try:
+        return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError) as err:
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {redact_dsn(dsn)} (from {source}): {type(err).__name__}: {err}"
+        ) from err

