@@ -31,8 +31,7 @@ ENV PATH=/opt/hitl/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 USER hitl:hitl
 WORKDIR /home/hitl
-# SIGINT, not SIGTERM: Python handles it even as PID 1 (KeyboardInterrupt; asyncio.run cancels
-# the main task), so `docker stop` shuts the worker down instead of waiting for SIGKILL.
-STOPSIGNAL SIGINT
+# `docker stop` sends SIGTERM; `hitl worker` handles it (and SIGINT) by shutting the worker
+# down cleanly, also as PID 1.
 ENTRYPOINT ["hitl"]
 CMD ["worker"]

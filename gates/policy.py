@@ -1,0 +1,370 @@
+"""Versioned policy as data: which conditions need a human, and the gate that human sits behind.
+
+A policy file (`gates/policies/<id>_v<major>_<minor>.yaml`) is validated on load. Every rule has
+an ID and yields a `Finding` for every case, so a trace can say which rules allowed an automatic
+decision and which sent the case to a human. Facts a rule needs but the evidence lacks make the
+finding `ambiguous_or_missing_data`: missing data goes to a human, never to a guess.
+
+The policy is resolved once at case start (by an activity, so it is recorded in history) and the
+case keeps that version to the end, even if a newer file is deployed meanwhile.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from gates.cases import CaseKind
+
+
+class ReasonCode(StrEnum):
+    """Why a case needs a human."""
+
+    THRESHOLD_BREACH = "threshold_breach"
+    UNUSUAL_CASE = "unusual_case"
+    AMBIGUOUS_OR_MISSING_DATA = "ambiguous_or_missing_data"
+    CUSTOMER_COMMITMENT = "customer_commitment"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept `30s`, `15m`, `4h`, `2d` besides what pydantic accepts (ISO 8601, seconds)."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+Comparison = Literal["gt", "gte", "lt", "lte", "eq", "ne", "in", "not_in", "is_true", "is_false", "present", "absent"]
+
+
+class Condition(BaseModel):
+    """A test on one fact, e.g. `{fact: request.requested_discount_pct, op: gt, value: 15}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fact: str = Field(pattern=r"^[a-z_]+\.[a-z0-9_]+$")
+    op: Comparison
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_matches_op(self) -> "Condition":
+        needs_value = self.op not in ("is_true", "is_false", "present", "absent")
+        if needs_value and self.value is None:
+            raise ValueError(f"op {self.op!r} needs a value")
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise ValueError(f"op {self.op!r} needs a list value")
+        return self
+
+
+class AllOf(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    all: list["Expression"] = Field(min_length=1)
+
+
+class AnyOf(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    any: list["Expression"] = Field(min_length=1)
+
+
+Expression = Union[Condition, AllOf, AnyOf]
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+
+
+class PrecedentRelief(BaseModel):
+    """Consistent precedent may lower the level a rule requires, never below the first level."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_cases: int = Field(ge=1)
+    outcome: Literal["approve", "reject"] = "approve"
+    level: int = Field(ge=0)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(pattern=r"^[A-Z][A-Z0-9]*-[0-9A-Z-]+$")
+    description: str = Field(min_length=1)
+    reason_code: ReasonCode
+    when: Expression | None = Field(default=None, description="Condition under which a human is needed")
+    require: list[str] = Field(default_factory=list, description="Facts that must be known, else a human decides")
+    min_level: int = Field(default=0, ge=0, description="Lowest escalation level allowed to decide when this rule fires")
+    precedent_relief: PrecedentRelief | None = None
+
+    @model_validator(mode="after")
+    def _has_a_test(self) -> "Rule":
+        if self.when is None and not self.require:
+            raise ValueError(f"rule {self.id} needs `when` or `require`")
+        return self
+
+
+class GateLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    group: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str = Field(min_length=1, description="How the UI names this level, e.g. 'Finance director'")
+    remind_after: Duration
+    escalate_after: Duration = Field(description="From the start of this level; on the last level, the final timeout")
+
+    @model_validator(mode="after")
+    def _reminder_before_escalation(self) -> "GateLevel":
+        if not (timedelta(0) < self.remind_after < self.escalate_after):
+            raise ValueError(f"level {self.group}: need 0 < remind_after < escalate_after")
+        return self
+
+
+class GateDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["finance", "ops", "security"]
+    title: str
+    levels: list[GateLevel] = Field(min_length=1)
+    timeout_outcome: Literal["approve", "reject"] = Field(description="Recorded when the last level times out")
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    policy_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    version: str = Field(pattern=r"^\d+\.\d+$")
+    kind: CaseKind
+    description: str
+    auto_outcome: Literal["approve"] = Field(default="approve", description="Outcome when no rule needs a human")
+    rules: list[Rule] = Field(min_length=1)
+    gate: GateDefinition
+
+    @property
+    def ref(self) -> str:
+        """`discount_policy_v3_2`: the name traces and search attributes carry."""
+        return f"{self.policy_id}_v{self.version.replace('.', '_')}"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Policy":
+        ids = [r.id for r in self.rules]
+        duplicates = {i for i in ids if ids.count(i) > 1}
+        if duplicates:
+            raise ValueError(f"duplicate rule ids: {sorted(duplicates)}")
+        top = len(self.gate.levels) - 1
+        for rule in self.rules:
+            if rule.min_level > top:
+                raise ValueError(f"rule {rule.id}: min_level {rule.min_level} but the gate has levels 0..{top}")
+            if rule.precedent_relief and rule.precedent_relief.level > rule.min_level:
+                raise ValueError(f"rule {rule.id}: precedent relief cannot raise the level")
+        return self
+
+
+class PolicyError(ValueError):
+    """A policy file is missing, unreadable or invalid; the message names the file."""
+
+
+def load_policy_file(path: Path) -> Policy:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise PolicyError(f"{path}: cannot read policy: {err}") from err
+    try:
+        policy = Policy.model_validate(data)
+    except ValueError as err:
+        raise PolicyError(f"{path}: invalid policy: {err}") from err
+    if path.stem != policy.ref:
+        raise PolicyError(f"{path}: file name must be {policy.ref}.yaml to match policy_id and version")
+    return policy
+
+
+def bundled_policy_dir() -> Path:
+    return Path(__file__).parent / "policies"
+
+
+def load_policies(directory: Path) -> dict[CaseKind, Policy]:
+    """The newest version of each kind's policy in `directory`; every file must be valid."""
+    newest: dict[CaseKind, Policy] = {}
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise PolicyError(f"{directory}: no policy files (*.yaml)")
+    for path in files:
+        policy = load_policy_file(path)
+        current = newest.get(policy.kind)
+        if current is None or _version_key(policy) > _version_key(current):
+            newest[policy.kind] = policy
+    missing = [k.value for k in CaseKind if k not in newest]
+    if missing:
+        raise PolicyError(f"{directory}: no policy for {', '.join(missing)}")
+    return newest
+
+
+def _version_key(policy: Policy) -> tuple[int, int]:
+    major, minor = policy.version.split(".")
+    return int(major), int(minor)
+
+
+# --- Evaluation ---------------------------------------------------------------------------------
+
+Facts = dict[str, Any]
+
+
+class Finding(BaseModel):
+    """What one rule said about one case."""
+
+    rule_id: str
+    description: str
+    requires_human: bool
+    reason_code: ReasonCode | None = None
+    required_level: int = 0
+    detail: str
+    facts_used: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyEvaluation(BaseModel):
+    policy: str
+    findings: list[Finding]
+    requires_human: bool
+    reason_codes: list[ReasonCode]
+    start_level: int = Field(description="Escalation level the gate opens at")
+    relief_applied: list[str] = Field(default_factory=list, description="Rules whose level precedent lowered")
+
+
+class _Missing(Exception):
+    def __init__(self, fact: str):
+        self.fact = fact
+
+
+def _as_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        return Decimal(str(value))
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except Exception:
+            return value
+    return value
+
+
+def _test(condition: Condition, facts: Facts, used: dict[str, Any]) -> bool:
+    present = condition.fact in facts and facts[condition.fact] is not None
+    if condition.op == "present":
+        used[condition.fact] = facts.get(condition.fact)
+        return present and facts[condition.fact] not in ("", [], {})
+    if condition.op == "absent":
+        used[condition.fact] = facts.get(condition.fact)
+        return not present or facts[condition.fact] in ("", [], {})
+    if not present:
+        raise _Missing(condition.fact)
+    actual = facts[condition.fact]
+    used[condition.fact] = actual
+    if condition.op == "is_true":
+        return actual is True
+    if condition.op == "is_false":
+        return actual is False
+    if condition.op == "in":
+        return actual in condition.value
+    if condition.op == "not_in":
+        return actual not in condition.value
+    left, right = _as_number(actual), _as_number(condition.value)
+    try:
+        return {
+            "gt": lambda: left > right,
+            "gte": lambda: left >= right,
+            "lt": lambda: left < right,
+            "lte": lambda: left <= right,
+            "eq": lambda: left == right,
+            "ne": lambda: left != right,
+        }[condition.op]()
+    except TypeError:
+        # e.g. a string where a number was expected: ambiguous, so a human decides
+        raise _Missing(condition.fact) from None
+
+
+def _holds(expression: Expression, facts: Facts, used: dict[str, Any]) -> bool:
+    if isinstance(expression, AllOf):
+        return all(_holds(e, facts, used) for e in expression.all)
+    if isinstance(expression, AnyOf):
+        return any(_holds(e, facts, used) for e in expression.any)
+    return _test(expression, facts, used)
+
+
+def _evaluate_rule(rule: Rule, facts: Facts) -> Finding:
+    used: dict[str, Any] = {}
+    unknown = [f for f in rule.require if facts.get(f) in (None, "", [], {})]
+    if unknown:
+        return Finding(
+            rule_id=rule.id,
+            description=rule.description,
+            requires_human=True,
+            reason_code=ReasonCode.AMBIGUOUS_OR_MISSING_DATA,
+            required_level=rule.min_level,
+            detail=f"missing: {', '.join(unknown)}",
+            facts_used={f: facts.get(f) for f in rule.require},
+        )
+    if rule.when is None:
+        return Finding(
+            rule_id=rule.id,
+            description=rule.description,
+            requires_human=False,
+            detail="all required facts known",
+            facts_used={f: facts.get(f) for f in rule.require},
+        )
+    try:
+        fired = _holds(rule.when, facts, used)
+    except _Missing as missing:
+        return Finding(
+            rule_id=rule.id,
+            description=rule.description,
+            requires_human=True,
+            reason_code=ReasonCode.AMBIGUOUS_OR_MISSING_DATA,
+            required_level=rule.min_level,
+            detail=f"cannot evaluate: {missing.fact} is missing or not comparable",
+            facts_used=used,
+        )
+    return Finding(
+        rule_id=rule.id,
+        description=rule.description,
+        requires_human=fired,
+        reason_code=rule.reason_code if fired else None,
+        required_level=rule.min_level if fired else 0,
+        detail="condition met" if fired else "condition not met",
+        facts_used=used,
+    )
+
+
+def evaluate(policy: Policy, facts: Facts, precedent_outcomes: list[str]) -> PolicyEvaluation:
+    """Apply every rule. `precedent_outcomes` are the outcomes of the matching precedents."""
+    findings = [_evaluate_rule(rule, facts) for rule in policy.rules]
+    relief_applied: list[str] = []
+    levels: list[int] = []
+    for rule, finding in zip(policy.rules, findings):
+        if not finding.requires_human:
+            continue
+        level = finding.required_level
+        relief = rule.precedent_relief
+        if (
+            relief
+            and finding.reason_code != ReasonCode.AMBIGUOUS_OR_MISSING_DATA
+            and len(precedent_outcomes) >= relief.min_cases
+            and all(outcome == relief.outcome for outcome in precedent_outcomes)
+            and relief.level < level
+        ):
+            level = relief.level
+            finding.required_level = level
+            finding.detail += f"; level lowered to {level} by {len(precedent_outcomes)} consistent precedents"
+            relief_applied.append(rule.id)
+        levels.append(level)
+    reason_codes = sorted({f.reason_code for f in findings if f.requires_human and f.reason_code}, key=list(ReasonCode).index)
+    return PolicyEvaluation(
+        policy=policy.ref,
+        findings=findings,
+        requires_human=bool(levels),
+        reason_codes=reason_codes,
+        start_level=max(levels, default=0),
+        relief_applied=relief_applied,
+    )
