@@ -18,6 +18,7 @@ from activities.migrations import MigrationError, apply_migrations
 from workers.config import Settings, resolve_database_url
 from workers.client import TemporalUnavailable, connect_client
 from workers.devstack import ChildFailed, PortInUse
+from workers.cases import CaseError
 
 # Errors a user can act on: one line on stderr, no stack trace.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -26,6 +27,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     MigrationError,
     PortInUse,
     ChildFailed,
+    CaseError,
 )
 
 
@@ -178,6 +180,11 @@ def check(state_dir: Path | None) -> None:
         return 0
 
     run_command(body)
+
+
+from workers.case_commands import register as _register_case_commands  # noqa: E402
+
+_register_case_commands(cli, load_settings=load_settings, run_command=run_command, state_dir_option=state_dir_option, fail=_fail)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psutil
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TASK_QUEUE = "hitl-cases"
@@ -36,9 +36,40 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default=Path(".hitl"), description="Where `hitl dev` keeps its servers' data.")
     database_url: str | None = Field(default=None, description="PostgreSQL DSN for decision traces and the demo world.")
     task_queue: str = Field(default=DEFAULT_TASK_QUEUE, min_length=1)
+    policy_dir: Path | None = Field(default=None, description="Policy files to use instead of the bundled ones.")
     otel_exporter: Literal["none", "console", "otlp"] = Field(
         default="none", description="Where OpenTelemetry spans go; OTLP uses OTEL_EXPORTER_OTLP_ENDPOINT."
     )
+    connector_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='Evidence sources served over HTTP, as JSON: {"crm": "http://crm.internal/api"}. '
+        "Sources not named here are read from the demo world in PostgreSQL.",
+    )
+    connector_timeout_seconds: float = Field(default=5.0, gt=0, le=300, description="Per-request timeout of HTTP connectors.")
+    agent_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible API base (e.g. https://api.openai.com/v1); unset disables the advisory agent.",
+    )
+    agent_model: str = Field(default="gpt-4o-mini", min_length=1, description="Model name sent to the agent API.")
+    agent_api_key: SecretStr | None = Field(default=None, description="Bearer token for the agent API; never printed.")
+    agent_timeout_seconds: float = Field(default=20.0, gt=0, description="Whole-request timeout for one agent call.")
+    notify_webhook_url: str | None = Field(
+        default=None, description="Slack-compatible incoming webhook for reviewer reminders; unset keeps the outbox only."
+    )
+    notify_timeout_seconds: float = Field(default=5.0, gt=0, description="Whole-request timeout for one webhook post.")
+
+    @field_validator("connector_urls")
+    @classmethod
+    def _known_sources(cls, urls: dict[str, str]) -> dict[str, str]:
+        from gates.evidence import SOURCES
+
+        unknown = sorted(set(urls) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"HITL_CONNECTOR_URLS names unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+        for source, url in urls.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"HITL_CONNECTOR_URLS[{source!r}] = {url!r} is not an http(s) URL")
+        return urls
 
 
 @dataclass(frozen=True)

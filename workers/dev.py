@@ -12,6 +12,7 @@ from pathlib import Path
 
 from activities.db import connect
 from activities.migrations import apply_migrations
+from activities.seed import seed_demo_world
 from workers.config import DevStack, Settings, read_running_dev_stack, stack_file, write_dev_stack
 from workers.devstack import (
     Child,
@@ -58,6 +59,8 @@ async def _prepare_database(dsn_port: int) -> None:
     conn = await connect(postgres_dsn(dsn_port), source="the embedded PostgreSQL")
     try:
         await apply_migrations(conn)
+        # first start only: the demo world, so the example cases find accounts, reviewers and precedent
+        await seed_demo_world(conn)
     finally:
         await conn.close()
 
@@ -71,7 +74,8 @@ def _banner(options: DevOptions, stack: DevStack, worker: Child | None, task_que
             f"  Web UI      {stack.ui_url}",
             f"  PostgreSQL  {stack.database_url}",
             f"  Worker      {worker_line}",
-            "Check the stack:   hitl check",
+            "Start a demo case: hitl start renewal --file examples/renewal_acme_fy26.json",
+            "Then:              hitl show 'renewal_discount_exception:acme_enterprise/fy26'",
             "Stop with Ctrl-C.",
         ]
     )

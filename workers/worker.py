@@ -13,12 +13,17 @@ from temporalio.workflow import NondeterminismError
 
 from activities.db import create_pool
 from activities.migrations import SchemaBehind, pending_migrations
+from activities.case_activities import CaseActivities
+from activities.directory import DirectoryActivities
+from activities.gather import GatherActivities
+from activities.notify import NotifyActivities
 from activities.stack_check import StackCheckActivities
 from workers.client import connect_client
 from workers.config import Settings, resolve_database_url
+from workflows.kinds import CASE_WORKFLOWS
 from workflows.stack_check import StackCheckWorkflow
 
-WORKFLOWS: list[type] = [StackCheckWorkflow]
+WORKFLOWS: list[type] = [StackCheckWorkflow, *CASE_WORKFLOWS.values()]
 
 # Our pure modules are deterministic and side-effect free: passing them through the sandbox
 # avoids re-importing them (and rebuilding pydantic schemas) for every workflow run.
@@ -27,16 +32,22 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-def activities_for(pool: asyncpg.Pool) -> list:
-    return [StackCheckActivities(pool).record_stack_check]
+def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
+    return [
+        StackCheckActivities(pool).record_stack_check,
+        *GatherActivities(pool, settings).activities(),
+        *CaseActivities(pool, settings).activities(),
+        DirectoryActivities(pool).load_reviewer_roster,
+        NotifyActivities(pool, settings).notify_reviewers,
+    ]
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, **options) -> Worker:
+def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, *, task_queue: str | None = None, **options) -> Worker:
     return Worker(
         client,
-        task_queue=task_queue,
+        task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(pool),
+        activities=activities_for(pool, settings),
         workflow_runner=WORKFLOW_RUNNER,
         # A nondeterministic change fails the case visibly instead of retrying its task forever.
         workflow_failure_exception_types=[NondeterminismError],
@@ -55,7 +66,7 @@ async def run_worker(settings: Settings) -> None:
             names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
             raise SchemaBehind(f"the database schema is behind ({names} not applied): run `hitl migrate` first")
         client = await connect_client(settings)
-        worker = build_worker(client, pool, settings.task_queue)
+        worker = build_worker(client, pool, settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,130 @@
+"""The deterministic summarizer: a short markdown brief and a proposed path, citing the evidence.
+
+This is what a reviewer reads before deciding. It is built only from recorded inputs (payload,
+evidence, findings, precedents), so the same case always gets the same brief. The optional agent
+summarizer (activities/agent.py) may add advice beside it; it never replaces these facts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from gates.cases import CaseKind
+from gates.evidence import ContextBundle
+from gates.policy import PolicyEvaluation, ReasonCode
+from gates.precedent import Precedent
+
+_KIND_PHRASE = {
+    CaseKind.RENEWAL: "discount exception",
+    CaseKind.PROCUREMENT: "purchase over threshold",
+    CaseKind.ACCESS: "access exception",
+}
+_PAST = {"approve": "approved", "reject": "rejected"}
+
+
+class Proposal(BaseModel):
+    """The path the brief proposes; advice for the reviewer, never a decision."""
+
+    outcome: Literal["approve", "reject", "request_info", "none"]
+    rationale: str
+    cites: list[str] = Field(default_factory=list, description="Evidence labels and precedent case ids relied on")
+
+
+class ReviewerQuestion(BaseModel):
+    round: int
+    reviewer: str
+    question: str
+
+
+def precedent_headline(kind: CaseKind, tags: list[str], precedents: list[Precedent]) -> str:
+    """`discount exception approved after a service-impact precedent: 3 similar cases, all approved`."""
+    if not precedents:
+        return f"no similar {_KIND_PHRASE[kind]} in the record"
+    counts = Counter(p.outcome for p in precedents)
+    top, top_count = counts.most_common(1)[0]
+    shared = sorted(set(tags).intersection(*[set(p.tags) for p in precedents]))
+    after = f" after a {shared[0].replace('_', '-')} precedent" if shared else ""
+    n = len(precedents)
+    spread = f"all {_PAST.get(top, top)}" if top_count == n else ", ".join(f"{c} {_PAST.get(o, o)}" for o, c in counts.most_common())
+    return f"{_KIND_PHRASE[kind]} {_PAST.get(top, top)}{after}: {n} similar case{'s' if n != 1 else ''}, {spread}"
+
+
+def propose(evaluation: PolicyEvaluation, precedents: list[Precedent], context: ContextBundle) -> Proposal:
+    if not evaluation.requires_human:
+        allowed = ", ".join(f.rule_id for f in evaluation.findings)
+        return Proposal(outcome="approve", rationale=f"within policy {evaluation.policy}: rules {allowed} allow it")
+    if ReasonCode.AMBIGUOUS_OR_MISSING_DATA in evaluation.reason_codes:
+        missing = [f"{m.source}: {m.item}" for m in context.missing] or [
+            f.detail for f in evaluation.findings if f.reason_code == ReasonCode.AMBIGUOUS_OR_MISSING_DATA
+        ]
+        return Proposal(
+            outcome="request_info",
+            rationale="the record is incomplete, so no outcome is proposed; ask for: " + "; ".join(missing),
+            cites=[f"{m.source}: {m.item}" for m in context.missing],
+        )
+    if not precedents:
+        return Proposal(outcome="none", rationale="no similar past case; this needs the reviewer's own judgement")
+    counts = Counter(p.outcome for p in precedents)
+    top, top_count = counts.most_common(1)[0]
+    if top not in ("approve", "reject") or top_count * 2 <= len(precedents):
+        return Proposal(
+            outcome="none",
+            rationale=f"similar cases went both ways ({dict(counts)}); no outcome is proposed",
+            cites=[p.case_id for p in precedents],
+        )
+    return Proposal(
+        outcome=top,  # type: ignore[arg-type]
+        rationale=f"{top_count} of {len(precedents)} similar cases were {_PAST[top]}",
+        cites=[p.case_id for p in precedents if p.outcome == top],
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        shown = {k: v for k, v in value.items() if v not in (None, "", [], {})}
+        return "; ".join(f"{k}: {_fmt(v)}" for k, v in shown.items())
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value) or "none"
+    return str(value)
+
+
+def render_brief(
+    *,
+    ask: str,
+    requester: str,
+    justification: str,
+    context: ContextBundle,
+    evaluation: PolicyEvaluation,
+    precedents: list[Precedent],
+    headline: str,
+    proposal: Proposal,
+    questions: list[ReviewerQuestion],
+) -> str:
+    lines = [f"### {ask}", "", f"Requested by **{requester}**: {justification}", ""]
+    lines.append("**Key facts**")
+    for item in context.items:
+        lines.append(f"- {item.item.replace('_', ' ')}: {_fmt(item.value)} _({item.label})_")
+    for missing in context.missing:
+        lines.append(f"- **missing** {missing.source}: {missing.item} ({missing.error})")
+    if not context.items and not context.missing:
+        lines.append("- none gathered")
+    lines += ["", f"**Policy {evaluation.policy}**"]
+    for f in evaluation.findings:
+        mark = f"needs a human ({f.reason_code.value}, level {f.required_level + 1})" if f.requires_human else "ok"
+        lines.append(f"- {f.rule_id} {mark}: {f.description} ({f.detail})")
+    lines += ["", f"**Precedent**: {headline}"]
+    for p in precedents[:5]:
+        lines.append(f"- {p.case_id}: {p.outcome} by {p.decided_by} ({p.decided_at:%Y-%m-%d}): {p.reason}")
+    if questions:
+        lines += ["", "**Reviewer questions**"]
+        for q in questions:
+            lines.append(f"- round {q.round}, {q.reviewer}: {q.question}")
+    lines += ["", f"**Proposed**: {proposal.outcome}: {proposal.rationale}"]
+    return "\n".join(lines)

@@ -1,0 +1,240 @@
+"""The review gate: who may decide, what a decision looks like, and what happened while waiting.
+
+Pure domain: no Temporal imports. The workflow owns one `GateState`, hands it submissions from
+the `decide` signal and the `submit_decision` update, and waits on `decision`. Every check that
+decides whether a submission is accepted lives here, so the update validator, the signal handler
+and the unit tests apply the same rules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gates.cases import PersonId, Text
+from gates.policy import GateDefinition
+
+
+class DecisionOutcome(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    REQUEST_INFO = "request_info"
+
+
+class Decision(BaseModel):
+    """What a reviewer submits, through the UI, `temporal workflow signal`, or the CLI."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    outcome: DecisionOutcome
+    reviewer: PersonId
+    reason: Text = Field(description="Required: why, in the reviewer's words")
+
+
+Channel = Literal["update", "signal", "policy", "timeout", "operator"]
+
+
+class AcceptedDecision(BaseModel):
+    outcome: str  # approve, reject, request_info, or the gate's timeout outcome
+    decided_by: str
+    reason: str
+    via: Channel
+    level: int
+    group: str | None = None
+    at: datetime
+
+
+class RejectedAttempt(BaseModel):
+    """A submission that was not accepted; kept so the case state and the trace show it."""
+
+    at: datetime
+    via: Channel
+    reviewer: str | None
+    payload: Any
+    error: str
+
+
+class Escalation(BaseModel):
+    from_level: int
+    to_level: int
+    to_group: str
+    at: datetime
+    reason: str
+
+
+class Reminder(BaseModel):
+    level: int
+    group: str
+    at: datetime
+
+
+class DecisionReceipt(BaseModel):
+    """What the update returns to its caller."""
+
+    case_id: str
+    accepted: bool
+    outcome: str
+    reviewer: str
+    level: int
+    message: str
+
+
+def format_validation_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "payload"
+        parts.append(f"{where}: {e['msg']}")
+    return "invalid decision: " + "; ".join(parts)
+
+
+class GateState(BaseModel):
+    """One gate round: opened at a level, escalated by timers, closed by a decision."""
+
+    definition: GateDefinition
+    requester: str
+    roster: dict[str, list[str]] = Field(description="Members of each level's group, resolved when the gate opened")
+    level: int
+    round: int = Field(default=1, description="1 + number of request_info round trips so far")
+    opened_at: datetime
+    level_started_at: datetime
+    open: bool = True
+    decision: AcceptedDecision | None = None
+    reminders: list[Reminder] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    rejected_attempts: list[RejectedAttempt] = Field(default_factory=list)
+
+    # -- who may decide -----------------------------------------------------------------------
+
+    @property
+    def current_group(self) -> str:
+        return self.definition.levels[self.level].group
+
+    def eligible_groups(self) -> list[str]:
+        """The current level's group and every higher level's."""
+        return [lvl.group for lvl in self.definition.levels[self.level :]]
+
+    def may_decide(self) -> list[str]:
+        people: list[str] = []
+        for group in self.eligible_groups():
+            for person in self.roster.get(group, []):
+                if person not in people and person != self.requester:
+                    people.append(person)
+        return people
+
+    def level_of(self, reviewer: str) -> int | None:
+        """The highest eligible level the reviewer belongs to (decisions record the seat they used)."""
+        for index in range(len(self.definition.levels) - 1, self.level - 1, -1):
+            if reviewer in self.roster.get(self.definition.levels[index].group, []):
+                return index
+        return None
+
+    # -- deadlines ----------------------------------------------------------------------------
+
+    def remind_at(self) -> datetime:
+        return self.level_started_at + self.definition.levels[self.level].remind_after
+
+    def escalate_at(self) -> datetime:
+        return self.level_started_at + self.definition.levels[self.level].escalate_after
+
+    def is_last_level(self) -> bool:
+        return self.level == len(self.definition.levels) - 1
+
+    # -- submissions --------------------------------------------------------------------------
+
+    def problem_with(self, decision: Decision) -> str | None:
+        """Why this decision cannot be accepted now, or None. Read-only: safe in an update validator."""
+        if not self.open:
+            if self.decision is not None:
+                d = self.decision
+                return f"case already decided: {d.outcome} by {d.decided_by} at {d.at.isoformat(timespec='seconds')}"
+            return "case is not waiting for a decision"
+        if decision.reviewer == self.requester:
+            return f"{decision.reviewer} requested this case and may not decide it"
+        if self.level_of(decision.reviewer) is None:
+            groups = ", ".join(self.eligible_groups())
+            return (
+                f"{decision.reviewer} may not decide at level {self.level + 1} "
+                f"({self.definition.levels[self.level].title}); allowed groups: {groups}"
+            )
+        return None
+
+    def accept(self, decision: Decision, via: Channel, now: datetime) -> AcceptedDecision:
+        """Close the gate with this decision. Call only after `problem_with` returned None."""
+        level = self.level_of(decision.reviewer)
+        assert level is not None and self.open
+        self.decision = AcceptedDecision(
+            outcome=decision.outcome.value,
+            decided_by=decision.reviewer,
+            reason=decision.reason,
+            via=via,
+            level=level,
+            group=self.definition.levels[level].group,
+            at=now,
+        )
+        self.open = False
+        return self.decision
+
+    def submit_raw(self, payload: Any, via: Channel, now: datetime) -> AcceptedDecision | None:
+        """The signal path: validate anything, never raise; a bad submission becomes a rejected attempt."""
+        reviewer = payload.get("reviewer") if isinstance(payload, dict) else None
+        try:
+            decision = Decision.model_validate(payload)
+        except ValidationError as err:
+            self.reject(payload, via, now, format_validation_error(err), reviewer if isinstance(reviewer, str) else None)
+            return None
+        problem = self.problem_with(decision)
+        if problem:
+            self.reject(payload, via, now, problem, decision.reviewer)
+            return None
+        return self.accept(decision, via, now)
+
+    def reject(self, payload: Any, via: Channel, now: datetime, error: str, reviewer: str | None) -> None:
+        self.rejected_attempts.append(RejectedAttempt(at=now, via=via, reviewer=reviewer, payload=payload, error=error))
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def record_reminder(self, now: datetime) -> Reminder:
+        reminder = Reminder(level=self.level, group=self.current_group, at=now)
+        self.reminders.append(reminder)
+        return reminder
+
+    def escalate(self, now: datetime, reason: str) -> Escalation:
+        assert not self.is_last_level()
+        escalation = Escalation(
+            from_level=self.level,
+            to_level=self.level + 1,
+            to_group=self.definition.levels[self.level + 1].group,
+            at=now,
+            reason=reason,
+        )
+        self.level += 1
+        self.level_started_at = now
+        self.escalations.append(escalation)
+        return escalation
+
+    def time_out(self, now: datetime) -> AcceptedDecision:
+        """The last level's deadline passed: the policy's timeout outcome is recorded like any decision."""
+        self.decision = AcceptedDecision(
+            outcome=self.definition.timeout_outcome,
+            decided_by=f"timeout:{self.definition.name}",
+            reason=(
+                f"no decision within {_human(self.definition.levels[self.level].escalate_after)} at the last level "
+                f"({self.definition.levels[self.level].title}); policy outcome on timeout is {self.definition.timeout_outcome}"
+            ),
+            via="timeout",
+            level=self.level,
+            group=self.current_group,
+            at=now,
+        )
+        self.open = False
+        return self.decision
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,173 @@
+"""The decision trace: the record of who decided what, on which evidence, under which policy.
+
+Shaped like the seed document's `decision_trace` block (name, entities, inputs, human_gate),
+extended with everything an auditor or the next similar case needs. It is written once per case
+to PostgreSQL and becomes a precedent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gates.brief import Proposal, ReviewerQuestion
+from gates.gate import AcceptedDecision, Escalation, GateState, RejectedAttempt, Reminder
+from gates.policy import Finding, PolicyEvaluation
+from gates.precedent import Precedent, PrecedentFeatures
+
+
+class CaseState(StrEnum):
+    GATHERING = "gathering"
+    WAITING = "waiting"
+    RECORDING = "recording"
+    DECIDED = "decided"
+
+
+class AgentNote(BaseModel):
+    """What the optional agent summarizer advised, or why it was not used."""
+
+    used: bool
+    advice: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class CaseSummary(BaseModel):
+    """Output of the summarize step: the deterministic brief and proposal, plus optional agent advice."""
+
+    brief: str
+    proposal: Proposal
+    agent: AgentNote
+
+
+class DecisionTrace(BaseModel):
+    decision_trace: str = Field(description="Trace name, e.g. renewal_discount_exception")
+    entities: dict[str, str] = Field(description="account, renewal, policy, ...")
+    inputs: list[str] = Field(description="Each source and item consulted, e.g. 'crm: enterprise_arr'")
+    human_gate: str | None = Field(description="finance / ops / security; None when policy decided alone")
+    case_id: str
+    business_key: str
+    workflow_id: str
+    run_id: str
+    otel_trace_id: str | None = None
+    request: dict[str, Any]
+    brief: str
+    findings: list[Finding]
+    reason_codes: list[str]
+    proposal: Proposal
+    agent: AgentNote
+    precedent_headline: str
+    precedents_cited: list[str]
+    features: PrecedentFeatures
+    outcome: str
+    decided_by: str
+    decided_via: str
+    reason: str
+    decided_level: int | None
+    rounds: list[AcceptedDecision] = Field(default_factory=list, description="request_info decisions before the final one")
+    questions: list[ReviewerQuestion] = Field(default_factory=list)
+    reminders: list[Reminder] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    rejected_attempts: list[RejectedAttempt] = Field(default_factory=list)
+    operator_actions: list[dict[str, Any]] = Field(default_factory=list)
+    opened_at: datetime
+    gate_opened_at: datetime | None
+    decided_at: datetime
+
+
+class RecordDecisionInput(BaseModel):
+    decision_key: str = Field(description="Chosen by the workflow; the same key never writes twice")
+    trace: DecisionTrace
+
+
+class RecordReceipt(BaseModel):
+    trace_id: int
+    newly_recorded: bool
+    otel_trace_id: str | None
+
+
+class GateView(BaseModel):
+    gate: str
+    title: str
+    level: int
+    level_title: str
+    group: str
+    eligible_groups: list[str]
+    may_decide: list[str]
+    opened_at: datetime
+    remind_at: datetime
+    next_deadline: datetime
+    deadline_action: str
+    rejected_attempts: list[RejectedAttempt]
+    reminders: list[Reminder]
+    escalations: list[Escalation]
+
+
+class CaseView(BaseModel):
+    """What `hitl show`, the UI's current details and services see of a case."""
+
+    case_id: str
+    kind: str
+    state: CaseState
+    ask: str
+    requester: str
+    policy: str
+    brief: str | None
+    findings: list[Finding]
+    reason_codes: list[str]
+    proposal: Proposal | None
+    precedent_headline: str | None
+    precedents: list[Precedent]
+    gate: GateView | None
+    decision: AcceptedDecision | None
+    rounds: list[AcceptedDecision]
+    rejected_attempts: list[RejectedAttempt]
+    questions: list[ReviewerQuestion]
+
+
+class CaseResult(BaseModel):
+    """The workflow's result."""
+
+    case_id: str
+    outcome: str
+    decided_by: str
+    decided_via: str
+    reason: str
+    trace_id: int
+
+
+def gate_view(gate: GateState) -> GateView:
+    level = gate.definition.levels[gate.level]
+    return GateView(
+        gate=gate.definition.name,
+        title=gate.definition.title,
+        level=gate.level,
+        level_title=level.title,
+        group=level.group,
+        eligible_groups=gate.eligible_groups(),
+        may_decide=gate.may_decide(),
+        opened_at=gate.opened_at,
+        remind_at=gate.remind_at(),
+        next_deadline=gate.escalate_at(),
+        deadline_action="times out" if gate.is_last_level() else f"escalates to {gate.definition.levels[gate.level + 1].title}",
+        rejected_attempts=gate.rejected_attempts,
+        reminders=gate.reminders,
+        escalations=gate.escalations,
+    )
+
+
+__all__ = [
+    "AgentNote",
+    "CaseResult",
+    "CaseState",
+    "CaseSummary",
+    "CaseView",
+    "DecisionTrace",
+    "GateView",
+    "PolicyEvaluation",
+    "RecordDecisionInput",
+    "RecordReceipt",
+    "gate_view",
+]

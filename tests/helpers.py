@@ -1,0 +1,82 @@
+"""Shared test helpers: workers on unique task queues, polling instead of sleeping, subprocess plumbing."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from workers.config import Settings
+from workers.worker import build_worker
+
+HITL = str(Path(sys.executable).parent / "hitl")
+NO_CONFIG_FILE = "/nonexistent/hitl-tests/temporal.toml"
+
+
+def unique_task_queue(prefix: str = "test") -> str:
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+def new_worker(
+    client: Client, pool: asyncpg.Pool, *, task_queue: str | None = None, settings: Settings | None = None, **kw: Any
+) -> Worker:
+    """The project's worker (all workflows and activities) on its own task queue; use as `async with`.
+
+    The queue is on `worker.task_queue`. `settings` defaults to a clean Settings (local connectors, no agent)."""
+    settings = settings or Settings(_env_file=None, database_url=None)
+    return build_worker(client, pool, settings, task_queue=task_queue or unique_task_queue(), **kw)
+
+
+async def assert_eventually(fn: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0, interval: float = 0.1) -> Any:
+    """Call `fn` until it returns without raising AssertionError (and not False); return its result.
+
+    On timeout the last AssertionError is raised, so the failure says what was still wrong."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = fn()
+            if inspect.isawaitable(result):
+                result = await result
+            assert result is not False, f"{getattr(fn, '__name__', fn)} returned False"
+            return result
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(interval)
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """os.environ without any TEMPORAL_* / HITL_* setting, Temporal's profile file pointed at nothing, plus overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "HITL_"))}
+    env["TEMPORAL_CONFIG_FILE"] = NO_CONFIG_FILE
+    env.update(overrides)
+    return env
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
+
+
+async def wait_for_text(path: Path, text: str, timeout: float, process=None) -> str:
+    """Poll a log file until it contains `text`; fail early (with the log) if `process` exits first."""
+    deadline = time.monotonic() + timeout
+    content = ""
+    while time.monotonic() < deadline:
+        content = path.read_text(errors="replace") if path.exists() else ""
+        if text in content:
+            return content
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"process exited with {process.returncode} before printing {text!r}:\n{content}")
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{text!r} not printed within {timeout:.0f}s:\n{content}")
