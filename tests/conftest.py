@@ -4,6 +4,8 @@ and the time-skipping test server. Every test uses its own task queue / database
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import sys
 import uuid
 from pathlib import Path
@@ -43,7 +45,10 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory):
             await conn.close()
         yield external
         return
-    layout = prepare_postgres(tmp_path_factory.mktemp("postgres") / "pg")
+    # Not under pytest's tmp dir: pytest resets `pytest-of-<user>` to mode 0700 at every session start,
+    # which locks out the unprivileged user PostgreSQL runs as when the tests run as root.
+    base = Path(tempfile.mkdtemp(prefix="hitl-test-pg-"))
+    layout = prepare_postgres(base / "pg")
     port = free_port()
     child = start_postgres(
         layout, port, extra_settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -59,6 +64,7 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory):
         yield dsn
     finally:
         child.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(scope="session")

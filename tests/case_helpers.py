@@ -1,0 +1,93 @@
+"""Helpers for tests that run whole cases: a seeded world per test, unique case IDs, polling the gate.
+
+Import the fixtures into a test module with `from tests.case_helpers import world_pool  # noqa: F401`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+
+from activities.migrations import apply_migrations
+from activities.seed import seed_demo_world
+from gates.cases import CaseKind, CaseRequest, REQUEST_MODELS
+from gates.trace import CaseView
+from tests.helpers import assert_eventually, with_database
+from workflows.kinds import CASE_WORKFLOWS
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# The example files: one per kind that needs a human, one per kind that policy decides alone.
+HUMAN_EXAMPLES = {
+    CaseKind.RENEWAL: "renewal_acme_fy26.json",
+    CaseKind.PROCUREMENT: "procurement_northwind_reserved.json",
+    CaseKind.ACCESS: "access_eng_lee_prod_db_admin.json",
+}
+AUTO_EXAMPLES = {
+    CaseKind.RENEWAL: "renewal_globex_fy26_within_policy.json",
+    CaseKind.PROCUREMENT: "procurement_woodgrove_within_policy.json",
+    CaseKind.ACCESS: "access_eng_lee_github_within_policy.json",
+}
+# Someone who may decide each human example at the level it opens at (with the seeded precedent).
+FIRST_REVIEWER = {CaseKind.RENEWAL: "fin_rev_ana", CaseKind.PROCUREMENT: "vp_ops_raj", CaseKind.ACCESS: "sec_rev_eli"}
+GATE_OF = {CaseKind.RENEWAL: "finance", CaseKind.PROCUREMENT: "ops", CaseKind.ACCESS: "security"}
+
+
+def example(kind: CaseKind, *, human: bool, **changes) -> CaseRequest:
+    name = (HUMAN_EXAMPLES if human else AUTO_EXAMPLES)[kind]
+    data = json.loads((EXAMPLES / name).read_text())
+    data.update(changes)
+    return REQUEST_MODELS[kind].model_validate(data)
+
+
+@pytest_asyncio.fixture
+async def world_pool(database_url: str):
+    """A fresh database with the schema and the seeded demo world, so precedent counts are known."""
+    name = f"w_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(with_database(database_url, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    pool = await asyncpg.create_pool(with_database(database_url, name), min_size=1, max_size=10)
+    try:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+            await seed_demo_world(conn)
+        yield pool
+    finally:
+        await pool.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def start_case(client: Client, request: CaseRequest, task_queue: str) -> WorkflowHandle:
+    """Start with a unique workflow ID (the servers are shared by the whole session)."""
+    return await client.start_workflow(
+        CASE_WORKFLOWS[request.kind].run,  # typed: result() decodes a CaseResult
+        request,
+        id=f"{request.case_id()}#{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+    )
+
+
+async def case_view(handle: WorkflowHandle) -> CaseView:
+    return await handle.query("case_state", result_type=CaseView)
+
+
+async def wait_until_waiting(handle: WorkflowHandle, *, round_no: int = 1, timeout: float = 30) -> CaseView:
+    async def waiting() -> CaseView:
+        view = await case_view(handle)
+        assert view.state.value == "waiting" and view.gate is not None, f"state is {view.state.value}"
+        assert len(view.rounds) == round_no - 1, f"round {len(view.rounds) + 1}"
+        return view
+
+    return await assert_eventually(waiting, timeout=timeout, interval=0.2)
+
+
+async def trace_row(pool: asyncpg.Pool, workflow_id: str) -> asyncpg.Record:
+    rows = await pool.fetch("SELECT * FROM decision_traces WHERE case_id = $1", workflow_id)
+    assert len(rows) == 1, f"expected exactly one decision row for {workflow_id}, found {len(rows)}"
+    return rows[0]

@@ -1,0 +1,139 @@
+"""Every path of every kind, on the time-skipping server with real activities and a real PostgreSQL:
+auto-decided, approved, rejected, request_info and back, and reminded, escalated and timed out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from temporalio.client import WorkflowHandle
+
+from gates.cases import CaseKind
+from gates.gate import Decision
+from gates.policy import bundled_policy_dir, load_policies
+from gates.trace import CaseResult
+from tests.case_helpers import (  # noqa: F401  (world_pool is a fixture)
+    FIRST_REVIEWER,
+    GATE_OF,
+    example,
+    start_case,
+    trace_row,
+    wait_until_waiting,
+    world_pool,
+)
+from tests.helpers import new_worker
+
+KINDS = list(CaseKind)
+POLICIES = load_policies(bundled_policy_dir())
+
+
+async def _result(handle: WorkflowHandle) -> CaseResult:
+    return await handle.result()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_case_within_policy_is_decided_by_policy_and_recorded_with_the_rules_that_allowed_it(
+    time_skipping_env, world_pool, kind
+):
+    async with new_worker(time_skipping_env.client, world_pool) as worker:
+        handle = await start_case(time_skipping_env.client, example(kind, human=False), worker.task_queue)
+        result = await _result(handle)
+    policy = POLICIES[kind]
+    assert result.outcome == "approve"
+    assert result.decided_by == f"policy:{policy.ref}"
+    row = await trace_row(world_pool, handle.id)
+    trace = json.loads(row["trace"])
+    assert row["decided_via"] == "policy" and row["gate"] is None
+    assert trace["human_gate"] is None
+    assert {f["rule_id"] for f in trace["findings"]} == {r.id for r in policy.rules}
+    assert not any(f["requires_human"] for f in trace["findings"])
+    assert trace["entities"]["policy"] == policy.ref
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_reviewer_approves_through_the_update_and_the_trace_names_them(time_skipping_env, world_pool, kind):
+    reviewer = FIRST_REVIEWER[kind]
+    async with new_worker(time_skipping_env.client, world_pool) as worker:
+        handle = await start_case(time_skipping_env.client, example(kind, human=True), worker.task_queue)
+        view = await wait_until_waiting(handle)
+        assert reviewer in view.gate.may_decide
+        receipt = await handle.execute_update(
+            "submit_decision", Decision(outcome="approve", reviewer=reviewer, reason="evidence supports it")
+        )
+        result = await _result(handle)
+    assert receipt["accepted"] is True
+    assert (result.outcome, result.decided_by, result.decided_via) == ("approve", reviewer, "update")
+    row = await trace_row(world_pool, handle.id)
+    trace = json.loads(row["trace"])
+    assert trace["decision_trace"] == kind.value
+    assert trace["human_gate"] == GATE_OF[kind]
+    assert trace["reason"] == "evidence supports it"
+    assert trace["inputs"], "the trace lists the evidence consulted"
+    assert trace["brief"].startswith("### ")
+    precedent = await world_pool.fetchrow("SELECT outcome, decided_by FROM precedents WHERE case_id = $1", handle.id)
+    assert dict(precedent) == {"outcome": "approve", "decided_by": reviewer}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_reviewer_rejects_through_the_decide_signal(time_skipping_env, world_pool, kind):
+    reviewer = FIRST_REVIEWER[kind]
+    async with new_worker(time_skipping_env.client, world_pool) as worker:
+        handle = await start_case(time_skipping_env.client, example(kind, human=True), worker.task_queue)
+        await wait_until_waiting(handle)
+        await handle.signal("decide", {"outcome": "reject", "reviewer": reviewer, "reason": "not this quarter"})
+        result = await _result(handle)
+    assert (result.outcome, result.decided_by, result.decided_via) == ("reject", reviewer, "signal")
+    row = await trace_row(world_pool, handle.id)
+    assert (row["outcome"], row["decided_by"], row["reason"]) == ("reject", reviewer, "not this quarter")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_request_info_goes_back_to_gathering_then_returns_to_the_gate(time_skipping_env, world_pool, kind):
+    reviewer = FIRST_REVIEWER[kind]
+    async with new_worker(time_skipping_env.client, world_pool) as worker:
+        handle = await start_case(time_skipping_env.client, example(kind, human=True), worker.task_queue)
+        await wait_until_waiting(handle)
+        await handle.execute_update(
+            "submit_decision",
+            Decision(outcome="request_info", reviewer=reviewer, reason="What did the customer sign last year?"),
+        )
+        view = await wait_until_waiting(handle, round_no=2)
+        assert [q.question for q in view.questions] == ["What did the customer sign last year?"]
+        assert "What did the customer sign last year?" in view.brief
+        await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer=reviewer, reason="answered"))
+        result = await _result(handle)
+        history = await handle.fetch_history()
+    assert result.outcome == "approve"
+    gathered_rounds = {
+        e.activity_task_scheduled_event_attributes.activity_id
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_id.startswith("summarize-")
+    }
+    assert gathered_rounds == {"summarize-1", "summarize-2"}, "evidence was gathered and summarized again"
+    trace = json.loads((await trace_row(world_pool, handle.id))["trace"])
+    assert [r["outcome"] for r in trace["rounds"]] == ["request_info"]
+    assert trace["questions"][0]["question"] == "What did the customer sign last year?"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_silent_gate_reminds_escalates_through_every_level_and_times_out(time_skipping_env, world_pool, kind):
+    policy = POLICIES[kind]
+    levels = policy.gate.levels
+    async with new_worker(time_skipping_env.client, world_pool) as worker:
+        handle = await start_case(time_skipping_env.client, example(kind, human=True), worker.task_queue)
+        start_level = (await wait_until_waiting(handle)).gate.level
+        result = await _result(handle)  # the time-skipping server fast-forwards through every timer
+    assert result.outcome == policy.gate.timeout_outcome
+    assert result.decided_by == f"timeout:{policy.gate.name}"
+    assert result.decided_via == "timeout"
+    trace = json.loads((await trace_row(world_pool, handle.id))["trace"])
+    assert [e["to_group"] for e in trace["escalations"]] == [lvl.group for lvl in levels[start_level + 1 :]]
+    assert [r["group"] for r in trace["reminders"]] == [lvl.group for lvl in levels[start_level:]]
+    notes = await world_pool.fetch(
+        "SELECT kind, reviewer_group FROM notifications WHERE case_id = $1 ORDER BY id", handle.id
+    )
+    kinds = [n["kind"] for n in notes]
+    assert kinds.count("reminder") == len(levels) - start_level
+    assert kinds.count("escalation") == len(levels) - start_level - 1
+    assert kinds[-1] == "timeout"
