@@ -8,7 +8,8 @@ anything permanent comes back as `MissingContext` in the result, never as an exc
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 import asyncpg
 from temporalio import activity

@@ -62,25 +62,31 @@ PEOPLE: list[tuple[str, str, str, str | None, bool]] = [
 ]
 
 # (group_id, gate, description, members). The policy files name these groups as escalation levels.
+# fmt: off
 REVIEWER_GROUPS: list[tuple[str, str, str, list[str]]] = [
-    ("finance_reviewers", "finance", "Deal desk: first review of discount exceptions", ["fin_rev_ana", "fin_rev_ben", "fin_rev_greta"]),
-    ("finance_directors", "finance", "Finance directors: escalated discount exceptions", ["fin_dir_omar", "fin_dir_lina"]),
+    ("finance_reviewers", "finance", "Deal desk: first review of discount exceptions",
+     ["fin_rev_ana", "fin_rev_ben", "fin_rev_greta"]),
+    ("finance_directors", "finance", "Finance directors: escalated discount exceptions",
+     ["fin_dir_omar", "fin_dir_lina"]),
     ("cfo_office", "finance", "Office of the CFO: final finance escalation", ["cfo_jane", "fin_cos_raf"]),
     ("ops_reviewers", "ops", "Procurement: first review of threshold breaches", ["ops_rev_kim", "ops_rev_tom"]),
     ("ops_vp_approvers", "ops", "VP approval for purchases over threshold", ["vp_ops_raj", "vp_proc_dana"]),
     ("coo_office", "ops", "Office of the COO: final ops escalation", ["coo_mia", "ops_cos_ivy"]),
-    ("security_reviewers", "security", "Security analysts: first review of access escalations", ["sec_rev_eli", "sec_rev_zoe"]),
-    ("security_leads", "security", "Security leads: privileged and long-lived access", ["sec_lead_noor", "sec_lead_viktor"]),
+    ("security_reviewers", "security", "Security analysts: first review of access escalations",
+     ["sec_rev_eli", "sec_rev_zoe"]),
+    ("security_leads", "security", "Security leads: privileged and long-lived access",
+     ["sec_lead_noor", "sec_lead_viktor"]),
     ("ciso_office", "security", "Office of the CISO: final security escalation", ["ciso_sam", "sec_cos_ada"]),
 ]
+# fmt: on
 
 # --- CRM ------------------------------------------------------------------------------------
 # (account_id, name, tier, enterprise_arr_usd, contract_terms, account_owner)
+# fmt: off
 ACCOUNTS: list[tuple[str, str, str, int, str, str]] = [
     ("acme_enterprise", "Acme Enterprise", "enterprise", 1_200_000,
      "3-year MSA renewed annually; net 45; 99.95% uptime SLA with service credits", "ae_sam"),
-    ("globex_corp", "Globex Corporation", "enterprise", 2_400_000,
-     "2-year MSA; net 30; 99.9% uptime SLA", "ae_jordan"),
+    ("globex_corp", "Globex Corporation", "enterprise", 2_400_000, "2-year MSA; net 30; 99.9% uptime SLA", "ae_jordan"),
     ("initech", "Initech", "growth", 310_000, "Annual subscription; net 30; standard SLA", "ae_sam"),
     ("umbrella_health", "Umbrella Health", "enterprise", 890_000,
      "3-year MSA; net 60; 99.95% uptime SLA; HIPAA BAA", "ae_jordan"),
@@ -90,13 +96,16 @@ ACCOUNTS: list[tuple[str, str, str, int, str, str]] = [
     ("soylent_foods", "Soylent Foods", "starter", 48_000, "Monthly plan billed annually; standard SLA", "ae_jordan"),
     ("tyrell_robotics", "Tyrell Robotics", "enterprise", 980_000,
      "2-year MSA; net 45; 99.95% uptime SLA with service credits", "ae_sam"),
-    ("cyberdyne_systems", "Cyberdyne Systems", "growth", 275_000, "Annual subscription; net 30; standard SLA", "ae_jordan"),
+    ("cyberdyne_systems", "Cyberdyne Systems", "growth", 275_000,
+     "Annual subscription; net 30; standard SLA", "ae_jordan"),
     ("massive_dynamic", "Massive Dynamic", "enterprise", 3_100_000,
      "5-year enterprise agreement; net 60; 99.99% uptime SLA", "ae_sam"),
-    ("vandelay_imports", "Vandelay Industries", "starter", 36_000, "Monthly plan billed annually; standard SLA", "ae_jordan"),
+    ("vandelay_imports", "Vandelay Industries", "starter", 36_000,
+     "Monthly plan billed annually; standard SLA", "ae_jordan"),
     ("pied_piper", "Pied Piper", "starter", 22_000, "Monthly plan; standard SLA", "ae_sam"),
     ("oscorp", "Oscorp", "growth", 515_000, "Annual subscription; net 30; 99.9% uptime SLA", "ae_jordan"),
 ]
+# fmt: on
 
 # (incident_id, account_id, severity, opened days ago, hours to resolve or None (open), title, service_impacting)
 INCIDENTS: list[tuple[str, str, str, float, float | None, str, bool]] = [
@@ -143,14 +152,27 @@ THREADS: list[Thread] = [
         "#deal-desk-acme",
         "Acme Enterprise FY26 renewal: 25% discount exception",
         [
-            Message("ae_sam", 72, "Acme is asking for 25% off the FY26 renewal. Their procurement lead points at the sev1 "
-                    "on the EU cluster (inc-4127): their order pipeline was down for six and a half hours."),
+            Message(
+                "ae_sam",
+                72,
+                "Acme is asking for 25% off the FY26 renewal. Their procurement lead points at the sev1 "
+                "on the EU cluster (inc-4127): their order pipeline was down for six and a half hours.",
+            ),
             Message("vp_sales_lee", 70, "That outage hit them during their quarter close. What do we get in return?"),
-            Message("ae_sam", 49, "Their CFO put it in writing on the call today; quote below. They want the answer "
-                    "before their board meeting next Thursday."),
-            Message("vp_sales_lee", 47, f"Approved from the sales side: 25% on FY26, conditional on the 3-year term. "
-                    f"Customer commitment, quoting their CFO: \"{ACME_COMMITMENT}\" Sending to Finance for the exception.",
-                    states_approval=True, customer_commitment=ACME_COMMITMENT),
+            Message(
+                "ae_sam",
+                49,
+                "Their CFO put it in writing on the call today; quote below. They want the answer "
+                "before their board meeting next Thursday.",
+            ),
+            Message(
+                "vp_sales_lee",
+                47,
+                f"Approved from the sales side: 25% on FY26, conditional on the 3-year term. "
+                f'Customer commitment, quoting their CFO: "{ACME_COMMITMENT}" Sending to Finance for the exception.',
+                states_approval=True,
+                customer_commitment=ACME_COMMITMENT,
+            ),
             Message("ae_sam", 46, "Thanks Lee, opening the discount exception case now."),
         ],
     ),
@@ -181,7 +203,9 @@ THREADS: list[Thread] = [
         "#cs-escalations",
         "Tyrell: telemetry loss and renewal risk",
         [
-            Message("ae_sam", 30, "Tyrell is unhappy about the telemetry drops (inc-4176) and hints at a discount ask."),
+            Message(
+                "ae_sam", 30, "Tyrell is unhappy about the telemetry drops (inc-4176) and hints at a discount ask."
+            ),
             Message("vp_sales_lee", 28, "No commitments until engineering has a fix date. Keep me posted."),
         ],
     ),
@@ -319,81 +343,159 @@ class PastDecision:
 _GATES = {CaseKind.RENEWAL: "finance", CaseKind.PROCUREMENT: "ops", CaseKind.ACCESS: "security"}
 _POLICIES = {CaseKind.RENEWAL: RENEWAL_POLICY, CaseKind.PROCUREMENT: PROCUREMENT_POLICY, CaseKind.ACCESS: ACCESS_POLICY}
 _ACCOUNT_OWNERS = {account[0]: account[5] for account in ACCOUNTS}
-_RENEWAL_INPUTS = ["crm: enterprise_arr", "crm: service_impact", "crm: tier"]
-_PROCUREMENT_INPUTS = ["vendor_master: vendor_status", "vendor_master: preferred", "finance: budget_remaining_usd", "procurement: prior_purchases"]
-_ACCESS_INPUTS = ["iam: subject_active", "iam: entitlement_owners", "iam: prior_exceptions"]
 
 
-def _renewal(account: str, renewal: str, pct: str, tags: list[str], outcome: str, by: str, reason: str, days: int,
-             *, codes: list[str] | None = None, thread: str | None = None) -> PastDecision:
+def _renewal(*, account: str, renewal: str, discount_pct: str, thread: str | None = None, **decision) -> PastDecision:
     return PastDecision(
-        CaseKind.RENEWAL, f"{account}/{renewal}", {"account": account, "renewal": renewal, "policy": RENEWAL_POLICY},
-        Decimal(pct), codes or ["threshold_breach"], tags, outcome, by, reason, days, _ACCOUNT_OWNERS[account],
-        _RENEWAL_INPUTS + ([f"chat: {thread}"] if thread else []),
+        kind=CaseKind.RENEWAL,
+        business_key=f"{account}/{renewal}",
+        entities={"account": account, "renewal": renewal, "policy": RENEWAL_POLICY},
+        magnitude=Decimal(discount_pct),
+        requester=_ACCOUNT_OWNERS[account],
+        inputs=["crm: enterprise_arr", "crm: service_impact", "crm: tier"] + ([f"chat: {thread}"] if thread else []),
+        **decision,
     )
 
 
-def _purchase(vendor: str, request_id: str, amount: int, cost_centre: str, tags: list[str], outcome: str, by: str,
-              reason: str, days: int, *, codes: list[str] | None = None) -> PastDecision:
+def _purchase(*, vendor: str, request_id: str, amount_usd: int, cost_centre: str, **decision) -> PastDecision:
     return PastDecision(
-        CaseKind.PROCUREMENT, f"{vendor}/{request_id}",
-        {"vendor": vendor, "request_id": request_id, "cost_centre": cost_centre, "policy": PROCUREMENT_POLICY},
-        amount, codes or ["threshold_breach"], tags, outcome, by, reason, days, "buyer_pat", _PROCUREMENT_INPUTS,
+        kind=CaseKind.PROCUREMENT,
+        business_key=f"{vendor}/{request_id}",
+        entities={"vendor": vendor, "request_id": request_id, "cost_centre": cost_centre, "policy": PROCUREMENT_POLICY},
+        magnitude=amount_usd,
+        requester="buyer_pat",
+        inputs=[
+            "vendor_master: vendor_status",
+            "vendor_master: preferred",
+            "finance: budget_remaining_usd",
+            "procurement: prior_purchases",
+        ],
+        **decision,
     )
 
 
-def _access(user: str, system: str, entitlement: str, duration_days: int, tags: list[str], outcome: str, by: str,
-            reason: str, days: int, *, codes: list[str] | None = None, requester: str = "it_admin_kai") -> PastDecision:
+def _access(*, user: str, system: str, entitlement: str, duration_days: int, **decision) -> PastDecision:
     return PastDecision(
-        CaseKind.ACCESS, f"{user}/{system}/{entitlement}",
-        {"subject_user": user, "system": system, "entitlement": entitlement, "policy": ACCESS_POLICY},
-        duration_days, codes or ["threshold_breach"], tags, outcome, by, reason, days, requester, _ACCESS_INPUTS,
+        kind=CaseKind.ACCESS,
+        business_key=f"{user}/{system}/{entitlement}",
+        entities={"subject_user": user, "system": system, "entitlement": entitlement, "policy": ACCESS_POLICY},
+        magnitude=duration_days,
+        inputs=["iam: subject_active", "iam: entitlement_owners", "iam: prior_exceptions"],
+        **decision,
     )
 
 
+_SERVICE_IMPACT_APPROVAL = "Discount exception approved after a service-impact precedent"
+
+# Tags use the vocabulary `gates.kinds` derives for new cases (service_impact, customer_commitment,
+# preferred_vendor, new_vendor, high_risk_vendor, privileged, temporary, repeat_exception), so
+# precedent lookup (same kind and amount band, overlapping tags) finds these for similar cases.
+
+# fmt: off
 PAST_DECISIONS: list[PastDecision] = [
     # Renewals: three service-impact exceptions in the 20-30% band, all approved by finance.
-    _renewal("globex_corp", "fy25", "22", ["service_impact"], "approve", "fin_dir_omar",
-             "Discount exception approved after a service-impact precedent: 4-hour sev2 data-sync outage; 22% for a 2-year term.", 290),
-    _renewal("umbrella_health", "fy26", "25", ["service_impact"], "approve", "fin_rev_ana",
-             "Discount exception approved after a service-impact precedent: claims API sev2 during open enrolment; renewal at the same term.", 50),
-    _renewal("hooli", "fy25", "20", ["service_impact"], "approve", "fin_dir_omar",
-             "Discount exception approved after a service-impact precedent: 11-hour US-West sev1; discount limited to one year.", 380),
-    _renewal("massive_dynamic", "fy25", "12", ["customer_commitment"], "approve", "fin_rev_ben",
-             "Approved: 12% in exchange for a written 5-year commitment quoted by the customer's CFO.", 410,
-             codes=["threshold_breach", "customer_commitment"]),
-    _renewal("initech", "fy26", "24", [], "reject", "fin_dir_omar",
-             "Rejected: no service impact or customer commitment on record; countered at 12%.", 75),
-    _renewal("wayne_logistics", "fy26", "35", ["customer_commitment"], "reject", "cfo_jane",
-             "Rejected: 35% would take the account below the margin floor even with the commitment; approved 20% instead.", 130,
-             codes=["threshold_breach", "customer_commitment"]),
+    _renewal(
+        account="globex_corp", renewal="fy25", discount_pct="22", days_ago=290,
+        reason_codes=["threshold_breach"], tags=["service_impact"], outcome="approve", decided_by="fin_dir_omar",
+        reason=f"{_SERVICE_IMPACT_APPROVAL}: 4-hour sev2 data-sync outage; 22% for a 2-year term.",
+    ),
+    _renewal(
+        account="umbrella_health", renewal="fy26", discount_pct="25", days_ago=50,
+        reason_codes=["threshold_breach"], tags=["service_impact"], outcome="approve", decided_by="fin_rev_ana",
+        reason=f"{_SERVICE_IMPACT_APPROVAL}: claims API sev2 during open enrolment; renewal at the same term.",
+    ),
+    _renewal(
+        account="hooli", renewal="fy25", discount_pct="20", days_ago=380,
+        reason_codes=["threshold_breach"], tags=["service_impact"], outcome="approve", decided_by="fin_dir_omar",
+        reason=f"{_SERVICE_IMPACT_APPROVAL}: 11-hour US-West sev1; discount limited to one year.",
+    ),
+    _renewal(
+        account="massive_dynamic", renewal="fy25", discount_pct="12", days_ago=410,
+        reason_codes=["threshold_breach", "customer_commitment"], tags=["customer_commitment"],
+        outcome="approve", decided_by="fin_rev_ben",
+        reason="Approved: 12% in exchange for a written 5-year commitment quoted by the customer's CFO.",
+    ),
+    _renewal(
+        account="initech", renewal="fy26", discount_pct="24", days_ago=75,
+        reason_codes=["threshold_breach"], tags=[], outcome="reject", decided_by="fin_dir_omar",
+        reason="Rejected: no service impact or customer commitment on record; countered at 12%.",
+    ),
+    _renewal(
+        account="wayne_logistics", renewal="fy26", discount_pct="35", days_ago=130,
+        reason_codes=["threshold_breach", "customer_commitment"], tags=["customer_commitment"],
+        outcome="reject", decided_by="cfo_jane",
+        reason="Rejected: 35% would take the account below the margin floor even with the commitment; 20% offered.",
+    ),
     # Procurement
-    _purchase("northwind_cloud", "pr-2026-0031", 120_000, "eng_platform", ["preferred_vendor"], "approve", "vp_ops_raj",
-              "Preferred vendor, inside the platform budget; 3-year reserved pricing saves 18%.", 200),
-    _purchase("contoso_software", "pr-2026-0057", 42_000, "it_ops", ["preferred_vendor"], "approve", "ops_rev_kim",
-              "Preferred vendor renewal at last year's price.", 170),
-    _purchase("quantum_analytics", "pr-2026-0078", 64_000, "sales", ["new_vendor"], "reject", "vp_ops_raj",
-              "Rejected: vendor still onboarding (security review and MSA incomplete); resubmit once approved.", 110,
-              codes=["threshold_breach", "unusual_case"]),
-    _purchase("fabrikam_hardware", "pr-2025-0412", 310_000, "facilities", ["preferred_vendor"], "approve", "coo_mia",
-              "Budgeted data-centre refresh; COO sign-off for purchases above $250k.", 330),
-    _purchase("adatum_consulting", "pr-2026-0102", 75_000, "finance", [], "approve", "vp_ops_raj",
-              "Approved vendor, not preferred: the only firm with NetSuite migration experience in our timeline.", 120),
-    _purchase("tailspin_supplies", "pr-2026-0115", 28_000, "facilities", ["blocked_vendor"], "reject", "ops_rev_tom",
-              "Rejected: vendor blocked after failed delivery audit; use Fabrikam.", 80, codes=["unusual_case"]),
+    _purchase(
+        vendor="northwind_cloud", request_id="pr-2026-0031", amount_usd=120_000, cost_centre="eng_platform",
+        days_ago=200, reason_codes=["threshold_breach"], tags=["preferred_vendor"],
+        outcome="approve", decided_by="vp_ops_raj",
+        reason="Preferred vendor, inside the platform budget; 3-year reserved pricing saves 18%.",
+    ),
+    _purchase(
+        vendor="contoso_software", request_id="pr-2026-0057", amount_usd=42_000, cost_centre="it_ops",
+        days_ago=170, reason_codes=["threshold_breach"], tags=["preferred_vendor"],
+        outcome="approve", decided_by="ops_rev_kim",
+        reason="Preferred vendor renewal at last year's price.",
+    ),
+    _purchase(
+        vendor="quantum_analytics", request_id="pr-2026-0078", amount_usd=64_000, cost_centre="sales",
+        days_ago=110, reason_codes=["threshold_breach", "unusual_case"], tags=["new_vendor", "high_risk_vendor"],
+        outcome="reject", decided_by="vp_ops_raj",
+        reason="Rejected: vendor still onboarding (security review and MSA incomplete); resubmit once approved.",
+    ),
+    _purchase(
+        vendor="fabrikam_hardware", request_id="pr-2025-0412", amount_usd=310_000, cost_centre="facilities",
+        days_ago=330, reason_codes=["threshold_breach"], tags=["preferred_vendor"],
+        outcome="approve", decided_by="coo_mia",
+        reason="Budgeted data-centre refresh; COO sign-off for purchases above $250k.",
+    ),
+    _purchase(
+        vendor="adatum_consulting", request_id="pr-2026-0102", amount_usd=75_000, cost_centre="finance",
+        days_ago=120, reason_codes=["threshold_breach"], tags=[],
+        outcome="approve", decided_by="vp_ops_raj",
+        reason="Approved vendor, not preferred: the only firm with NetSuite migration experience in our timeline.",
+    ),
+    _purchase(
+        vendor="tailspin_supplies", request_id="pr-2026-0115", amount_usd=28_000, cost_centre="facilities",
+        days_ago=80, reason_codes=["unusual_case"], tags=["high_risk_vendor"],
+        outcome="reject", decided_by="ops_rev_tom",
+        reason="Rejected: vendor blocked after a failed delivery audit; buy from Fabrikam instead.",
+    ),
     # Access
-    _access("eng_lee", "prod_db", "admin", 7, ["privileged", "temporary"], "approve", "sec_lead_noor",
-            "7-day admin for the inc-3655 data repair; owner and manager agreed; auto-expires.", 97, requester="eng_lee"),
-    _access("it_admin_kai", "okta", "super_admin", 30, ["privileged", "temporary"], "approve", "sec_lead_viktor",
-            "SSO migration cutover needs super admin for 30 days; change ticket attached.", 40, requester="it_admin_kai"),
-    _access("contractor_max", "aws", "admin", 90, ["privileged", "contractor"], "reject", "ciso_sam",
-            "Rejected: contractors do not get standing admin; use the break-glass role through on-call.", 55,
-            codes=["threshold_breach", "unusual_case"], requester="eng_mgr_priya"),
-    _access("ae_jordan", "salesforce", "admin", 14, ["privileged", "temporary"], "reject", "sec_rev_eli",
-            "Rejected: the delegated report-builder role covers the need without admin.", 33, requester="ae_jordan"),
-    _access("buyer_pat", "netsuite", "purchasing", 365, [], "approve", "sec_rev_eli",
-            "Standard buyer role; a year matches the annual access review.", 300, requester="ops_rev_kim"),
+    _access(
+        user="eng_lee", system="prod_db", entitlement="admin", duration_days=7, requester="eng_lee",
+        days_ago=97, reason_codes=["threshold_breach"], tags=["privileged", "temporary"],
+        outcome="approve", decided_by="sec_lead_noor",
+        reason="7-day admin for the inc-3655 data repair; owner and manager agreed; auto-expires.",
+    ),
+    _access(
+        user="it_admin_kai", system="okta", entitlement="super_admin", duration_days=30, requester="it_admin_kai",
+        days_ago=40, reason_codes=["threshold_breach"], tags=["privileged", "temporary"],
+        outcome="approve", decided_by="sec_lead_viktor",
+        reason="SSO migration cutover needs super admin for 30 days; change ticket attached.",
+    ),
+    _access(
+        user="contractor_max", system="aws", entitlement="admin", duration_days=90, requester="eng_mgr_priya",
+        days_ago=55, reason_codes=["threshold_breach", "unusual_case"], tags=["privileged", "repeat_exception"],
+        outcome="reject", decided_by="ciso_sam",
+        reason="Rejected: contractors do not get standing admin; use the break-glass role through on-call.",
+    ),
+    _access(
+        user="ae_jordan", system="salesforce", entitlement="admin", duration_days=14, requester="ae_jordan",
+        days_ago=33, reason_codes=["threshold_breach"], tags=["privileged", "temporary"],
+        outcome="reject", decided_by="sec_rev_eli",
+        reason="Rejected: the delegated report-builder role covers the need without admin.",
+    ),
+    _access(
+        user="buyer_pat", system="netsuite", entitlement="purchasing", duration_days=365, requester="ops_rev_kim",
+        days_ago=300, reason_codes=["threshold_breach"], tags=[],
+        outcome="approve", decided_by="sec_rev_eli",
+        reason="Standard buyer role; a year matches the annual access review.",
+    ),
 ]
+# fmt: on
 
 
 # --- Seeding --------------------------------------------------------------------------------
@@ -445,7 +547,8 @@ async def _seed_crm_and_chat(conn: asyncpg.Connection, now: datetime) -> None:
         resolved = opened + timedelta(hours=hours) if hours is not None else None
         incidents.append((incident_id, account, severity, opened, resolved, title, impacting))
     await conn.executemany(
-        """INSERT INTO world_incidents (incident_id, account_id, severity, opened_at, resolved_at, title, service_impacting)
+        """INSERT INTO world_incidents
+                  (incident_id, account_id, severity, opened_at, resolved_at, title, service_impacting)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         incidents,
     )
@@ -457,7 +560,14 @@ async def _seed_crm_and_chat(conn: asyncpg.Connection, now: datetime) -> None:
         """INSERT INTO world_chat_messages (thread_id, author, sent_at, text, states_approval, customer_commitment)
            VALUES ($1, $2, $3, $4, $5, $6)""",
         [
-            (t.thread_id, m.author, now - timedelta(hours=m.hours_ago), m.text, m.states_approval, m.customer_commitment)
+            (
+                t.thread_id,
+                m.author,
+                now - timedelta(hours=m.hours_ago),
+                m.text,
+                m.states_approval,
+                m.customer_commitment,
+            )
             for t in THREADS
             for m in t.messages
         ],
@@ -467,7 +577,8 @@ async def _seed_crm_and_chat(conn: asyncpg.Connection, now: datetime) -> None:
 async def _seed_spend(conn: asyncpg.Connection, now: datetime) -> None:
     this_year, last_year = now.year, now.year - 1
     await conn.executemany(
-        "INSERT INTO world_vendors (vendor_id, name, status, risk_rating, preferred, category) VALUES ($1, $2, $3, $4, $5, $6)",
+        """INSERT INTO world_vendors (vendor_id, name, status, risk_rating, preferred, category)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
         [row[:6] for row in VENDORS],
     )
     spend = []
@@ -490,7 +601,10 @@ async def _seed_spend(conn: asyncpg.Connection, now: datetime) -> None:
     await conn.executemany(
         """INSERT INTO world_purchases (request_id, vendor_id, amount_usd, category, purchased_at)
            VALUES ($1, $2, $3, $4, $5)""",
-        [(rid, vendor, Decimal(amount), category, now - timedelta(days=days)) for rid, vendor, amount, category, days in PURCHASES],
+        [
+            (rid, vendor, Decimal(amount), category, now - timedelta(days=days))
+            for rid, vendor, amount, category, days in PURCHASES
+        ],
     )
 
 
@@ -499,7 +613,13 @@ async def _seed_iam(conn: asyncpg.Connection, now: datetime) -> None:
         """INSERT INTO world_entitlements (person_id, system, entitlement, granted_at, expires_at)
            VALUES ($1, $2, $3, $4, $5)""",
         [
-            (person, system, entitlement, now - timedelta(days=granted), now + timedelta(days=expires) if expires is not None else None)
+            (
+                person,
+                system,
+                entitlement,
+                now - timedelta(days=granted),
+                now + timedelta(days=expires) if expires is not None else None,
+            )
             for person, system, entitlement, granted, expires in ENTITLEMENTS
         ],
     )
@@ -509,7 +629,10 @@ async def _seed_iam(conn: asyncpg.Connection, now: datetime) -> None:
     await conn.executemany(
         """INSERT INTO world_access_exceptions (person_id, system, entitlement, granted_at, reason)
            VALUES ($1, $2, $3, $4, $5)""",
-        [(person, system, entitlement, now - timedelta(days=days), reason) for person, system, entitlement, days, reason in ACCESS_EXCEPTIONS],
+        [
+            (person, system, entitlement, now - timedelta(days=days), reason)
+            for person, system, entitlement, days, reason in ACCESS_EXCEPTIONS
+        ],
     )
 
 
@@ -537,8 +660,9 @@ async def _seed_past_decisions(conn: asyncpg.Connection, now: datetime) -> None:
             "seeded": True,
         }
         trace_id = await conn.fetchval(
-            """INSERT INTO decision_traces (decision_key, case_id, run_id, trace_name, kind, business_key, policy, gate,
-                                            outcome, decided_by, decided_via, reason, reason_codes, opened_at, decided_at, trace)
+            """INSERT INTO decision_traces
+                      (decision_key, case_id, run_id, trace_name, kind, business_key, policy, gate, outcome,
+                       decided_by, decided_via, reason, reason_codes, opened_at, decided_at, trace)
                VALUES ($1, $2, 'seed', $3, $3, $4, $5, $6, $7, $8, 'seed', $9, $10, $11, $12, $13::jsonb)
                ON CONFLICT (decision_key) DO NOTHING
                RETURNING id""",

@@ -45,7 +45,8 @@ def precedent_headline(kind: CaseKind, tags: list[str], precedents: list[Precede
         return f"no similar {_KIND_PHRASE[kind]} in the record"
     counts = Counter(p.outcome for p in precedents)
     top, top_count = counts.most_common(1)[0]
-    shared = sorted(set(tags).intersection(*[set(p.tags) for p in precedents]))
+    # in the case's own tag order (most telling first), not alphabetical: `enterprise` must not beat `service_impact`
+    shared = [t for t in tags if all(t in p.tags for p in precedents)]
     after = f" after a {shared[0].replace('_', '-')} precedent" if shared else ""
     n = len(precedents)
     spread = f"all {_PAST.get(top, top)}" if top_count == n else ", ".join(f"{c} {_PAST.get(o, o)}" for o, c in counts.most_common())

@@ -7,6 +7,7 @@ thin: one class per kind over one shared loop, dispatching through `SPECS`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
@@ -132,7 +133,7 @@ def _procurement_derive(r: ProcurementRequest, facts: Facts) -> Facts:
     amount_usd = float(r.amount) if r.currency == "USD" else None
     remaining = facts.get("finance.budget_remaining_usd")
     exceeds = None
-    if amount_usd is not None and isinstance(remaining, (int, float)) and not isinstance(remaining, bool):
+    if amount_usd is not None and isinstance(remaining, (int, float)) and not isinstance(remaining, bool) and math.isfinite(remaining):
         exceeds = amount_usd > remaining
     return {"derived.amount_usd": amount_usd, "derived.exceeds_budget": exceeds}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -271,6 +271,9 @@ def _test(condition: Condition, facts: Facts, used: dict[str, Any]) -> bool:
     if condition.op == "not_in":
         return actual not in condition.value
     left, right = _as_number(actual), _as_number(condition.value)
+    if condition.op in ("gt", "gte", "lt", "lte") and (isinstance(left, bool) or isinstance(right, bool)):
+        # a yes/no where a number was expected: bool is an int in Python, so it would compare silently
+        raise _Missing(condition.fact)
     try:
         return {
             "gt": lambda: left > right,
@@ -280,8 +283,8 @@ def _test(condition: Condition, facts: Facts, used: dict[str, Any]) -> bool:
             "eq": lambda: left == right,
             "ne": lambda: left != right,
         }[condition.op]()
-    except TypeError:
-        # e.g. a string where a number was expected: ambiguous, so a human decides
+    except (TypeError, InvalidOperation):
+        # e.g. a string where a number was expected, or NaN: ambiguous, so a human decides
         raise _Missing(condition.fact) from None
 
 

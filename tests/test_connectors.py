@@ -141,11 +141,22 @@ async def test_local_chat_thread_without_approval_has_nulls(world):
 async def test_local_vendor_master_knows_status_preference_and_spend(world):
     connector = LocalConnector(world)
     items = ["vendor_status", "risk_rating", "preferred", "ytd_spend_usd"]
-    northwind = values(await connector.fetch(SourceRequest(source="vendor_master", key={"vendor": "northwind_cloud"}, items=items)))
-    assert northwind == {"vendor_status": "approved", "risk_rating": "low", "preferred": True, "ytd_spend_usd": 412000.0}
-    tailspin = values(await connector.fetch(SourceRequest(source="vendor_master", key={"vendor": "tailspin_supplies"}, items=items)))
+    northwind = values(
+        await connector.fetch(SourceRequest(source="vendor_master", key={"vendor": "northwind_cloud"}, items=items))
+    )
+    assert northwind == {
+        "vendor_status": "approved",
+        "risk_rating": "low",
+        "preferred": True,
+        "ytd_spend_usd": 412000.0,
+    }
+    tailspin = values(
+        await connector.fetch(SourceRequest(source="vendor_master", key={"vendor": "tailspin_supplies"}, items=items))
+    )
     assert tailspin["vendor_status"] == "blocked" and tailspin["ytd_spend_usd"] == 0.0
-    quantum = values(await connector.fetch(SourceRequest(source="vendor_master", key={"vendor": "quantum_analytics"}, items=items)))
+    quantum = values(
+        await connector.fetch(SourceRequest(source="vendor_master", key={"vendor": "quantum_analytics"}, items=items))
+    )
     assert quantum["vendor_status"] == "onboarding" and quantum["preferred"] is False
 
 
@@ -153,7 +164,11 @@ async def test_local_finance_reads_this_years_budget(world):
     connector = LocalConnector(world)
     items = ["budget_total_usd", "budget_remaining_usd", "budget_owner"]
     marketing = await connector.fetch(SourceRequest(source="finance", key={"cost_centre": "marketing"}, items=items))
-    assert values(marketing) == {"budget_total_usd": 250000.0, "budget_remaining_usd": 4200.0, "budget_owner": "coo_mia"}
+    assert values(marketing) == {
+        "budget_total_usd": 250000.0,
+        "budget_remaining_usd": 4200.0,
+        "budget_owner": "coo_mia",
+    }
     unknown = await connector.fetch(SourceRequest(source="finance", key={"cost_centre": "moonshots"}, items=items))
     assert set(errors(unknown).values()) == {"not found in finance"}
 
@@ -161,9 +176,13 @@ async def test_local_finance_reads_this_years_budget(world):
 async def test_local_procurement_counts_prior_purchases(world):
     connector = LocalConnector(world)
     items = ["prior_purchases", "largest_prior_purchase_usd"]
-    northwind = await connector.fetch(SourceRequest(source="procurement", key={"vendor": "northwind_cloud"}, items=items))
+    northwind = await connector.fetch(
+        SourceRequest(source="procurement", key={"vendor": "northwind_cloud"}, items=items)
+    )
     assert values(northwind) == {"prior_purchases": 4, "largest_prior_purchase_usd": 240000.0}
-    new_vendor = await connector.fetch(SourceRequest(source="procurement", key={"vendor": "quantum_analytics"}, items=items))
+    new_vendor = await connector.fetch(
+        SourceRequest(source="procurement", key={"vendor": "quantum_analytics"}, items=items)
+    )
     assert values(new_vendor) == {"prior_purchases": 0, "largest_prior_purchase_usd": 0.0}
     unknown = await connector.fetch(SourceRequest(source="procurement", key={"vendor": "nobody_inc"}, items=items))
     assert set(errors(unknown).values()) == {"not found in procurement"}
@@ -171,7 +190,9 @@ async def test_local_procurement_counts_prior_purchases(world):
 
 async def test_local_iam_describes_subject_entitlements_owners_and_exceptions(world):
     items = ["subject_active", "subject_manager", "current_entitlements", "entitlement_owners", "prior_exceptions"]
-    request = SourceRequest(source="iam", key={"user": "eng_lee", "system": "prod_db", "entitlement": "admin"}, items=items)
+    request = SourceRequest(
+        source="iam", key={"user": "eng_lee", "system": "prod_db", "entitlement": "admin"}, items=items
+    )
     found = values(await LocalConnector(world).fetch(request))
     assert found["subject_active"] is True
     assert found["subject_manager"] == "eng_mgr_priya"
@@ -183,7 +204,9 @@ async def test_local_iam_describes_subject_entitlements_owners_and_exceptions(wo
 
 async def test_local_iam_entitlement_without_owner_is_missing_not_empty(world):
     request = SourceRequest(
-        source="iam", key={"user": "eng_lee", "system": "mainframe", "entitlement": "root"}, items=["entitlement_owners", "prior_exceptions"]
+        source="iam",
+        key={"user": "eng_lee", "system": "mainframe", "entitlement": "root"},
+        items=["entitlement_owners", "prior_exceptions"],
     )
     result = await LocalConnector(world).fetch(request)
     assert values(result) == {"prior_exceptions": 0}
@@ -191,7 +214,9 @@ async def test_local_iam_entitlement_without_owner_is_missing_not_empty(world):
 
 
 async def test_local_iam_unknown_user_is_not_found(world):
-    request = SourceRequest(source="iam", key={"user": "ghost", "system": "aws", "entitlement": "admin"}, items=["subject_active"])
+    request = SourceRequest(
+        source="iam", key={"user": "ghost", "system": "aws", "entitlement": "admin"}, items=["subject_active"]
+    )
     assert errors(await LocalConnector(world).fetch(request)) == {"subject_active": "not found in iam"}
 
 
@@ -206,7 +231,10 @@ async def test_http_connector_returns_validated_items_and_the_ref(http_source: H
     http_source.expect_request(
         "/api/crm", query_string={"account": "acme_enterprise", "items": "enterprise_arr,tier,service_impact"}
     ).respond_with_json(
-        {"items": {"enterprise_arr": 1_300_000, "tier": "enterprise", "service_impact": True}, "ref": "https://crm.example/acme"}
+        {
+            "items": {"enterprise_arr": 1_300_000, "tier": "enterprise", "service_impact": True},
+            "ref": "https://crm.example/acme",
+        }
     )
     result = await http_connector(http_source).fetch(crm(items=["enterprise_arr", "tier", "service_impact"]))
     assert result.missing == []
@@ -270,10 +298,17 @@ async def test_http_wrong_type_for_one_item_drops_only_that_item(http_source: HT
 
 async def test_http_chat_thread_is_validated_field_by_field(http_source: HTTPServer):
     thread = {
-        "channel": "#deal-desk", "title": "t", "messages": "five", "participants": ["a"],
-        "approval_stated_by": None, "customer_commitment": None, "last_message_at": "2026-01-02T03:04:05Z",
+        "channel": "#deal-desk",
+        "title": "t",
+        "messages": "five",
+        "participants": ["a"],
+        "approval_stated_by": None,
+        "customer_commitment": None,
+        "last_message_at": "2026-01-02T03:04:05Z",
     }
-    http_source.expect_request("/api/chat", query_string={"thread": "t1", "items": "t1"}).respond_with_json({"items": {"t1": thread}})
+    http_source.expect_request("/api/chat", query_string={"thread": "t1", "items": "t1"}).respond_with_json(
+        {"items": {"t1": thread}}
+    )
     result = await http_connector(http_source).fetch(SourceRequest(source="chat", key={"thread": "t1"}, items=["t1"]))
     assert errors(result) == {"t1": "malformed answer from chat: t1: messages: Input should be a valid integer"}
 
@@ -286,9 +321,9 @@ async def test_http_item_absent_from_the_answer_is_not_returned(http_source: HTT
 
 
 async def test_http_unknown_items_are_not_asked_for(http_source: HTTPServer):
-    http_source.expect_request("/api/crm", query_string={"account": "acme_enterprise", "items": "tier"}).respond_with_json(
-        {"items": {"tier": "growth"}}
-    )
+    http_source.expect_request(
+        "/api/crm", query_string={"account": "acme_enterprise", "items": "tier"}
+    ).respond_with_json({"items": {"tier": "growth"}})
     result = await http_connector(http_source).fetch(crm(items=["tier", "shoe_size"]))
     assert values(result) == {"tier": "growth"}
     assert errors(result) == {"shoe_size": "unknown item"}
@@ -371,10 +406,19 @@ def test_connector_urls_for_an_unknown_source_are_rejected(monkeypatch):
 async def test_roster_lists_active_members_of_finance_reviewers(world):
     directory = DirectoryActivities(world)
     roster = await ActivityEnvironment().run(
-        directory.load_reviewer_roster, RosterRequest(groups=["finance_reviewers", "finance_directors", "no_such_group"])
+        directory.load_reviewer_roster,
+        RosterRequest(groups=["finance_reviewers", "finance_directors", "no_such_group"]),
     )
     assert roster.members["finance_reviewers"] == ["fin_rev_ana", "fin_rev_ben"]  # fin_rev_greta has left
     assert roster.members["finance_directors"] == ["fin_dir_lina", "fin_dir_omar"]
     assert roster.members["no_such_group"] == []
     assert roster.people["fin_rev_ana"] == "Ana Costa"
     assert "fin_rev_greta" not in roster.people
+
+
+def test_connectors_package_exports_the_port_and_both_implementations():
+    import activities.connectors as connectors
+
+    assert {"Connector", "LocalConnector", "HttpConnector", "TransientSourceError", "SCHEMAS"} <= set(connectors.__all__)
+    assert all(hasattr(connectors, name) for name in connectors.__all__)
+    assert set(connectors.SCHEMAS) == set(SOURCES)

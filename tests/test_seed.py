@@ -19,19 +19,49 @@ from activities.seed import ACCOUNTS, PAST_DECISIONS, seed_demo_world
 from gates.cases import CaseKind, case_id_for
 
 GROUPS = {
-    "finance_reviewers", "finance_directors", "cfo_office",
-    "ops_reviewers", "ops_vp_approvers", "coo_office",
-    "security_reviewers", "security_leads", "ciso_office",
+    "finance_reviewers",
+    "finance_directors",
+    "cfo_office",
+    "ops_reviewers",
+    "ops_vp_approvers",
+    "coo_office",
+    "security_reviewers",
+    "security_leads",
+    "ciso_office",
 }
 NAMED_PEOPLE = {
-    "fin_rev_ana", "fin_dir_omar", "cfo_jane", "ops_rev_kim", "vp_ops_raj", "coo_mia",
-    "sec_rev_eli", "sec_lead_noor", "ciso_sam", "ae_sam", "buyer_pat", "eng_lee", "it_admin_kai", "vp_sales_lee",
+    "fin_rev_ana",
+    "fin_dir_omar",
+    "cfo_jane",
+    "ops_rev_kim",
+    "vp_ops_raj",
+    "coo_mia",
+    "sec_rev_eli",
+    "sec_lead_noor",
+    "ciso_sam",
+    "ae_sam",
+    "buyer_pat",
+    "eng_lee",
+    "it_admin_kai",
+    "vp_sales_lee",
 }
 COUNTED_TABLES = [
-    "world_people", "world_reviewer_groups", "world_group_members", "world_accounts", "world_incidents",
-    "world_chat_threads", "world_chat_messages", "world_vendors", "world_vendor_spend", "world_budgets",
-    "world_purchases", "world_entitlements", "world_entitlement_owners", "world_access_exceptions",
-    "decision_traces", "precedents",
+    "world_people",
+    "world_reviewer_groups",
+    "world_group_members",
+    "world_accounts",
+    "world_incidents",
+    "world_chat_threads",
+    "world_chat_messages",
+    "world_vendors",
+    "world_vendor_spend",
+    "world_budgets",
+    "world_purchases",
+    "world_entitlements",
+    "world_entitlement_owners",
+    "world_access_exceptions",
+    "decision_traces",
+    "precedents",
 ]
 
 
@@ -81,7 +111,11 @@ async def test_seeding_creates_all_nine_reviewer_groups_with_members(world_dsn: 
         assert {r["group_id"] for r in rows} == GROUPS
         assert all(2 <= r["members"] <= 3 for r in rows), rows
         gates = {r["group_id"]: r["gate"] for r in rows}
-        assert gates["cfo_office"] == "finance" and gates["ops_vp_approvers"] == "ops" and gates["ciso_office"] == "security"
+        assert (
+            gates["cfo_office"] == "finance"
+            and gates["ops_vp_approvers"] == "ops"
+            and gates["ciso_office"] == "security"
+        )
         vp_ops = await conn.fetchval(
             "SELECT count(*) FROM world_group_members WHERE group_id = 'ops_vp_approvers' AND person_id = 'vp_ops_raj'"
         )

@@ -71,7 +71,9 @@ class HttpConnector:
         except httpx.UnsupportedProtocol as err:
             return all_missing(request, f"cannot ask {source} at {url}: {err}")
         except httpx.TimeoutException as err:
-            raise TransientSourceError(source, f"{source} did not answer within {self.timeout:g}s ({url}): {type(err).__name__}") from err
+            raise TransientSourceError(
+                source, f"{source} did not answer within {self.timeout:g}s ({url}): {type(err).__name__}"
+            ) from err
         except httpx.TransportError as err:
             raise TransientSourceError(source, f"cannot reach {source} at {url}: {type(err).__name__}: {err}") from err
 
@@ -89,8 +91,8 @@ class HttpConnector:
         try:
             answer = _Answer.model_validate(body)
         except ValidationError as err:
+            shape = '{"items": {...}, "ref": ...}'
             return all_missing(
-                request,
-                f'malformed answer from {source}: expected {{"items": {{...}}, "ref": ...}}: {format_validation_error(err)}',
+                request, f"malformed answer from {source}: expected {shape}: {format_validation_error(err)}"
             )
         return build_result(request, answer.items, ref=answer.ref or str(response.url))

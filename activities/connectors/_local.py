@@ -6,8 +6,8 @@ consistent with each other. Money comes back as float, counts as int, timestamps
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
@@ -212,7 +212,7 @@ class LocalConnector:
             async with self._pool.acquire() as conn:
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     answer = await _READERS[request.source](conn, request.key)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as err:
+        except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as err:
             raise TransientSourceError(
                 request.source, f"{request.source} (demo world) unavailable: {type(err).__name__}: {err}"
             ) from err
