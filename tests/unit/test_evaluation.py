@@ -386,11 +386,6 @@ def test_chat_thread_without_a_commitment_does_not_need_a_human():
     assert evaluate(DISCOUNT, facts, []).requires_human is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: DISC-5 uses `present`, so a chat thread that could not be fetched reads as 'no commitment' "
-    "and a small discount is decided by policy although evidence is missing (see evidence.py docstring)",
-)
 def test_chat_thread_that_could_not_be_fetched_sends_the_case_to_a_human():
     request = renewal(requested_discount_pct=Decimal("8"), chat_thread="acme_renewal_fy26")
     facts = renewal_facts(request, context(CRM_FULL, missing={"chat.acme_renewal_fy26": "chat unreachable"}))
