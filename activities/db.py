@@ -10,14 +10,18 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced, safe to print in errors."""
+    """The DSN with any password replaced, safe to print in errors (also `?password=`, which asyncpg accepts)."""
+    import re
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(dsn)
-    if parts.password is None:
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    if parts.password is None and query == parts.query:
         return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 class DatabaseUnavailable(RuntimeError):

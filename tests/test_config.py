@@ -132,6 +132,11 @@ def test_state_dir_env_selects_which_dev_stack_is_found(monkeypatch, state_dir):
         ("postgresql://app:s3cret@db.example:5432/hitl", "s3cret", "postgresql://app:***@db.example:5432/hitl"),
         ("postgresql://app:p%40ss@db.example/hitl", "p%40ss", "postgresql://app:***@db.example/hitl"),
         ("postgresql://app:app@db.example/hitl", None, "postgresql://app:***@db.example/hitl"),
+        (
+            "postgresql://app@db.example/hitl?sslmode=require&password=s3cret",
+            "s3cret",
+            "postgresql://app@db.example/hitl?sslmode=require&password=***",
+        ),
     ],
 )
 def test_redact_dsn_hides_the_password(dsn, secret, shown):
