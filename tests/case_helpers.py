@@ -46,21 +46,30 @@ def example(kind: CaseKind, *, human: bool, **changes) -> CaseRequest:
 
 
 @pytest_asyncio.fixture
-async def world_pool(database_url: str):
+async def world_database_url(database_url: str):
     """A fresh database with the schema and the seeded demo world, so precedent counts are known."""
     name = f"w_{uuid.uuid4().hex}"
     admin = await asyncpg.connect(with_database(database_url, "postgres"))
     await admin.execute(f'CREATE DATABASE "{name}"')
-    pool = await asyncpg.create_pool(with_database(database_url, name), min_size=1, max_size=10)
+    dsn = with_database(database_url, name)
     try:
-        async with pool.acquire() as conn:
+        conn = await asyncpg.connect(dsn)
+        try:
             await apply_migrations(conn)
             await seed_demo_world(conn)
-        yield pool
+        finally:
+            await conn.close()
+        yield dsn
     finally:
-        await pool.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest_asyncio.fixture
+async def world_pool(world_database_url: str):
+    pool = await asyncpg.create_pool(world_database_url, min_size=1, max_size=10)
+    yield pool
+    await pool.close()
 
 
 async def start_case(client: Client, request: CaseRequest, task_queue: str) -> WorkflowHandle:

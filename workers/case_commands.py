@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from activities.db import connect
 from gates.cases import KIND_ALIASES, REQUEST_MODELS
 from gates.gate import Decision, DecisionOutcome, format_validation_error
-from gates.trace import CaseView
+from gates.trace import CaseView, DecisionTrace
 from workers.cases import CaseClient, CaseError
 from workers.client import connect_client
 from workers.config import Settings, resolve_database_url
@@ -117,12 +117,14 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
             if row is None:
                 click.echo(f"hitl: no decision trace recorded for {case_id} (not decided yet, or unknown case)", err=True)
                 return 1
-            document = json.loads(row["trace"])
-            document = {"trace_id": row["id"], **document, "recorded_at": row["recorded_at"].isoformat()}
+            stored = json.loads(row["trace"])  # jsonb does not keep key order: restore the trace's own
+            order = [name for name in DecisionTrace.model_fields if name in stored] + sorted(set(stored) - set(DecisionTrace.model_fields))
+            document = {name: stored[name] for name in order}
+            document.update(trace_id=row["id"], recorded_at=row["recorded_at"].isoformat())
             if fmt == "json":
                 click.echo(json.dumps(document, indent=2))
             else:
-                click.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
+                click.echo(yaml.dump(document, Dumper=_ReadableDumper, sort_keys=False, allow_unicode=True), nl=False)
             return 0
 
         run_command(body)
@@ -146,6 +148,18 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
             return 0
 
         run_command(body)
+
+
+class _ReadableDumper(yaml.SafeDumper):
+    """Multi-line strings (the brief) as literal blocks, so the trace reads like the brief did."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str):
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ReadableDumper.add_representer(str, _represent_str)
 
 
 def render_case(view: CaseView) -> str:
