@@ -1,7 +1,4 @@
-"""Helpers for tests that run whole cases: a seeded world per test, unique case IDs, polling the gate.
-
-Import the fixtures into a test module with `from tests.case_helpers import world_pool  # noqa: F401`.
-"""
+"""Helpers for tests that run whole cases: the example payloads, unique case IDs, polling the gate."""
 
 from __future__ import annotations
 
@@ -9,15 +6,11 @@ import json
 import uuid
 from pathlib import Path
 
-import asyncpg
-import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from activities.migrations import apply_migrations
-from activities.seed import seed_demo_world
 from gates.cases import CaseKind, CaseRequest, REQUEST_MODELS
 from gates.trace import CaseView
-from tests.helpers import assert_eventually, with_database
+from tests.helpers import assert_eventually
 from workflows.kinds import CASE_WORKFLOWS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -45,33 +38,6 @@ def example(kind: CaseKind, *, human: bool, **changes) -> CaseRequest:
     return REQUEST_MODELS[kind].model_validate(data)
 
 
-@pytest_asyncio.fixture
-async def world_database_url(database_url: str):
-    """A fresh database with the schema and the seeded demo world, so precedent counts are known."""
-    name = f"w_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(with_database(database_url, "postgres"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = with_database(database_url, name)
-    try:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await apply_migrations(conn)
-            await seed_demo_world(conn)
-        finally:
-            await conn.close()
-        yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@pytest_asyncio.fixture
-async def world_pool(world_database_url: str):
-    pool = await asyncpg.create_pool(world_database_url, min_size=1, max_size=10)
-    yield pool
-    await pool.close()
-
-
 async def start_case(client: Client, request: CaseRequest, task_queue: str) -> WorkflowHandle:
     """Start with a unique workflow ID (the servers are shared by the whole session)."""
     return await client.start_workflow(
@@ -96,7 +62,7 @@ async def wait_until_waiting(handle: WorkflowHandle, *, round_no: int = 1, timeo
     return await assert_eventually(waiting, timeout=timeout, interval=0.2)
 
 
-async def trace_row(pool: asyncpg.Pool, workflow_id: str) -> asyncpg.Record:
+async def trace_row(pool, workflow_id: str):
     rows = await pool.fetch("SELECT * FROM decision_traces WHERE case_id = $1", workflow_id)
     assert len(rows) == 1, f"expected exactly one decision row for {workflow_id}, found {len(rows)}"
     return rows[0]

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.db import connect
 from activities.migrations import apply_migrations
+from activities.seed import seed_demo_world
 from tests.helpers import with_database
 from workers.client import DATA_CONVERTER, client_interceptors
 from workers.devstack import (
@@ -114,3 +115,30 @@ async def time_skipping_env():
             )
         )
         yield env
+
+
+@pytest_asyncio.fixture
+async def world_database_url(database_url: str):
+    """A fresh database with the schema and the seeded demo world, so precedent counts are known."""
+    name = f"w_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(with_database(database_url, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = with_database(database_url, name)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await apply_migrations(conn)
+            await seed_demo_world(conn)
+        finally:
+            await conn.close()
+        yield dsn
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest_asyncio.fixture
+async def world_pool(world_database_url: str):
+    pool = await asyncpg.create_pool(world_database_url, min_size=1, max_size=10)
+    yield pool
+    await pool.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.case_helpers import EXAMPLES, world_database_url, world_pool  # noqa: F401
+from tests.case_helpers import EXAMPLES
 from tests.helpers import HITL, assert_eventually, clean_env, new_worker
 
 CASE = "renewal_discount_exception:acme_enterprise/fy26"

@@ -11,7 +11,7 @@ from werkzeug import Response
 
 from gates.cases import CaseKind
 from gates.gate import Decision
-from tests.case_helpers import case_view, example, start_case, trace_row, wait_until_waiting, world_pool  # noqa: F401
+from tests.case_helpers import example, start_case, trace_row, wait_until_waiting
 from tests.helpers import new_worker
 from workers.config import Settings
 

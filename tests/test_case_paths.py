@@ -12,7 +12,7 @@ from gates.cases import CaseKind
 from gates.gate import Decision
 from gates.policy import bundled_policy_dir, load_policies
 from gates.trace import CaseResult
-from tests.case_helpers import (  # noqa: F401  (world_pool is a fixture)
+from tests.case_helpers import (
     FIRST_REVIEWER,
     GATE_OF,
     example,
@@ -20,7 +20,6 @@ from tests.case_helpers import (  # noqa: F401  (world_pool is a fixture)
     start_case,
     trace_row,
     wait_until_waiting,
-    world_pool,
 )
 from tests.helpers import new_worker
 

@@ -17,13 +17,12 @@ from activities.case_activities import CaseActivities
 from gates.cases import CaseKind
 from gates.gate import Decision
 from gates.trace import DecisionTrace, RecordDecisionInput
-from tests.case_helpers import (  # noqa: F401  (world_pool is a fixture)
+from tests.case_helpers import (
     case_view,
     example,
     start_case,
     trace_row,
     wait_until_waiting,
-    world_pool,
 )
 from tests.helpers import assert_eventually, new_worker
 from workers.cases import CaseClient, DecisionRejected

@@ -15,7 +15,7 @@ from gates.gate import Decision, DecisionOutcome, format_validation_error
 from gates.trace import CaseView, DecisionTrace
 from workers.cases import CaseClient, CaseError
 from workers.client import connect_client
-from workers.config import Settings, resolve_database_url
+from workers.config import resolve_database_url
 
 
 def register(cli: click.Group, *, load_settings, run_command, state_dir_option, fail) -> None:

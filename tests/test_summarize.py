@@ -1,0 +1,76 @@
+"""The summarize step of a real case: the deterministic brief always, the agent's advice beside it
+when configured and valid, and a silent fallback to the brief alone when the agent fails.
+Real dev server, real PostgreSQL, a real local server speaking the chat-completions API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from gates.cases import CaseKind
+from tests.case_helpers import example, start_case, wait_until_waiting
+from tests.helpers import new_worker
+from workers.config import Settings
+
+
+@pytest.fixture
+def agent_server():
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+def _completion(content: dict) -> dict:
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps(content)}}]}
+
+
+async def _summary_of_a_waiting_case(temporal_env, world_pool, settings: Settings):
+    async with new_worker(temporal_env.client, world_pool, settings=settings) as worker:
+        handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), worker.task_queue)
+        view = await wait_until_waiting(handle)
+        history = await handle.fetch_history()
+        await handle.terminate("test over")
+    # the summarize activity's result, as recorded in history
+    from temporalio.api.enums.v1 import EventType
+
+    completed = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
+    payloads = [json.loads(e.activity_task_completed_event_attributes.result.payloads[0].data) for e in completed]
+    summary = next(p for p in payloads if isinstance(p, dict) and "brief" in p and "agent" in p)
+    return view, summary
+
+
+async def test_agent_advice_is_recorded_beside_the_deterministic_brief(temporal_env, world_pool, agent_server):
+    agent_server.expect_request("/v1/chat/completions", method="POST").respond_with_json(
+        _completion(
+            {
+                "summary_markdown": "Acme asks 28% after a sev1; three similar cases were approved.",
+                "proposed_outcome": "approve",
+                "rationale": "consistent service-impact precedent",
+                "cited_evidence": ["crm: service_impact"],
+            }
+        )
+    )
+    settings = Settings(_env_file=None, agent_base_url=agent_server.url_for("/v1"), agent_model="local-test")
+    view, summary = await _summary_of_a_waiting_case(temporal_env, world_pool, settings)
+    assert summary["agent"]["used"] is True
+    assert summary["agent"]["advice"]["cited_evidence"] == ["crm: service_impact"]
+    # the agent advises only: the brief and the proposal are still the deterministic ones
+    assert view.brief == summary["brief"] and view.brief.startswith("### 28% renewal discount")
+    assert view.proposal.outcome == "approve"
+    sent = json.loads(agent_server.log[0][0].data)
+    assert sent["model"] == "local-test" and "28% renewal discount for acme_enterprise" in sent["messages"][-1]["content"]
+
+
+async def test_a_failing_agent_falls_back_to_the_deterministic_brief(temporal_env, world_pool, agent_server):
+    agent_server.expect_request("/v1/chat/completions", method="POST").respond_with_json(
+        _completion({"summary_markdown": "x", "proposed_outcome": "auto_approve", "rationale": "x", "cited_evidence": []})
+    )
+    settings = Settings(_env_file=None, agent_base_url=agent_server.url_for("/v1"))
+    view, summary = await _summary_of_a_waiting_case(temporal_env, world_pool, settings)
+    assert summary["agent"]["used"] is False
+    assert "agent answer failed validation: proposed_outcome" in summary["agent"]["error"]
+    assert view.brief.startswith("### 28% renewal discount") and view.state.value == "waiting"
