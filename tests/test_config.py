@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from activities.db import redact_dsn
-from workers.config import DevStack, Settings, resolve_database_url, resolve_temporal, write_dev_stack
+from workers.config import DevStack, Settings, StateDirLock, resolve_database_url, resolve_temporal, write_dev_stack
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +45,17 @@ def state_dir(tmp_path) -> Path:
     return path
 
 
-def test_temporal_address_env_wins_over_running_dev_stack(monkeypatch, state_dir):
+@pytest.fixture
+def live_stack(state_dir):
+    """Write a stack.json of this (live) process and hold the state directory's lock, as `hitl dev` does."""
+    lock = StateDirLock(state_dir)
+    assert lock.acquire()
     write_dev_stack(state_dir, _stack(os.getpid()))
+    yield state_dir
+    lock.release()
+
+
+def test_temporal_address_env_wins_over_running_dev_stack(monkeypatch, state_dir, live_stack):
     monkeypatch.setenv("TEMPORAL_ADDRESS", "temporal.example:7233")
 
     resolved = resolve_temporal(Settings(state_dir=state_dir))
@@ -55,8 +64,7 @@ def test_temporal_address_env_wins_over_running_dev_stack(monkeypatch, state_dir
     assert resolved.source == "TEMPORAL_ADDRESS"
 
 
-def test_temporal_profile_file_wins_over_running_dev_stack(monkeypatch, state_dir, tmp_path):
-    write_dev_stack(state_dir, _stack(os.getpid()))
+def test_temporal_profile_file_wins_over_running_dev_stack(monkeypatch, state_dir, live_stack, tmp_path):
     profile = tmp_path / "temporal.toml"
     profile.write_text('[profile.default]\naddress = "profile-host:7233"\nnamespace = "team"\n')
     monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(profile))
@@ -67,8 +75,7 @@ def test_temporal_profile_file_wins_over_running_dev_stack(monkeypatch, state_di
     assert "temporal.toml" in resolved.source
 
 
-def test_running_dev_stack_is_used_without_temporal_env(state_dir):
-    write_dev_stack(state_dir, _stack(os.getpid()))
+def test_running_dev_stack_is_used_without_temporal_env(state_dir, live_stack):
 
     resolved = resolve_temporal(Settings(state_dir=state_dir))
 
@@ -91,8 +98,7 @@ def test_unreadable_stack_file_falls_back_to_default(state_dir):
     assert resolve_temporal(Settings(state_dir=state_dir)).value["target_host"] == "localhost:7233"
 
 
-def test_database_url_env_wins_over_running_dev_stack(monkeypatch, state_dir):
-    write_dev_stack(state_dir, _stack(os.getpid()))
+def test_database_url_env_wins_over_running_dev_stack(monkeypatch, state_dir, live_stack):
     monkeypatch.setenv("HITL_DATABASE_URL", "postgresql://app@db.example/hitl")
 
     resolved = resolve_database_url(Settings(state_dir=state_dir))
@@ -101,8 +107,7 @@ def test_database_url_env_wins_over_running_dev_stack(monkeypatch, state_dir):
     assert resolved.source == "HITL_DATABASE_URL"
 
 
-def test_database_url_comes_from_running_dev_stack_without_env(state_dir):
-    write_dev_stack(state_dir, _stack(os.getpid()))
+def test_database_url_comes_from_running_dev_stack_without_env(state_dir, live_stack):
 
     resolved = resolve_database_url(Settings(state_dir=state_dir))
 
@@ -119,8 +124,7 @@ def test_database_url_unset_without_env_or_live_stack_says_how_to_fix(state_dir)
     assert "HITL_DATABASE_URL" in resolved.source and "hitl dev" in resolved.source
 
 
-def test_state_dir_env_selects_which_dev_stack_is_found(monkeypatch, state_dir):
-    write_dev_stack(state_dir, _stack(os.getpid()))
+def test_state_dir_env_selects_which_dev_stack_is_found(monkeypatch, state_dir, live_stack):
     monkeypatch.setenv("HITL_STATE_DIR", str(state_dir))
 
     assert resolve_temporal(Settings()).value["target_host"] == "127.0.0.1:17233"
@@ -148,3 +152,10 @@ def test_redact_dsn_hides_the_password(dsn, secret, shown):
 
 def test_redact_dsn_leaves_passwordless_dsn_alone():
     assert redact_dsn("postgresql://postgres@127.0.0.1:5432/hitl") == "postgresql://postgres@127.0.0.1:5432/hitl"
+
+
+def test_stack_file_of_a_live_pid_without_the_lock_is_stale(state_dir):
+    """A crashed `hitl dev` whose pid was reused by another process must not look alive."""
+    write_dev_stack(state_dir, _stack(os.getpid()))
+
+    assert resolve_temporal(Settings(state_dir=state_dir)).value["target_host"] == "localhost:7233"

@@ -95,12 +95,62 @@ def write_dev_stack(state_dir: Path, stack: DevStack) -> None:
 
 
 def read_running_dev_stack(state_dir: Path) -> DevStack | None:
-    """The dev stack of this state directory, if its `hitl dev` process is still alive."""
+    """The dev stack of this state directory, if its `hitl dev` process is still alive.
+
+    Alive means its pid exists *and* the state directory's lock is held: a pid alone can be reused
+    by an unrelated process after a crash, while the lock dies with its holder."""
     try:
         stack = DevStack(**json.loads(stack_file(state_dir).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return stack if stack.is_running() else None
+    return stack if stack.is_running() and StateDirLock.is_held(state_dir) else None
+
+
+class StateDirLock:
+    """An exclusive lock on `<state_dir>/dev.lock`, held by `hitl dev` for its whole life.
+
+    Taken before anything starts, so a second `hitl dev` on the same directory is refused even
+    during the first one's start-up; released by the kernel if the holder dies."""
+
+    FILE_NAME = "dev.lock"
+
+    def __init__(self, state_dir: Path):
+        self.path = state_dir / self.FILE_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    @classmethod
+    def is_held(cls, state_dir: Path) -> bool:
+        import fcntl
+
+        try:
+            fd = os.open(state_dir / cls.FILE_NAME, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
 
 @dataclass(frozen=True)

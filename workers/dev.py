@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from activities.db import connect
-from activities.migrations import apply_migrations
+from activities.db import DatabaseUnavailable, connect
+from activities.migrations import MigrationError, apply_migrations
 from activities.seed import seed_demo_world
-from workers.config import DevStack, Settings, read_running_dev_stack, stack_file, write_dev_stack
+from workers.config import DevStack, Settings, StateDirLock, read_running_dev_stack, stack_file, write_dev_stack
 from workers.devstack import (
     Child,
     ChildFailed,
@@ -43,15 +43,17 @@ class AlreadyRunning(RuntimeError):
     pass
 
 
-def _check_before_starting(options: DevOptions) -> None:
-    running = read_running_dev_stack(options.state_dir)
-    if running is not None:
-        raise AlreadyRunning(
-            f"hitl dev is already running from {options.state_dir} (pid {running.pid}); stop it first or use --state-dir"
-        )
+def _check_before_starting(options: DevOptions) -> StateDirLock:
+    """Take the state directory's lock and check the ports, before anything is started."""
     ensure_port_free(options.temporal_port, "--temporal-port")
     ensure_port_free(options.ui_port, "--ui-port")
     ensure_port_free(options.pg_port, "--pg-port")
+    lock = StateDirLock(options.state_dir)
+    if not lock.acquire():
+        running = read_running_dev_stack(options.state_dir)
+        pid = f" (pid {running.pid})" if running else ""
+        raise AlreadyRunning(f"hitl dev is already running from {options.state_dir}{pid}; stop it first or use --state-dir")
+    return lock
 
 
 async def _prepare_database(dsn_port: int) -> None:
@@ -84,8 +86,7 @@ def _banner(options: DevOptions, stack: DevStack, worker: Child | None, task_que
 def run_dev(options: DevOptions, settings: Settings) -> int:
     """Start PostgreSQL, Temporal and a worker; block until a signal or a child dies; stop all in order."""
     options = DevOptions(**{**options.__dict__, "state_dir": options.state_dir.resolve()})
-    _check_before_starting(options)
-    options.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = _check_before_starting(options)
 
     stop_requested = False
 
@@ -134,10 +135,11 @@ def run_dev(options: DevOptions, settings: Settings) -> int:
             time.sleep(0.2)
         print("stopping hitl dev ...", flush=True)
         return 0
-    except ChildFailed as err:
+    except (ChildFailed, DatabaseUnavailable, MigrationError) as err:
         print(f"hitl dev: {err}", file=sys.stderr, flush=True)
         return 1
     finally:
         for child in reversed(children):
             child.stop()
         stack_file(options.state_dir).unlink(missing_ok=True)
+        lock.release()

