@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from gates.cases import PersonId, Text
 from gates.policy import GateDefinition
@@ -70,6 +70,33 @@ class Reminder(BaseModel):
     at: datetime
 
 
+class OperatorActionKind(StrEnum):
+    ESCALATE = "escalate"  # move to the next level now
+    REASSIGN = "reassign"  # give the current level to another reviewer group
+    CANCEL = "cancel"  # end the case with outcome `cancelled`
+    RETRY = "retry"  # note that an operator reset a failing activity or workflow task
+    NOTE = "note"
+
+
+class OperatorAction(BaseModel):
+    """What an operator does to a case (`hitl ops ...`); every action is kept in the trace."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    action: OperatorActionKind
+    operator: PersonId
+    reason: Text
+    group: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")] | None = None
+
+
+class OperatorRecord(BaseModel):
+    action: str
+    operator: str
+    reason: str
+    group: str | None = None
+    at: datetime
+    result: str = ""
+
+
 class DecisionReceipt(BaseModel):
     """What the update returns to its caller."""
 
@@ -104,16 +131,25 @@ class GateState(BaseModel):
     reminders: list[Reminder] = Field(default_factory=list)
     escalations: list[Escalation] = Field(default_factory=list)
     rejected_attempts: list[RejectedAttempt] = Field(default_factory=list)
+    reassigned: dict[int, str] = Field(default_factory=dict, description="Level -> group an operator gave it to")
 
     # -- who may decide -----------------------------------------------------------------------
 
+    def group_at(self, level: int) -> str:
+        return self.reassigned.get(level, self.definition.levels[level].group)
+
     @property
     def current_group(self) -> str:
-        return self.definition.levels[self.level].group
+        return self.group_at(self.level)
 
     def eligible_groups(self) -> list[str]:
         """The current level's group and every higher level's."""
-        return [lvl.group for lvl in self.definition.levels[self.level :]]
+        return [self.group_at(index) for index in range(self.level, len(self.definition.levels))]
+
+    def reassign(self, group: str, members: list[str]) -> None:
+        """An operator gives the current level to another group (its members resolved by the caller)."""
+        self.roster[group] = members
+        self.reassigned[self.level] = group
 
     def may_decide(self) -> list[str]:
         people: list[str] = []
@@ -126,7 +162,7 @@ class GateState(BaseModel):
     def level_of(self, reviewer: str) -> int | None:
         """The highest eligible level the reviewer belongs to (decisions record the seat they used)."""
         for index in range(len(self.definition.levels) - 1, self.level - 1, -1):
-            if reviewer in self.roster.get(self.definition.levels[index].group, []):
+            if reviewer in self.roster.get(self.group_at(index), []):
                 return index
         return None
 
@@ -170,8 +206,17 @@ class GateState(BaseModel):
             reason=decision.reason,
             via=via,
             level=level,
-            group=self.definition.levels[level].group,
+            group=self.group_at(level),
             at=now,
+        )
+        self.open = False
+        return self.decision
+
+    def close_by_operator(self, outcome: str, operator: str, reason: str, now: datetime) -> AcceptedDecision:
+        """An operator ends the wait (cancel); recorded like any decision."""
+        assert self.open
+        self.decision = AcceptedDecision(
+            outcome=outcome, decided_by=f"operator:{operator}", reason=reason, via="operator", level=self.level, group=self.current_group, at=now
         )
         self.open = False
         return self.decision
@@ -205,7 +250,7 @@ class GateState(BaseModel):
         escalation = Escalation(
             from_level=self.level,
             to_level=self.level + 1,
-            to_group=self.definition.levels[self.level + 1].group,
+            to_group=self.group_at(self.level + 1),
             at=now,
             reason=reason,
         )

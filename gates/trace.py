@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from gates.brief import Proposal, ReviewerQuestion
-from gates.gate import AcceptedDecision, Escalation, GateState, RejectedAttempt, Reminder
+from gates.gate import AcceptedDecision, Escalation, GateState, OperatorRecord, RejectedAttempt, Reminder
 from gates.policy import Finding, PolicyEvaluation
 from gates.precedent import Precedent, PrecedentFeatures
 
@@ -71,7 +71,7 @@ class DecisionTrace(BaseModel):
     reminders: list[Reminder] = Field(default_factory=list)
     escalations: list[Escalation] = Field(default_factory=list)
     rejected_attempts: list[RejectedAttempt] = Field(default_factory=list)
-    operator_actions: list[dict[str, Any]] = Field(default_factory=list)
+    operator_actions: list[OperatorRecord] = Field(default_factory=list)
     opened_at: datetime
     gate_opened_at: datetime | None
     decided_at: datetime
@@ -125,6 +125,7 @@ class CaseView(BaseModel):
     rounds: list[AcceptedDecision]
     rejected_attempts: list[RejectedAttempt]
     questions: list[ReviewerQuestion]
+    operator_actions: list[OperatorRecord] = Field(default_factory=list)
 
 
 class CaseResult(BaseModel):
@@ -145,7 +146,7 @@ def gate_view(gate: GateState) -> GateView:
         title=gate.definition.title,
         level=gate.level,
         level_title=level.title,
-        group=level.group,
+        group=gate.current_group,
         eligible_groups=gate.eligible_groups(),
         may_decide=gate.may_decide(),
         opened_at=gate.opened_at,

@@ -25,14 +25,25 @@ with workflow.unsafe.imports_passed_through():
     from activities.case_activities import PrecedentMatches, PrecedentQuery, ResolvePolicyInput, SummarizeInput
     from activities.directory import Roster, RosterRequest
     from activities.notify import Notification
-    from gates.brief import ReviewerQuestion
+    from gates.brief import Proposal, ReviewerQuestion
     from gates.cases import CaseRequest
     from gates.evidence import ConnectorResult, ContextBundle, MissingContext, SourceRequest
-    from gates.gate import AcceptedDecision, Decision, DecisionOutcome, DecisionReceipt, GateState, RejectedAttempt
+    from gates.gate import (
+        AcceptedDecision,
+        Decision,
+        DecisionOutcome,
+        DecisionReceipt,
+        GateState,
+        OperatorAction,
+        OperatorActionKind,
+        OperatorRecord,
+        RejectedAttempt,
+    )
     from gates.kinds import CaseSpec
     from gates.policy import Policy, PolicyEvaluation, evaluate
     from gates.precedent import Precedent, PrecedentFeatures
     from gates.trace import (
+        AgentNote,
         CaseResult,
         CaseState,
         CaseSummary,
@@ -73,6 +84,9 @@ class CaseWorkflow:
         self._questions: list[ReviewerQuestion] = []
         self._early_attempts: list[RejectedAttempt] = []
         self._decision: AcceptedDecision | None = None
+        self._operator_actions: list[OperatorRecord] = []
+        self._escalation_requested: OperatorRecord | None = None
+        self._cancel_requested: OperatorRecord | None = None
 
     # -- decisions in ---------------------------------------------------------------------------
 
@@ -153,6 +167,76 @@ class CaseWorkflow:
         assert self._gate is not None
         return self._gate.problem_with(decision)
 
+    @workflow.update(
+        name="operator_action",
+        description="Operators: escalate now, reassign the current level to a group, cancel, or note a retry. Kept in the trace.",
+    )
+    async def operator_action(self, action: OperatorAction) -> str:
+        problem = self._operator_problem(action)  # state may have moved since validation
+        if problem:
+            raise ApplicationError(problem, type="OperatorActionRejected", non_retryable=True)
+        record = OperatorRecord(
+            action=action.action.value, operator=action.operator, reason=action.reason, group=action.group, at=workflow.now()
+        )
+        self._operator_actions.append(record)
+        gate = self._gate
+        if action.action == OperatorActionKind.ESCALATE:
+            assert gate is not None
+            level = gate.level
+            self._escalation_requested = record
+            await workflow.wait_condition(lambda: self._escalation_requested is None or not gate.open)
+            record.result = f"escalated from level {level + 1} to level {gate.level + 1} ({gate.current_group})"
+        elif action.action == OperatorActionKind.REASSIGN:
+            assert gate is not None and action.group is not None
+            roster = await workflow.execute_activity(
+                "load_reviewer_roster",
+                RosterRequest(groups=[action.group]),
+                result_type=Roster,
+                activity_id=f"load-reviewer-roster-{action.group}-{len(self._operator_actions)}",
+                start_to_close_timeout=QUICK,
+                summary=f"who sits in {action.group}",
+            )
+            members = roster.members.get(action.group, [])
+            if not members:
+                record.result = f"refused: group {action.group} has no active members"
+                raise ApplicationError(record.result, type="OperatorActionRejected", non_retryable=True)
+            gate.reassign(action.group, members)
+            record.result = f"level {gate.level + 1} reassigned to {action.group} ({', '.join(members)})"
+        elif action.action == OperatorActionKind.CANCEL:
+            if gate is not None and gate.open:
+                gate.close_by_operator("cancelled", action.operator, action.reason, workflow.now())
+                record.result = "cancelled while waiting for a decision"
+            else:
+                # Work in progress (a gathering activity retrying, say) only stops on Temporal's
+                # cancellation; this record says who asked and why when it arrives.
+                self._cancel_requested = record
+                record.result = f"cancellation requested in state {self._state.value}; cancel the workflow to interrupt it"
+        else:
+            record.result = "noted"
+        self._publish()
+        return record.result
+
+    @operator_action.validator
+    def _validate_operator_action(self, action: OperatorAction) -> None:
+        problem = self._operator_problem(action)
+        if problem:
+            raise ApplicationError(problem, type="OperatorActionRejected", non_retryable=True)
+
+    def _operator_problem(self, action: OperatorAction) -> str | None:
+        if self._state in (CaseState.RECORDING, CaseState.DECIDED):
+            return f"case is already {self._state.value}"
+        if action.action in (OperatorActionKind.ESCALATE, OperatorActionKind.REASSIGN):
+            gate = self._gate
+            if gate is None or not gate.open:
+                return f"case is not waiting at a gate (state: {self._state.value})"
+            if action.action == OperatorActionKind.ESCALATE and gate.is_last_level():
+                return f"already at the last level ({gate.definition.levels[gate.level].title}); decide or cancel instead"
+            if action.action == OperatorActionKind.ESCALATE and self._escalation_requested is not None:
+                return "an escalation is already in progress"
+            if action.action == OperatorActionKind.REASSIGN and not action.group:
+                return "reassign needs a group"
+        return None
+
     @workflow.query(name="case_state", description="The brief, findings, proposal, gate, deadlines and who may decide now.")
     def case_state(self) -> CaseView:
         assert self._request is not None
@@ -175,6 +259,7 @@ class CaseWorkflow:
             rounds=self._rounds,
             rejected_attempts=sorted(attempts, key=lambda a: a.at),
             questions=self._questions,
+            operator_actions=self._operator_actions,
         )
 
     # -- the loop -------------------------------------------------------------------------------
@@ -201,26 +286,28 @@ class CaseWorkflow:
             ]
             + ([sa.AMOUNT_MINOR.value_set(m)] if (m := self.spec.amount_minor(request)) is not None else [])
         )
-        while True:
-            await self._gather_evaluate_summarize()
-            assert self._evaluation is not None
-            if not self._evaluation.requires_human and self._gate is None:
-                decision = self._decide_by_policy()
-                break
-            await self._open_gate()
-            decision = await self._wait_for_decision()
-            if decision.outcome != DecisionOutcome.REQUEST_INFO.value:
-                break
-            # request_info: back to gathering with the reviewer's question, then back to this gate.
-            self._rounds.append(decision)
-            self._questions.append(ReviewerQuestion(round=len(self._rounds), reviewer=decision.decided_by, question=decision.reason))
-            self._state = CaseState.GATHERING
-            self._publish()
+        cancelled = False
+        try:
+            decision = await self._decide()
+        except asyncio.CancelledError:
+            # Cancelled through Temporal (`hitl ops cancel`, the UI, the CLI): record who asked, then end as cancelled.
+            cancelled = True
+            note = self._cancel_requested
+            decision = AcceptedDecision(
+                outcome="cancelled",
+                decided_by=f"operator:{note.operator}" if note else "temporal:cancel-request",
+                reason=note.reason if note else "the workflow was cancelled through Temporal",
+                via="operator",
+                level=self._gate.level if self._gate else -1,
+                at=workflow.now(),
+            )
         self._decision = decision
         receipt = await self._record(decision, started)
         self._state = CaseState.DECIDED
         self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if cancelled:
+            raise asyncio.CancelledError("case cancelled; decision trace recorded")
         return CaseResult(
             case_id=workflow.info().workflow_id,
             outcome=decision.outcome,
@@ -229,6 +316,23 @@ class CaseWorkflow:
             reason=decision.reason,
             trace_id=receipt.trace_id,
         )
+
+    async def _decide(self) -> AcceptedDecision:
+        """Loop until a final decision: by policy, by a reviewer, by timeout, or by an operator."""
+        while True:
+            await self._gather_evaluate_summarize()
+            assert self._evaluation is not None
+            if not self._evaluation.requires_human and self._gate is None:
+                return self._decide_by_policy()
+            await self._open_gate()
+            decision = await self._wait_for_decision()
+            if decision.outcome != DecisionOutcome.REQUEST_INFO.value:
+                return decision
+            # request_info: back to gathering with the reviewer's question, then back to this gate.
+            self._rounds.append(decision)
+            self._questions.append(ReviewerQuestion(round=len(self._rounds), reviewer=decision.decided_by, question=decision.reason))
+            self._state = CaseState.GATHERING
+            self._publish()
 
     async def _gather_evaluate_summarize(self) -> None:
         assert self._request is not None and self._policy is not None
@@ -341,37 +445,57 @@ class CaseWorkflow:
         while True:
             level = gate.definition.levels[gate.level]
             if reminded_level != gate.level:
-                if await self._decided_within(gate.remind_at() - workflow.now(), f"remind {level.group}"):
+                outcome = await self._wait_at_gate(gate.remind_at(), f"remind {gate.current_group}")
+                if outcome == "decided":
                     return gate.decision  # type: ignore[return-value]
+                if outcome == "escalate":
+                    await self._escalate(f"operator {self._escalation_requested.operator}: {self._escalation_requested.reason}")  # type: ignore[union-attr]
+                    continue
                 gate.record_reminder(workflow.now())
                 reminded_level = gate.level
                 await self._notify("reminder", f"Reminder: {self.spec.ask(self._request)} is waiting for {level.title}.")  # type: ignore[arg-type]
                 self._publish()
-            action = "time out" if gate.is_last_level() else f"escalate to {gate.definition.levels[gate.level + 1].group}"
-            if await self._decided_within(gate.escalate_at() - workflow.now(), action):
+            action = "time out" if gate.is_last_level() else f"escalate to {gate.group_at(gate.level + 1)}"
+            outcome = await self._wait_at_gate(gate.escalate_at(), action)
+            if outcome == "decided":
                 return gate.decision  # type: ignore[return-value]
-            now = workflow.now()
+            if outcome == "escalate":
+                await self._escalate(f"operator {self._escalation_requested.operator}: {self._escalation_requested.reason}")  # type: ignore[union-attr]
+                continue
             if gate.is_last_level():
-                decision = gate.time_out(now)
+                decision = gate.time_out(workflow.now())
                 await self._notify("timeout", f"Timed out at {level.title}: recorded as {decision.outcome}.")
                 return decision
-            escalation = gate.escalate(now, reason=f"no decision from {level.group} within {level.escalate_after}")
-            await self._notify(
-                "escalation",
-                f"Escalated to {gate.definition.levels[escalation.to_level].title}: {self.spec.ask(self._request)}",  # type: ignore[arg-type]
-            )
-            self._publish()
+            await self._escalate(f"no decision from {gate.current_group} within {level.escalate_after}")
 
-    async def _decided_within(self, timeout: timedelta, action: str) -> bool:
+    async def _escalate(self, reason: str) -> None:
         gate = self._gate
         assert gate is not None
-        if timeout <= timedelta(0):
-            return not gate.open
-        try:
-            await workflow.wait_condition(lambda: not gate.open, timeout=timeout, timeout_summary=f"{action} after {timeout}")
-            return True
-        except asyncio.TimeoutError:
-            return not gate.open
+        escalation = gate.escalate(workflow.now(), reason=reason)
+        self._escalation_requested = None
+        await self._notify(
+            "escalation",
+            f"Escalated to {gate.definition.levels[escalation.to_level].title}: {self.spec.ask(self._request)}",  # type: ignore[arg-type]
+        )
+        self._publish()
+
+    async def _wait_at_gate(self, until, action: str) -> str:
+        """Wait for a decision, an operator's escalation, or the deadline: 'decided', 'escalate' or 'deadline'."""
+        gate = self._gate
+        assert gate is not None
+
+        def settled() -> bool:
+            return not gate.open or self._escalation_requested is not None
+
+        timeout = until - workflow.now()
+        if timeout > timedelta(0) and not settled():
+            try:
+                await workflow.wait_condition(settled, timeout=timeout, timeout_summary=f"{action} after {timeout}")
+            except asyncio.TimeoutError:
+                pass
+        if not gate.open:
+            return "decided"
+        return "escalate" if self._escalation_requested is not None else "deadline"
 
     async def _notify(self, kind: str, message: str) -> None:
         gate = self._gate
@@ -400,33 +524,35 @@ class CaseWorkflow:
             workflow.logger.warning("notification %s not delivered: %s", key, err.cause or err)
 
     async def _record(self, decision: AcceptedDecision, started) -> RecordReceipt:
-        assert self._request is not None and self._policy is not None and self._evaluation is not None
-        assert self._summary is not None
+        assert self._request is not None
         self._state = CaseState.RECORDING
         self._publish()
         info = workflow.info()
         gate = self._gate
-        reason_codes = [c.value for c in self._evaluation.reason_codes]
+        # A case cancelled early may have no policy, evaluation or brief yet: record what there is.
+        policy_ref = self._policy.ref if self._policy else "unresolved"
+        evaluation, summary = self._evaluation, self._summary
+        reason_codes = [c.value for c in evaluation.reason_codes] if evaluation else []
         trace = DecisionTrace(
             decision_trace=self.spec.kind.value,
-            entities={**self.spec.entities(self._request), "policy": self._policy.ref},
+            entities={**self.spec.entities(self._request), "policy": policy_ref},
             inputs=self._context.consulted(),
-            human_gate=self._policy.gate.name if gate else None,
+            human_gate=gate.definition.name if gate else None,
             case_id=info.workflow_id,
             business_key=self._request.business_key(),
             workflow_id=info.workflow_id,
             run_id=info.run_id,
             request=self._request.model_dump(mode="json"),
-            brief=self._summary.brief,
-            findings=self._evaluation.findings,
+            brief=summary.brief if summary else "",
+            findings=evaluation.findings if evaluation else [],
             reason_codes=reason_codes,
-            proposal=self._summary.proposal,
-            agent=self._summary.agent,
+            proposal=summary.proposal if summary else Proposal(outcome="none", rationale="no brief was written"),
+            agent=summary.agent if summary else AgentNote(used=False),
             precedent_headline=self._headline or "",
             precedents_cited=[p.case_id for p in self._precedents],
             features=PrecedentFeatures(
                 kind=self.spec.kind,
-                policy=self._policy.ref,
+                policy=policy_ref,
                 reason_codes=reason_codes,
                 amount_band=self.spec.band(self._request),
                 tags=self._tags,
@@ -440,6 +566,7 @@ class CaseWorkflow:
             questions=self._questions,
             reminders=gate.reminders if gate else [],
             escalations=gate.escalations if gate else [],
+            operator_actions=self._operator_actions,
             rejected_attempts=sorted(self._early_attempts + (gate.rejected_attempts if gate else []), key=lambda a: a.at),
             opened_at=started,
             gate_opened_at=gate.opened_at if gate else None,
