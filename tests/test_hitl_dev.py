@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     import psutil
     import pytest
 
+    from tests.case_helpers import EXAMPLES
     from tests.helpers import HITL, assert_eventually, clean_env, postgres_capable_tmpdir, wait_for_text
     from workers.client import DATA_CONVERTER
     from workers.devstack import free_port
@@ -223,6 +224,69 @@ async def test_hitl_dev_survives_restart_with_waiting_timer(dev):
     fired = [e for e in (await handle.fetch_history()).events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
     assert len(fired) == 1
     assert fired[0].event_time.ToDatetime(tzinfo=timezone.utc) > stopped_at, "the timer fired after the restart"
+
+
+HUMAN = {
+    "renewal_acme_fy26.json": ("renewal", "fin_rev_ana", "finance"),
+    "procurement_northwind_reserved.json": ("procurement", "vp_ops_raj", "ops"),
+    "access_eng_lee_prod_db_admin.json": ("access", "sec_rev_eli", "security"),
+}
+AUTO = {
+    "renewal_globex_fy26_within_policy.json": "renewal",
+    "procurement_woodgrove_within_policy.json": "procurement",
+    "access_eng_lee_github_within_policy.json": "access",
+}
+
+
+async def test_every_example_runs_end_to_end_on_hitl_dev_and_a_waiting_case_survives_a_restart(dev):
+    """The README's walk-through: start each example, decide the ones that need a human, read the traces."""
+    await dev.ensure_running()
+
+    async def cli(*args: str) -> subprocess.CompletedProcess:
+        result = await asyncio.to_thread(hitl_from_project_dir, dev, *args)
+        assert result.returncode == 0, f"hitl {' '.join(args)}: {result.stderr}"
+        return result
+
+    async def traced(case_id: str) -> dict:
+        async def recorded():
+            result = await asyncio.to_thread(hitl_from_project_dir, dev, "trace", case_id, "--format", "json")
+            assert result.returncode == 0, result.stderr
+            return json.loads(result.stdout)
+
+        return await assert_eventually(recorded, timeout=30, interval=0.5)
+
+    async def waiting(case_id: str) -> dict:
+        async def is_waiting():
+            view = json.loads((await cli("show", case_id, "--json")).stdout)
+            assert view["state"] == "waiting", view["state"]
+            return view
+
+        return await assert_eventually(is_waiting, timeout=30, interval=0.5)
+
+    started = {}
+    for name, kind in {**{k: v[0] for k, v in HUMAN.items()}, **AUTO}.items():
+        started[name] = json.loads((await cli("start", kind, "--file", str(EXAMPLES / name), "--json")).stdout)["case_id"]
+
+    for name in AUTO:
+        trace = await traced(started[name])
+        assert trace["decided_via"] == "policy" and trace["human_gate"] is None
+
+    renewal = started["renewal_acme_fy26.json"]
+    before = (await waiting(renewal))["gate"]
+    children = dev.children()
+    assert await dev.stop(signal.SIGINT) == 0
+    await assert_all_gone(children)
+    await dev.start()
+    after = (await waiting(renewal))["gate"]
+    assert (after["level"], after["next_deadline"]) == (before["level"], before["next_deadline"]), "timers kept"
+
+    for name, (_, reviewer, gate) in HUMAN.items():
+        await waiting(started[name])
+        decided = await cli("approve", started[name], "--as", reviewer, "--reason", "end to end on hitl dev")
+        assert decided.stdout.startswith("accepted: approve by " + reviewer)
+        trace = await traced(started[name])
+        assert (trace["human_gate"], trace["decided_by"], trace["outcome"]) == (gate, reviewer, "approve")
+        assert trace["inputs"], "the trace lists the evidence consulted"
 
 
 async def test_hitl_dev_stops_all_children_on_sigterm(dev):
