@@ -90,14 +90,19 @@ def propose(evaluation: PolicyEvaluation, precedents: list[Precedent], context: 
     )
 
 
+# Of a structured item (a chat thread), what a reviewer needs to read; the rest stays in the trace.
+_HEADLINE_KEYS = ("title", "approval_stated_by", "customer_commitment")
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, dict):
-        shown = {k: v for k, v in value.items() if v not in (None, "", [], {})}
-        return "; ".join(f"{k}: {_fmt(v)}" for k, v in shown.items())
+        keys = [k for k in _HEADLINE_KEYS if k in value] or list(value)
+        shown = {k: value[k] for k in keys if value[k] not in (None, "", [], {})}
+        return "; ".join(f"{k.replace('_', ' ')}: {_fmt(v)}" for k, v in shown.items())
     if isinstance(value, list):
         return ", ".join(_fmt(v) for v in value) or "none"
     return str(value)
@@ -115,23 +120,32 @@ def render_brief(
     proposal: Proposal,
     questions: list[ReviewerQuestion],
 ) -> str:
-    lines = [f"### {ask}", "", f"Requested by **{requester}**: {justification}", ""]
-    lines.append("**Key facts**")
+    """Markdown for the CLI, the UI's current details and the trace. Lists follow a blank line so
+    every markdown renderer shows them as lists; sources are in code spans (they contain `_`)."""
+    lines = [f"### {ask}", "", f"Requested by **{requester}**: {justification}", "", "**Key facts**", ""]
     for item in context.items:
-        lines.append(f"- {item.item.replace('_', ' ')}: {_fmt(item.value)} _({item.label})_")
+        lines.append(f"- {item.item.replace('_', ' ')}: {_fmt(item.value)} `{item.label}`")
     for missing in context.missing:
-        lines.append(f"- **missing** {missing.source}: {missing.item} ({missing.error})")
+        lines.append(f"- **missing** `{missing.source}: {missing.item}`: {missing.error}")
     if not context.items and not context.missing:
         lines.append("- none gathered")
-    lines += ["", f"**Policy {evaluation.policy}**"]
+    lines += ["", f"**Policy** `{evaluation.policy}`", ""]
+    passed = []
     for f in evaluation.findings:
-        mark = f"needs a human ({f.reason_code.value}, level {f.required_level + 1})" if f.requires_human else "ok"
-        lines.append(f"- {f.rule_id} {mark}: {f.description} ({f.detail})")
-    lines += ["", f"**Precedent**: {headline}"]
+        if f.requires_human:
+            lines.append(
+                f"- **{f.rule_id}** needs a human ({f.reason_code.value}, level {f.required_level + 1}): "
+                f"{f.description} ({f.detail})"
+            )
+        else:
+            passed.append(f.rule_id)
+    if passed:
+        lines.append(f"- ok: {', '.join(passed)}")
+    lines += ["", f"**Precedent**: {headline}", ""]
     for p in precedents[:5]:
-        lines.append(f"- {p.case_id}: {p.outcome} by {p.decided_by} ({p.decided_at:%Y-%m-%d}): {p.reason}")
+        lines.append(f"- `{p.case_id}`: {p.outcome} by {p.decided_by} ({p.decided_at:%Y-%m-%d}): {p.reason}")
     if questions:
-        lines += ["", "**Reviewer questions**"]
+        lines += ["", "**Reviewer questions**", ""]
         for q in questions:
             lines.append(f"- round {q.round}, {q.reviewer}: {q.question}")
     lines += ["", f"**Proposed**: {proposal.outcome}: {proposal.rationale}"]

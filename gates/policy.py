@@ -359,7 +359,7 @@ def evaluate(policy: Policy, facts: Facts, precedent_outcomes: list[str]) -> Pol
         ):
             level = relief.level
             finding.required_level = level
-            finding.detail += f"; level lowered to {level} by {len(precedent_outcomes)} consistent precedents"
+            finding.detail += f"; level lowered to {level + 1} by {len(precedent_outcomes)} consistent precedents"
             relief_applied.append(rule.id)
         levels.append(level)
     reason_codes = sorted({f.reason_code for f in findings if f.requires_human and f.reason_code}, key=list(ReasonCode).index)

@@ -608,28 +608,34 @@ class CaseWorkflow:
         workflow.set_current_details(self._current_details())
 
     def _current_details(self) -> str:
+        """Markdown for the UI's Current Details panel: what a reviewer needs to decide from the case page."""
         gate = self._gate
-        lines = [f"## {self._state.value.capitalize()}"]
+        lines = [f"## {self._state.value.capitalize()}", ""]
         if self._decision is not None:
             d = self._decision
-            lines.append(f"**{d.outcome}** by {d.decided_by} ({d.via}): {d.reason}")
+            lines += [f"**{d.outcome}** by {d.decided_by} ({d.via}): {d.reason}", ""]
         if gate is not None and gate.open:
             level = gate.definition.levels[gate.level]
             lines += [
-                f"**{gate.definition.title} gate**, level {gate.level + 1} of {len(gate.definition.levels)}: {level.title}",
-                f"May decide now: {', '.join(gate.may_decide()) or 'nobody on the roster'}",
-                f"Reminder at {gate.remind_at():%Y-%m-%d %H:%M} UTC; "
-                + ("times out" if gate.is_last_level() else "escalates")
-                + f" at {gate.escalate_at():%Y-%m-%d %H:%M} UTC",
+                f"- **{gate.definition.title} gate**, level {gate.level + 1} of {len(gate.definition.levels)}: "
+                f"{level.title} (`{gate.current_group}`)",
+                f"- **May decide now**: {', '.join(gate.may_decide()) or 'nobody on the roster'}",
+                f"- **Reminder** {gate.remind_at():%Y-%m-%d %H:%M} UTC; "
+                + ("**times out**" if gate.is_last_level() else "**escalates**")
+                + f" {gate.escalate_at():%Y-%m-%d %H:%M} UTC",
                 "",
-                "Decide with **Send a Signal** → `decide`, data:",
+                "Decide with **More Actions → Send a Signal → `decide`**, data:",
+                "",
                 "```json",
                 json.dumps({"outcome": "approve", "reviewer": "<your id>", "reason": "<why>"}),
                 "```",
+                "",
+                "`outcome` is `approve`, `reject` or `request_info`. Press **R** to refresh this panel after sending.",
+                "",
             ]
             if gate.rejected_attempts:
                 last = gate.rejected_attempts[-1]
-                lines.append(f"Last rejected attempt: {last.reviewer or 'unknown'}: {last.error}")
+                lines += [f"Last rejected attempt: {last.reviewer or 'unknown'}: {last.error}", ""]
         if self._summary is not None:
-            lines += ["", self._summary.brief]
+            lines.append(self._summary.brief)
         return "\n".join(lines)

@@ -262,7 +262,7 @@ def test_three_approved_precedents_lower_the_director_rule_to_a_reviewer():
     finding = _finding(evaluation, "DISC-3")
     assert finding.requires_human is True
     assert finding.required_level == 0
-    assert finding.detail == "condition met; level lowered to 0 by 3 consistent precedents"
+    assert finding.detail == "condition met; level lowered to 1 by 3 consistent precedents"
     assert evaluation.relief_applied == ["DISC-3"]
     assert evaluation.start_level == 0
 
