@@ -97,6 +97,15 @@ class OperatorRecord(BaseModel):
     result: str = ""
 
 
+class OperatorReceipt(BaseModel):
+    """What the `operator_action` update returns."""
+
+    result: str
+    needs_temporal_cancel: bool = Field(
+        default=False, description="A cancel found work in progress: cancel the workflow through Temporal to interrupt it"
+    )
+
+
 class DecisionReceipt(BaseModel):
     """What the update returns to its caller."""
 

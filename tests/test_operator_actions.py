@@ -24,7 +24,7 @@ async def test_escalate_now_moves_the_case_up_and_lower_levels_can_no_longer_dec
         result = await handle.execute_update(
             "operator_action", OperatorAction(action="escalate", operator="ops_oncall", reason="deal closes today")
         )
-        assert result == "escalated from level 1 to level 2 (finance_directors)"
+        assert result["result"] == "escalated from level 1 to level 2 (finance_directors)"
         view = await case_view(handle)
         assert view.gate.level == 1 and "fin_rev_ana" not in view.gate.may_decide
         assert view.gate.escalations[-1].reason == "operator ops_oncall: deal closes today"
@@ -62,7 +62,7 @@ async def test_reassign_gives_the_current_level_to_another_group(temporal_env, w
             "operator_action",
             OperatorAction(action="reassign", operator="op", reason="security analysts out today", group="security_leads"),
         )
-        assert result.startswith("level 1 reassigned to security_leads")
+        assert result["result"].startswith("level 1 reassigned to security_leads")
         view = await case_view(handle)
         assert view.gate.group == "security_leads" and "sec_rev_eli" not in view.gate.may_decide
         with pytest.raises(WorkflowUpdateFailedError) as empty:
@@ -81,7 +81,7 @@ async def test_cancel_while_waiting_is_recorded_as_the_outcome(temporal_env, wor
         result = await handle.execute_update(
             "operator_action", OperatorAction(action="cancel", operator="op_lee", reason="duplicate of pr-2026-0149")
         )
-        assert result == "cancelled while waiting for a decision"
+        assert result == {"result": "cancelled while waiting for a decision", "needs_temporal_cancel": False}
         outcome = await handle.result()
         await save_history(handle, CaseKind.PROCUREMENT, "operator_cancel")
     assert (outcome.outcome, outcome.decided_by, outcome.decided_via) == ("cancelled", "operator:op_lee", "operator")
@@ -113,7 +113,7 @@ async def test_cancel_during_stuck_gathering_interrupts_the_work_and_records_who
         note = await handle.execute_update(
             "operator_action", OperatorAction(action="cancel", operator="op_kim", reason="CRM outage, customer withdrew")
         )
-        assert "cancel the workflow to interrupt it" in note
+        assert note["needs_temporal_cancel"] is True and "cancel the workflow to interrupt it" in note["result"]
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()

@@ -186,6 +186,10 @@ from workers.case_commands import register as _register_case_commands  # noqa: E
 
 _register_case_commands(cli, load_settings=load_settings, run_command=run_command, state_dir_option=state_dir_option, fail=_fail)
 
+from workers.ops_commands import register as _register_ops_commands  # noqa: E402
+
+_register_ops_commands(cli, load_settings=load_settings, run_command=run_command, state_dir_option=state_dir_option, fail=_fail)
+
 
 def main() -> None:
     cli.main(standalone_mode=True)

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         GateState,
         OperatorAction,
         OperatorActionKind,
+        OperatorReceipt,
         OperatorRecord,
         RejectedAttempt,
     )
@@ -171,15 +172,15 @@ class CaseWorkflow:
         name="operator_action",
         description="Operators: escalate now, reassign the current level to a group, cancel, or note a retry. Kept in the trace.",
     )
-    async def operator_action(self, action: OperatorAction) -> str:
+    async def operator_action(self, action: OperatorAction) -> OperatorReceipt:
         problem = self._operator_problem(action)  # state may have moved since validation
         if problem:
             raise ApplicationError(problem, type="OperatorActionRejected", non_retryable=True)
         record = OperatorRecord(
             action=action.action.value, operator=action.operator, reason=action.reason, group=action.group, at=workflow.now()
         )
-        self._operator_actions.append(record)
         gate = self._gate
+        needs_temporal_cancel = False
         if action.action == OperatorActionKind.ESCALATE:
             assert gate is not None
             level = gate.level
@@ -198,8 +199,9 @@ class CaseWorkflow:
             )
             members = roster.members.get(action.group, [])
             if not members:
-                record.result = f"refused: group {action.group} has no active members"
-                raise ApplicationError(record.result, type="OperatorActionRejected", non_retryable=True)
+                raise ApplicationError(
+                    f"group {action.group} has no active members", type="OperatorActionRejected", non_retryable=True
+                )
             gate.reassign(action.group, members)
             record.result = f"level {gate.level + 1} reassigned to {action.group} ({', '.join(members)})"
         elif action.action == OperatorActionKind.CANCEL:
@@ -210,11 +212,13 @@ class CaseWorkflow:
                 # Work in progress (a gathering activity retrying, say) only stops on Temporal's
                 # cancellation; this record says who asked and why when it arrives.
                 self._cancel_requested = record
+                needs_temporal_cancel = True
                 record.result = f"cancellation requested in state {self._state.value}; cancel the workflow to interrupt it"
         else:
             record.result = "noted"
+        self._operator_actions.append(record)
         self._publish()
-        return record.result
+        return OperatorReceipt(result=record.result, needs_temporal_cancel=needs_temporal_cancel)
 
     @operator_action.validator
     def _validate_operator_action(self, action: OperatorAction) -> None:
@@ -223,7 +227,11 @@ class CaseWorkflow:
             raise ApplicationError(problem, type="OperatorActionRejected", non_retryable=True)
 
     def _operator_problem(self, action: OperatorAction) -> str | None:
-        if self._state in (CaseState.RECORDING, CaseState.DECIDED):
+        # Retry and note stay possible while recording (the record activity is what may be stuck);
+        # they reach the case state and history, though the trace was composed before recording.
+        if self._state == CaseState.DECIDED or (
+            self._state == CaseState.RECORDING and action.action not in (OperatorActionKind.RETRY, OperatorActionKind.NOTE)
+        ):
             return f"case is already {self._state.value}"
         if action.action in (OperatorActionKind.ESCALATE, OperatorActionKind.REASSIGN):
             gate = self._gate
@@ -239,7 +247,8 @@ class CaseWorkflow:
 
     @workflow.query(name="case_state", description="The brief, findings, proposal, gate, deadlines and who may decide now.")
     def case_state(self) -> CaseView:
-        assert self._request is not None
+        if self._request is None:  # queried before the first workflow task ran
+            raise ApplicationError("case is starting; ask again in a moment", type="CaseStarting")
         attempts = list(self._early_attempts) + (list(self._gate.rejected_attempts) if self._gate else [])
         return CaseView(
             case_id=workflow.info().workflow_id,
