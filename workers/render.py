@@ -1,0 +1,205 @@
+"""Terminal output of the case commands: rich tables and label grids on a terminal, plain text when piped.
+
+Piped output (a file, `grep`, a test) has no ANSI codes, no wrapping and no trailing blanks, so a
+case ID can always be copied whole. Data never goes through rich markup or emoji parsing: a reason
+like "[draft] see :memo:" prints as typed.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from datetime import datetime, timezone
+from typing import Iterable
+
+import click
+from rich.console import Console, Group, RenderableType
+from rich.markdown import Markdown
+from rich.table import Table
+from rich.text import Text
+
+from gates.cases import KIND_ALIASES
+from gates.trace import CaseView
+from workers.inbox import InboxItem, human_duration, next_step
+
+# Wide enough that piped lines never wrap; trailing padding is stripped.
+PLAIN_WIDTH = 10_000
+
+SHORT_KIND = {kind: alias for alias, kind in KIND_ALIASES.items() if alias != kind.value}
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def emit(renderable: RenderableType, *, terminal: bool | None = None) -> None:
+    """Print styled on a terminal; as plain text otherwise."""
+    terminal = stdout_is_terminal() if terminal is None else terminal
+    if terminal:
+        Console(highlight=False, emoji=False).print(renderable)
+    else:
+        click.echo(plain(renderable))
+
+
+def plain(renderable: RenderableType) -> str:
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer, width=PLAIN_WIDTH, color_system=None, force_terminal=False, highlight=False, emoji=False, soft_wrap=False
+    )
+    console.print(renderable)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+# -- inbox -----------------------------------------------------------------------------------
+
+
+INBOX_COLUMNS = ("CASE", "KIND", "ASK", "GATE", "LEVEL", "AGE", "NEXT")
+# Narrowest the ASK column may get before the inbox switches to one block per case.
+MIN_ASK_WIDTH = 24
+
+
+def _inbox_cells(item: InboxItem) -> list[str]:
+    return [
+        item.case_id,
+        SHORT_KIND.get(item.kind, item.kind),  # type: ignore[call-overload]
+        item.ask,
+        item.gate,
+        f"{item.escalation_level + 1} {item.reviewer_group}",
+        human_duration(item.age_seconds),
+        next_step(item),
+    ]
+
+
+def _next_style(item: InboxItem) -> str:
+    return "red" if item.time_left_seconds is not None and item.time_left_seconds < 0 else ""
+
+
+def inbox_table(items: list[InboxItem]) -> Table:
+    """One row per case. The case ID is never wrapped or cut: it is what a reviewer copies into `hitl show`."""
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    widest = max((len(i.case_id) for i in items), default=4)
+    table.add_column("CASE", no_wrap=True, min_width=widest, style="cyan")
+    table.add_column("KIND", no_wrap=True)
+    table.add_column("ASK", overflow="fold", min_width=MIN_ASK_WIDTH)
+    table.add_column("GATE", no_wrap=True)
+    table.add_column("LEVEL", no_wrap=True)
+    table.add_column("AGE", no_wrap=True, justify="right")
+    table.add_column("NEXT", no_wrap=True)
+    for item in items:
+        cells = [Text(cell) for cell in _inbox_cells(item)]
+        cells[-1].stylize(_next_style(item))
+        table.add_row(*cells)
+    return table
+
+
+def inbox_table_width(items: list[InboxItem]) -> int:
+    """Width the table needs with the ASK column at its narrowest (two spaces between columns)."""
+    widths = [len(h) for h in INBOX_COLUMNS]
+    for item in items:
+        widths = [max(w, len(c)) for w, c in zip(widths, _inbox_cells(item), strict=True)]
+    widths[2] = MIN_ASK_WIDTH
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
+def inbox_blocks(items: list[InboxItem]) -> Group:
+    """The narrow-terminal form: the case ID on its own line, then the ask, then the rest."""
+    blocks: list[RenderableType] = []
+    for item in items:
+        _, kind, ask, gate, _, age, step = _inbox_cells(item)
+        level = f"level {item.escalation_level + 1} ({item.reviewer_group})"
+        details = Text(f"  {kind} · {gate} gate, {level} · waiting {age} · ")
+        details.append(step, style=_next_style(item))
+        blocks += [Text(item.case_id, style="bold cyan", no_wrap=True, overflow="ignore"), Text(f"  {ask}"), details]
+    return Group(*blocks)
+
+
+def print_inbox(items: list[InboxItem], *, terminal: bool | None = None) -> None:
+    """The table; on a terminal too narrow for it, one block per case."""
+    terminal = stdout_is_terminal() if terminal is None else terminal
+    if not terminal:
+        click.echo(plain(inbox_table(items)))
+        return
+    console = Console(highlight=False, emoji=False)
+    console.print(inbox_table(items) if console.width >= inbox_table_width(items) else inbox_blocks(items))
+
+
+def inbox_empty_message(*, gate: str | None, kind: str | None, reviewer: str | None) -> str:
+    filters = [f"{name} {value}" for name, value in (("gate", gate), ("kind", kind)) if value]
+    who = f" for {reviewer}" if reviewer else ""
+    return f"no cases waiting{who}" + (f" ({', '.join(filters)})" if filters else "")
+
+
+# -- one case --------------------------------------------------------------------------------
+
+
+def _when(at: datetime, now: datetime) -> str:
+    delta = int((at - now).total_seconds())
+    relative = f"in {human_duration(delta)}" if delta >= 0 else f"{human_duration(delta)} ago"
+    return f"{at.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z ({relative})"
+
+
+def _stamp(at: datetime) -> str:
+    return f"{at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}Z"
+
+
+def case_details(view: CaseView, now: datetime | None = None) -> Table:
+    """The case as label/value rows; labels right-aligned so each reads `label: value`."""
+    now = now or datetime.now(timezone.utc)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify="right", style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+
+    def row(label: str, value: str, style: str = "") -> None:
+        grid.add_row(Text(f"{label}:" if label else ""), Text(value, style=style))
+
+    def rows(label: str, values: Iterable[str], style: str = "") -> None:
+        for index, value in enumerate(values):
+            row(label if index == 0 else "", value, style)
+
+    row("state", view.state.value, "bold")
+    row("kind", view.kind)
+    row("policy", view.policy or "(not resolved yet)")
+    row("requester", view.requester)
+    if view.reason_codes:
+        row("needs a human", ", ".join(view.reason_codes))
+    if view.gate:
+        g = view.gate
+        levels = g.level + len(g.eligible_groups)
+        row("gate", f"{g.title}, level {g.level + 1} of {levels} ({g.level_title}, group {g.group})")
+        row("may decide now", ", ".join(g.may_decide) or "nobody on the roster", "green")
+        row("eligible groups", ", ".join(g.eligible_groups))
+        row("gate opened", _when(g.opened_at, now))
+        row("reminder", _when(g.remind_at, now))
+        row("next deadline", f"{g.deadline_action} at {_when(g.next_deadline, now)}")
+        rows("escalations", (f"to level {e.to_level + 1} ({e.to_group}) at {_stamp(e.at)}: {e.reason}" for e in g.escalations))
+        rows("reminders", (f"level {r.level + 1} ({r.group}) at {_stamp(r.at)}" for r in g.reminders))
+    if view.decision:
+        d = view.decision
+        level = f" at level {d.level + 1}" if d.level >= 0 else ""
+        row("decided", f"{d.outcome} by {d.decided_by} via {d.via}{level} at {_stamp(d.at)}: {d.reason}", "bold")
+    rows("rounds", (f"request_info by {r.decided_by} at {_stamp(r.at)}: {r.reason}" for r in view.rounds))
+    rows("rejected attempts", (f"{_stamp(a.at)} {a.via} {a.reviewer or '?'}: {a.error}" for a in view.rejected_attempts), "yellow")
+    rows(
+        "operator actions",
+        (
+            f"{_stamp(o.at)} {o.action} by {o.operator}{f' (group {o.group})' if o.group else ''}: {o.reason}"
+            + (f" -> {o.result}" if o.result else "")
+            for o in view.operator_actions
+        ),
+    )
+    return grid
+
+
+def case_renderable(view: CaseView, *, terminal: bool, now: datetime | None = None) -> RenderableType:
+    """Header, the label grid, then the brief (findings, precedents, proposal) as written by the summarizer.
+
+    On a terminal the brief's markdown is rendered; piped, it is printed as written."""
+    parts: list[RenderableType] = [Text(view.case_id, style="bold cyan"), Text(view.ask), Text(""), case_details(view, now)]
+    if view.brief:
+        parts += [Text(""), Markdown(view.brief) if terminal else Text(view.brief)]
+    return Group(*parts)
+
+
+def render_case(view: CaseView, now: datetime | None = None) -> str:
+    """The plain-text form of `hitl show` (what a pipe or a test sees)."""
+    return plain(case_renderable(view, terminal=False, now=now))
