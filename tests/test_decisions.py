@@ -162,3 +162,26 @@ async def test_record_decision_retried_or_repeated_writes_once(temporal_env, wor
     assert not first.newly_recorded and not second.newly_recorded
     await trace_row(world_pool, handle.id)
     assert await world_pool.fetchval("SELECT count(*) FROM precedents WHERE case_id = $1", handle.id) == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"account": "acme_enterprise", "renewal": "fy26", "requested_discount_pct": 140}, "requested_discount_pct"),
+        ("not an object", "invalid renewal_discount_exception case"),
+    ],
+)
+async def test_a_bad_start_payload_fails_the_case_at_once_with_the_validation_errors(temporal_env, world_pool, payload, expected):
+    """Started from another SDK or the `temporal` CLI without validation, the case must not wedge."""
+    import uuid
+
+    from temporalio.client import WorkflowFailureError
+
+    async with new_worker(temporal_env.client, world_pool) as worker:
+        handle = await temporal_env.client.start_workflow(
+            "RenewalDiscountException", payload, id=f"bad-payload-{uuid.uuid4()}", task_queue=worker.task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    message = str(failed.value.cause)
+    assert "invalid renewal_discount_exception case" in message and expected in message

@@ -55,7 +55,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from gates.cases import CaseKind
 from gates.gate import OperatorAction, OperatorActionKind, OperatorReceipt, format_validation_error
-from workers.cases import CaseError, CaseNotFound, workflow_type_for
+from workers.cases import CaseClient, CaseError, CaseNotFound, workflow_type_for
 from workers.client import connect_client
 from workflows import search_attributes as sa
 
@@ -737,7 +737,7 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
             else:
                 client = await connect_client(settings)
                 if case_id:
-                    histories = [await fetch_case_history(client, case_id)]
+                    histories = [await fetch_case_history(client, await CaseClient(client).resolve_case_id(case_id))]
                 else:
                     histories = client.list_workflows(query).map_histories()
             try:
@@ -765,13 +765,14 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
 
         async def body() -> int:
             client = await connect_client(settings)
-            history = await fetch_case_history(client, case_id)
+            resolved = await CaseClient(client).resolve_case_id(case_id)
+            history = await fetch_case_history(client, resolved)
             if output is not None and str(output) == "-":
                 click.echo(history.to_json())
                 return 0
-            path = output or Path(export_file_name(case_id))
+            path = output or Path(export_file_name(resolved))
             path.write_text(history.to_json() + "\n")
-            click.echo(f"wrote {path}: {len(history.events)} events of {case_id} (run {history.run_id})")
+            click.echo(f"wrote {path}: {len(history.events)} events of {resolved} (run {history.run_id})")
             return 0
 
         run_command(body)
@@ -791,7 +792,8 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
         async def body() -> int:
             client = await connect_client(settings)
             try:
-                plan = await plan_retry(client, case_id)
+                case = await CaseClient(client).resolve_case_id(case_id)
+                plan = await plan_retry(client, case)
             except ActionRefused as err:
                 click.echo(f"hitl: refused: {err}", err=True)
                 return 1
@@ -802,14 +804,14 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
                 click.echo(f"hitl: {NOT_CONFIRMED}", err=True)
                 return 1
             done = await execute_retry(client, plan, operator=operator, reason=reason)
-            click.echo(f"{case_id}: {done}")
+            click.echo(f"{case}: {done}")
             try:
                 # the operator's words and what was reset, in the trace
-                noted = await send_operator_action(client, case_id, note.model_copy(update={"reason": f"{reason} ({done})"}))
+                noted = await send_operator_action(client, case, note.model_copy(update={"reason": f"{reason} ({done})"}))
             except OpsError as err:
                 click.echo(f"hitl: {done}, but the retry note was not recorded: {err}", err=True)
                 return 1
-            click.echo(f"{case_id}: {noted.result}")
+            click.echo(f"{case}: {noted.result}")
             return 0
 
         run_command(body)
@@ -827,13 +829,14 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
             async def body() -> int:
                 client = await connect_client(settings)
                 try:
+                    case = await CaseClient(client).resolve_case_id(case_id)
                     if kind == OperatorActionKind.CANCEL:
-                        outcome = await cancel_case(client, case_id, request)
-                        click.echo(f"{case_id}: {outcome.result}")
+                        outcome = await cancel_case(client, case, request)
+                        click.echo(f"{case}: {outcome.result}")
                         if outcome.interrupted:
-                            click.echo(f"{case_id}: sent Temporal cancellation; the case records who and why as it stops")
+                            click.echo(f"{case}: sent Temporal cancellation; the case records who and why as it stops")
                     else:
-                        click.echo(f"{case_id}: {(await send_operator_action(client, case_id, request)).result}")
+                        click.echo(f"{case}: {(await send_operator_action(client, case, request)).result}")
                 except ActionRefused as err:
                     click.echo(f"hitl: refused: {err}", err=True)
                     return 1

@@ -26,7 +26,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.directory import Roster, RosterRequest
     from activities.notify import Notification
     from gates.brief import Proposal, ReviewerQuestion
-    from gates.cases import CaseRequest
+    from pydantic import ValidationError
+
+    from gates.cases import REQUEST_MODELS, CaseRequest
     from gates.evidence import ConnectorResult, ContextBundle, MissingContext, SourceRequest
     from gates.gate import (
         AcceptedDecision,
@@ -272,6 +274,17 @@ class CaseWorkflow:
         )
 
     # -- the loop -------------------------------------------------------------------------------
+
+    def validate_request(self, raw: RawValue) -> CaseRequest:
+        """Decode and validate the start payload; an invalid one fails the case (never its task)."""
+        model = REQUEST_MODELS[self.spec.kind]
+        try:
+            return model.model_validate(workflow.payload_converter().from_payload(raw.payload))
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in err.errors())
+            raise ApplicationError(f"invalid {self.spec.kind.value} case: {problems}", type="InvalidCase", non_retryable=True) from None
+        except Exception as err:  # not JSON at all
+            raise ApplicationError(f"invalid {self.spec.kind.value} case: {err}", type="InvalidCase", non_retryable=True) from None
 
     async def run_case(self, request: CaseRequest) -> CaseResult:
         self._request = request

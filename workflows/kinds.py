@@ -1,12 +1,17 @@
 """One thin workflow class per kind of case: the type name shows in the UI, in visibility
-queries and in replay fixtures, and a change to one kind cannot break another kind's histories."""
+queries and in replay fixtures, and a change to one kind cannot break another kind's histories.
+
+`run` takes the raw payload and validates it itself: a payload the SDK could not decode into the
+model would otherwise fail the workflow task forever and wedge the case. An invalid payload fails
+the case at once, with the validation errors as its failure message."""
 
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
-    from gates.cases import AccessEscalationRequest, CaseKind, ProcurementRequest, RenewalDiscountRequest
+    from gates.cases import CaseKind
     from gates.kinds import ACCESS, PROCUREMENT, RENEWAL
     from gates.trace import CaseResult
 
@@ -20,8 +25,8 @@ class RenewalDiscountExceptionWorkflow(CaseWorkflow):
     spec = RENEWAL
 
     @workflow.run
-    async def run(self, request: RenewalDiscountRequest) -> CaseResult:
-        return await self.run_case(request)
+    async def run(self, request: RawValue) -> CaseResult:
+        return await self.run_case(self.validate_request(request))
 
 
 @workflow.defn(name="ProcurementThresholdBreach")
@@ -31,8 +36,8 @@ class ProcurementThresholdBreachWorkflow(CaseWorkflow):
     spec = PROCUREMENT
 
     @workflow.run
-    async def run(self, request: ProcurementRequest) -> CaseResult:
-        return await self.run_case(request)
+    async def run(self, request: RawValue) -> CaseResult:
+        return await self.run_case(self.validate_request(request))
 
 
 @workflow.defn(name="AccessEscalation")
@@ -42,8 +47,8 @@ class AccessEscalationWorkflow(CaseWorkflow):
     spec = ACCESS
 
     @workflow.run
-    async def run(self, request: AccessEscalationRequest) -> CaseResult:
-        return await self.run_case(request)
+    async def run(self, request: RawValue) -> CaseResult:
+        return await self.run_case(self.validate_request(request))
 
 
 CASE_WORKFLOWS: dict[CaseKind, type[CaseWorkflow]] = {
