@@ -8,6 +8,7 @@ and the unit tests apply the same rules.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -54,6 +55,29 @@ class RejectedAttempt(BaseModel):
     reviewer: str | None
     payload: Any
     error: str
+
+    @classmethod
+    def of(cls, *, at: datetime, via: Channel, reviewer: Any, payload: Any, error: str) -> "RejectedAttempt":
+        """Build one from untrusted input: anyone who can reach the UI can signal anything, so large
+        payloads are kept as a bounded preview (the whole signal stays in Temporal's history)."""
+        text = json.dumps(payload, default=str)
+        if len(text) > MAX_KEPT_PAYLOAD_CHARS:
+            payload = {"truncated": True, "chars": len(text), "preview": text[:MAX_KEPT_PAYLOAD_CHARS // 4]}
+        who = reviewer if isinstance(reviewer, str) and len(reviewer) <= 80 else None
+        return cls(at=at, via=via, reviewer=who, payload=payload, error=error[:MAX_KEPT_PAYLOAD_CHARS])
+
+
+# Bounds on what bad submissions can make a case carry (state, queries, the trace): Temporal
+# refuses payloads over 2 MB, and a flood of junk signals must not stop a decision being recorded.
+MAX_KEPT_PAYLOAD_CHARS = 2000
+MAX_KEPT_ATTEMPTS = 100
+
+
+def keep_attempt(attempts: list[RejectedAttempt], attempt: RejectedAttempt) -> None:
+    """Append, keeping the first MAX_KEPT_ATTEMPTS - 1 and the latest one."""
+    if len(attempts) >= MAX_KEPT_ATTEMPTS:
+        attempts.pop()
+    attempts.append(attempt)
 
 
 class Escalation(BaseModel):
@@ -236,7 +260,7 @@ class GateState(BaseModel):
         try:
             decision = Decision.model_validate(payload)
         except ValidationError as err:
-            self.reject(payload, via, now, format_validation_error(err), reviewer if isinstance(reviewer, str) else None)
+            self.reject(payload, via, now, format_validation_error(err), reviewer)
             return None
         problem = self.problem_with(decision)
         if problem:
@@ -245,7 +269,7 @@ class GateState(BaseModel):
         return self.accept(decision, via, now)
 
     def reject(self, payload: Any, via: Channel, now: datetime, error: str, reviewer: str | None) -> None:
-        self.rejected_attempts.append(RejectedAttempt(at=now, via=via, reviewer=reviewer, payload=payload, error=error))
+        keep_attempt(self.rejected_attempts, RejectedAttempt.of(at=now, via=via, reviewer=reviewer, payload=payload, error=error))
 
     # -- timers -------------------------------------------------------------------------------
 

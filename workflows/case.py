@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         OperatorReceipt,
         OperatorRecord,
         RejectedAttempt,
+        keep_attempt,
     )
     from gates.kinds import CaseSpec
     from gates.policy import Policy, PolicyEvaluation, evaluate
@@ -105,22 +106,18 @@ class CaseWorkflow:
         try:
             value: Any = workflow.payload_converter().from_payload(payload.payload)
         except Exception as err:  # undecodable bytes: keep the attempt, never fail the task
-            self._early_attempts.append(
-                RejectedAttempt(at=now, via="signal", reviewer=None, payload=None, error=f"payload is not JSON: {err}")
+            keep_attempt(
+                self._early_attempts,
+                RejectedAttempt.of(at=now, via="signal", reviewer=None, payload=None, error=f"payload is not JSON: {err}"),
             )
             self._publish()
             return
         not_accepting = self._not_accepting()
         if not_accepting is not None:
             reviewer = value.get("reviewer") if isinstance(value, dict) else None
-            self._early_attempts.append(
-                RejectedAttempt(
-                    at=now,
-                    via="signal",
-                    reviewer=reviewer if isinstance(reviewer, str) else None,
-                    payload=value,
-                    error=not_accepting,
-                )
+            keep_attempt(
+                self._early_attempts,
+                RejectedAttempt.of(at=now, via="signal", reviewer=reviewer, payload=value, error=not_accepting),
             )
         else:
             assert self._gate is not None

@@ -254,3 +254,28 @@ def test_gate_view_says_the_deadline_escalates_to_the_next_level():
 
 def test_gate_view_says_the_last_level_times_out():
     assert gate_view(_gate(level=2)).deadline_action == "times out"
+
+
+def test_a_huge_bad_payload_is_kept_as_a_bounded_preview():
+    from datetime import datetime, timezone
+
+    from gates.gate import MAX_KEPT_PAYLOAD_CHARS, RejectedAttempt
+
+    attempt = RejectedAttempt.of(
+        at=datetime.now(timezone.utc), via="signal", reviewer="x" * 500, payload={"reason": "y" * 100_000}, error="too long"
+    )
+    assert attempt.payload["truncated"] is True and attempt.payload["chars"] > 100_000
+    assert len(attempt.payload["preview"]) <= MAX_KEPT_PAYLOAD_CHARS
+    assert attempt.reviewer is None  # an 500-character "reviewer" is not an id worth keeping
+
+
+def test_only_a_bounded_number_of_rejected_attempts_is_kept_the_latest_always_among_them():
+    from datetime import datetime, timezone
+
+    from gates.gate import MAX_KEPT_ATTEMPTS, RejectedAttempt, keep_attempt
+
+    attempts: list = []
+    for n in range(MAX_KEPT_ATTEMPTS + 25):
+        keep_attempt(attempts, RejectedAttempt.of(at=datetime.now(timezone.utc), via="signal", reviewer=None, payload=n, error="bad"))
+    assert len(attempts) == MAX_KEPT_ATTEMPTS
+    assert attempts[0].payload == 0 and attempts[-1].payload == MAX_KEPT_ATTEMPTS + 24
