@@ -10,7 +10,7 @@ import json
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment
 
 from activities.case_activities import CaseActivities
@@ -134,12 +134,19 @@ async def test_racing_decisions_through_update_and_signal_write_exactly_one_row(
         result = await handle.result()
         view = await case_view(handle)
     accepted_updates = [o for o in outcomes[:3] if not isinstance(o, BaseException)]
-    refused_updates = [o for o in outcomes[:3] if isinstance(o, WorkflowUpdateFailedError)]
-    assert len(accepted_updates) + len(refused_updates) == 3
+    # Refused: by the gate, or, for one that reached Temporal as the case completed, by the server
+    # (an update aborted by the closing workflow, a signal to a completed one: RPC NOT_FOUND).
+    refused = [
+        o
+        for o in outcomes
+        if isinstance(o, WorkflowUpdateFailedError) or (isinstance(o, RPCError) and o.status == RPCStatusCode.NOT_FOUND)
+    ]
+    assert len(accepted_updates) <= 1
+    assert len(accepted_updates) + len([o for o in outcomes[:3] if o in refused]) == 3
     assert result.decided_by in reviewers
     assert view.decision is not None and view.decision.decided_by == result.decided_by
-    # every submission is accounted for: one accepted, the rest refused (update) or kept as attempts (signal)
-    assert 1 + len(refused_updates) + len(view.rejected_attempts) == 6
+    # every submission is accounted for: one accepted, the rest refused or kept as attempts (signal)
+    assert 1 + len(refused) + len(view.rejected_attempts) == 6
     assert all("already decided" in a.error for a in view.rejected_attempts)
     row = await trace_row(world_pool, handle.id)  # asserts exactly one row
     assert (row["outcome"], row["decided_by"]) == ("approve", result.decided_by)

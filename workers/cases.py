@@ -143,16 +143,21 @@ class CaseClient:
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             raise DecisionRejected(message) from err
         except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND and "completed" in err.message.lower():
+            if err.status == RPCStatusCode.NOT_FOUND:
+                # "already completed", or "update was aborted by closing workflow" when the decision
+                # races the case's completion: ask Temporal whether the case exists before saying it doesn't.
                 raise await self._closed(case_id) from err
             raise _translate(case_id, err) from err
 
     async def _closed(self, case_id: str) -> CaseError:
-        """Why a closed case takes no decision: decided (with the outcome) or ended some other way."""
+        """Why a case takes no decision after a NOT_FOUND: decided (with the outcome), ended some other
+        way, or really unknown."""
         try:
             description = await self.handle(case_id).describe()
-        except RPCError:
-            return DecisionRejected(f"case {case_id} is already decided")
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return CaseNotFound(f"no case {case_id}")
+            return CaseError(f"{case_id}: {err.message}")
         if description.status == WorkflowExecutionStatus.COMPLETED:
             outcome = description.typed_search_attributes.get(sa.OUTCOME)
             return DecisionRejected(f"case {case_id} is already decided" + (f": {outcome}" if outcome else ""))
