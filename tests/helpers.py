@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from pytest_httpserver import HTTPServer
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -98,3 +99,16 @@ def postgres_capable_tmpdir(prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_http_server() -> Iterator[HTTPServer]:
+    """A real HTTP server on 127.0.0.1 (pytest-httpserver), standing in for a CRM, a webhook or an agent API."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.clear()
+        if server.is_running():
+            server.stop()

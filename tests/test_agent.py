@@ -11,7 +11,13 @@ from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from activities.agent import AgentAdvice, AgentUnavailable, agent_configured, request_agent_advice
+from activities.agent import (
+    AgentAdvice,
+    AgentUnavailable,
+    agent_configured,
+    request_agent_advice,
+)
+from tests.helpers import local_http_server
 from workers.config import Settings
 from workers.devstack import free_port
 
@@ -29,10 +35,8 @@ WITHOUT_RATIONALE = {key: value for key, value in VALID_ANSWER.items() if key !=
 
 @pytest.fixture(scope="module")
 def chat_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.stop()
+    with local_http_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -12,17 +12,14 @@ from werkzeug import Response
 from gates.cases import CaseKind
 from gates.gate import Decision
 from tests.case_helpers import example, start_case, trace_row, wait_until_waiting
-from tests.helpers import new_worker
+from tests.helpers import local_http_server, new_worker
 from workers.config import Settings
 
 
 @pytest.fixture
 def crm_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
+    with local_http_server() as server:
+        yield server
 
 
 def _settings(server: HTTPServer) -> Settings:

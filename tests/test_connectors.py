@@ -21,11 +21,17 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from werkzeug import Request, Response
 
-from activities.connectors import Connector, HttpConnector, LocalConnector, TransientSourceError
+from activities.connectors import (
+    Connector,
+    HttpConnector,
+    LocalConnector,
+    TransientSourceError,
+)
 from activities.directory import DirectoryActivities, RosterRequest
 from activities.gather import GatherActivities
 from activities.seed import seed_demo_world
 from gates.evidence import SOURCES, ConnectorResult, SourceRequest
+from tests.helpers import local_http_server
 from workers.config import Settings
 from workers.devstack import free_port
 
@@ -41,12 +47,8 @@ async def world(db_pool):
 
 @pytest.fixture(scope="module")
 def source_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+    with local_http_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from temporalio.testing import ActivityEnvironment
 from werkzeug import Request, Response
 
 from activities.notify import Notification, NotificationReceipt, NotifyActivities
+from tests.helpers import local_http_server
 from workers.config import Settings
 from workers.devstack import free_port
 
@@ -25,10 +26,8 @@ HOOK_PATH = "/services/T000/B000/hook"
 
 @pytest.fixture(scope="module")
 def webhook_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.stop()
+    with local_http_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,21 +7,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from pytest_httpserver import HTTPServer
 
 from gates.cases import CaseKind
 from tests.case_helpers import example, start_case, wait_until_waiting
-from tests.helpers import new_worker
+from tests.helpers import local_http_server, new_worker
 from workers.config import Settings
 
 
 @pytest.fixture
 def agent_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
+    with local_http_server() as server:
+        yield server
 
 
 def _completion(content: dict) -> dict:
