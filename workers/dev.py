@@ -77,7 +77,7 @@ def _banner(options: DevOptions, stack: DevStack, worker: Child | None, task_que
             f"  PostgreSQL  {stack.database_url}",
             f"  Worker      {worker_line}",
             "Start a demo case: hitl start renewal --file examples/renewal_acme_fy26.json",
-            "Then:              hitl show 'renewal_discount_exception:acme_enterprise/fy26'",
+            "Then:              hitl show acme_enterprise/fy26",
             "Stop with Ctrl-C.",
         ]
     )
