@@ -1,0 +1,1 @@
+"""Benchmarks of hitl-temporal: `python -m bench.run [--quick] [--out bench/results.json]`."""
