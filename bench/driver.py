@@ -11,7 +11,6 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Self
 
 import asyncpg
@@ -23,27 +22,16 @@ from gates.cases import REQUEST_MODELS, CaseKind, CaseRequest
 from gates.gate import Decision, DecisionOutcome, DecisionReceipt
 from workflows.kinds import CASE_WORKFLOWS
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+from tests.case_helpers import AUTO_EXAMPLES, EXAMPLES, FIRST_REVIEWER, HUMAN_EXAMPLES
+
 KINDS = [CaseKind.RENEWAL, CaseKind.PROCUREMENT, CaseKind.ACCESS]
 SHORT = {CaseKind.RENEWAL: "renewal", CaseKind.PROCUREMENT: "procurement", CaseKind.ACCESS: "access"}
 
-# The example files (as tests/case_helpers.py): one per kind that needs a human, one decided by policy.
-HUMAN_EXAMPLES = {
-    CaseKind.RENEWAL: "renewal_acme_fy26.json",
-    CaseKind.PROCUREMENT: "procurement_northwind_reserved.json",
-    CaseKind.ACCESS: "access_eng_lee_prod_db_admin.json",
-}
-AUTO_EXAMPLES = {
-    CaseKind.RENEWAL: "renewal_globex_fy26_within_policy.json",
-    CaseKind.PROCUREMENT: "procurement_woodgrove_within_policy.json",
-    CaseKind.ACCESS: "access_eng_lee_github_within_policy.json",
-}
-# Who may decide each human example at the level it opens at. The 180,000 USD procurement opens at
+# The example catalogue is the tests' (examples/ files, one human and one policy-decided per kind,
+# and FIRST_REVIEWER: who may decide each human example at the level it opens at). The 180,000 USD procurement opens at
 # VP approval (the second level); the 28% renewal opens at the first level only thanks to consistent
 # approved service-impact precedents, so the bench never lets a renewal time out or be rejected:
 # one recorded rejection among the matching precedents takes that relief away.
-FIRST_REVIEWER = {CaseKind.RENEWAL: "fin_rev_ana", CaseKind.PROCUREMENT: "vp_ops_raj", CaseKind.ACCESS: "sec_rev_eli"}
 # For the scale phase every kind must open at level 0: a 40,000 USD purchase only breaches the buyer threshold.
 SCALE_CHANGES = {CaseKind.PROCUREMENT: {"amount": "40000.00"}}
 

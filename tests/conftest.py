@@ -4,6 +4,7 @@ and the time-skipping test server. Every test uses its own task queue / database
 from __future__ import annotations
 
 import os
+import threading
 import shutil
 import tempfile
 import sys
@@ -19,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.db import connect
 from activities.migrations import apply_migrations
 from activities.seed import seed_demo_world
-from tests.helpers import with_database
+from tests.helpers import clean_env, local_http_server, with_database
 from workers.client import DATA_CONVERTER, client_interceptors
 from workers.devstack import (
     ensure_database,
@@ -142,3 +143,27 @@ async def world_pool(world_database_url: str):
     pool = await asyncpg.create_pool(world_database_url, min_size=1, max_size=10)
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+def cli_env(temporal_env, world_database_url):
+    """Environment for `hitl` subprocesses pointed at the test dev server, the world database and a task queue."""
+
+    def make(task_queue: str) -> dict[str, str]:
+        return clean_env(
+            TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+            HITL_DATABASE_URL=world_database_url,
+            HITL_TASK_QUEUE=task_queue,
+        )
+
+    return make
+
+
+@pytest.fixture
+def hanging_crm():
+    """A CRM that never answers (until the test ends): gathering stays stuck in its activity."""
+    release = threading.Event()
+    with local_http_server() as server:
+        server.expect_request("/api/crm").respond_with_handler(lambda request: (release.wait(30), None)[1])
+        yield server
+        release.set()

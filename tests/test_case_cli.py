@@ -8,11 +8,10 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.case_helpers import EXAMPLES
-from tests.helpers import HITL, assert_eventually, clean_env, new_worker
+from tests.helpers import HITL, assert_eventually, new_worker
 
 CASE = "renewal_discount_exception:acme_enterprise/fy26"
 
@@ -21,18 +20,6 @@ async def hitl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return await asyncio.to_thread(
         subprocess.run, [HITL, *args], env=env, capture_output=True, text=True, timeout=60
     )
-
-
-@pytest.fixture
-def cli_env(temporal_env, world_database_url):
-    def make(task_queue: str) -> dict[str, str]:
-        return clean_env(
-            TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-            HITL_DATABASE_URL=world_database_url,
-            HITL_TASK_QUEUE=task_queue,
-        )
-
-    return make
 
 
 async def test_start_show_refuse_approve_and_trace_a_renewal_from_the_cli(temporal_env, world_pool, cli_env, tmp_path: Path):

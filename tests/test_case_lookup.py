@@ -15,7 +15,7 @@ import pytest
 
 from gates.cases import CaseKind
 from tests.case_helpers import example
-from tests.helpers import HITL, assert_eventually, clean_env, new_worker
+from tests.helpers import HITL, assert_eventually, new_worker
 from workers.cases import AmbiguousCase, CaseClient, CaseNotFound
 
 VISIBILITY_TIMEOUT = 20
@@ -30,18 +30,6 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     return lines[0]
-
-
-@pytest.fixture
-def cli_env(temporal_env, world_database_url):
-    def make(task_queue: str) -> dict[str, str]:
-        return clean_env(
-            TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-            HITL_DATABASE_URL=world_database_url,
-            HITL_TASK_QUEUE=task_queue,
-        )
-
-    return make
 
 
 async def test_cases_are_found_by_full_id_unique_prefix_or_business_key(temporal_env, world_pool, cli_env):

@@ -4,10 +4,8 @@ progress); every action is kept in the case state and the decision trace. Real d
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
-from pytest_httpserver import HTTPServer
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 
 from gates.cases import CaseKind
@@ -87,18 +85,6 @@ async def test_cancel_while_waiting_is_recorded_as_the_outcome(temporal_env, wor
     assert (outcome.outcome, outcome.decided_by, outcome.decided_via) == ("cancelled", "operator:op_lee", "operator")
     row = await trace_row(world_pool, handle.id)
     assert (row["outcome"], row["reason"]) == ("cancelled", "duplicate of pr-2026-0149")
-
-
-@pytest.fixture
-def hanging_crm():
-    release = threading.Event()
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.expect_request("/api/crm").respond_with_handler(lambda request: (release.wait(30), None)[1])
-    server.start()
-    yield server
-    release.set()
-    server.clear()
-    server.stop()
 
 
 async def test_cancel_during_stuck_gathering_interrupts_the_work_and_records_who_and_why(temporal_env, world_pool, hanging_crm):

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import threading
 
 import pytest
-from pytest_httpserver import HTTPServer
 from temporalio import workflow
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, PendingActivityState
@@ -113,18 +111,6 @@ async def test_cancel_while_waiting_ends_the_case_as_cancelled(temporal_env, wor
     assert (result.outcome, result.decided_by) == ("cancelled", "operator:ops_oncall")
     [action] = await operator_actions(world_pool, handle.id)
     assert (action["action"], action["reason"]) == ("cancel", "duplicate request")
-
-
-@pytest.fixture
-def hanging_crm():
-    release = threading.Event()
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.expect_request("/api/crm").respond_with_handler(lambda request: (release.wait(30), None)[1])
-    server.start()
-    yield server
-    release.set()
-    server.clear()
-    server.stop()
 
 
 async def test_cancel_during_gathering_interrupts_the_work_through_temporal(temporal_env, world_pool, ops, hanging_crm):
