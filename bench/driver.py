@@ -20,9 +20,8 @@ from temporalio.client import Client, WorkflowHandle
 from bench.bare import BARE_WORKFLOW
 from gates.cases import REQUEST_MODELS, CaseKind, CaseRequest
 from gates.gate import Decision, DecisionOutcome, DecisionReceipt
-from workflows.kinds import CASE_WORKFLOWS
-
 from tests.case_helpers import AUTO_EXAMPLES, EXAMPLES, FIRST_REVIEWER, HUMAN_EXAMPLES
+from workflows.kinds import CASE_WORKFLOWS
 
 KINDS = [CaseKind.RENEWAL, CaseKind.PROCUREMENT, CaseKind.ACCESS]
 SHORT = {CaseKind.RENEWAL: "renewal", CaseKind.PROCUREMENT: "procurement", CaseKind.ACCESS: "access"}

@@ -75,7 +75,7 @@ class Config:
 
 QUICK = Config(
     throughput_n=6, throughput_rounds=1, concurrency=6, latency_n=3, loaded_seconds=3.0, path_repeats=1,
-    variant_n=6, scale_n=50, scale_escalate_after=8, scale_start_concurrency=25, timeout_delays=("0.5s", "1s"),
+    variant_n=5, scale_n=50, scale_escalate_after=6, scale_start_concurrency=25, timeout_delays=("0.5s", "1s"),
     warmup_n=3, compare_rounds=1,
 )
 FULL = Config(
@@ -86,7 +86,7 @@ FULL = Config(
 # Workflow runners compared (project = workers.worker.WORKFLOW_RUNNER); project_no_pyc is the project
 # runner in a worker process without compiled modules (PYTHONDONTWRITEBYTECODE=1, no .pyc anywhere).
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "unsandboxed", "project_no_pyc")
-VARIANTS = ("local_acts", "merged_upserts", "policy_cache", "lean")
+VARIANTS = ("local_acts", "local_reads", "merged_upserts", "policy_cache", "lean")
 
 
 def log(message: str) -> None:
@@ -718,6 +718,7 @@ class Bench:
         self.client = await Client.connect(
             self.stack.temporal_address, namespace="default", data_converter=DATA_CONVERTER, interceptors=client_interceptors()
         )
+        self.results["micro"] = micro_costs(self.policy_source)
         log("warm-up")
         await self.warm_up(REAL_QUEUE, BARE_QUEUE)
         await self.throughput()
@@ -767,6 +768,31 @@ async def _commit_times(dsn: str, n: int) -> list[float]:
         return times
     finally:
         await conn.close()
+
+
+def micro_costs(policy_dir: Path, n: int = 20) -> dict[str, float]:
+    """CPU per call (process time, so the machine's load matters little) of what `resolve_policy` does
+    for every case, and of two cheaper ways to get the same answer."""
+    import yaml
+
+    from bench.variants import policy_cache_key
+    from gates.policy import Policy, load_policies
+
+    def cpu_ms(fn) -> float:
+        fn()
+        t = time.process_time()
+        for _ in range(n):
+            fn()
+        return round(1000 * (time.process_time() - t) / n, 3)
+
+    def with_c_loader():
+        return [Policy.model_validate(yaml.load(p.read_text(), Loader=yaml.CSafeLoader)) for p in sorted(policy_dir.glob("*.yaml"))]
+
+    return {
+        "load_policies_cpu_ms": cpu_ms(lambda: load_policies(policy_dir)),
+        "load_policies_c_yaml_cpu_ms": cpu_ms(with_c_loader),
+        "policy_cache_hit_cpu_ms": cpu_ms(lambda: policy_cache_key(policy_dir)),
+    }
 
 
 def _combine(figs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -875,6 +901,9 @@ def table(doc: dict[str, Any]) -> str:
         cpu = h["worker_cpu_ms_per_case"].get(path)
         row(path, f"{v['events_mean']} / {v['floor_mean']} / {v['upserts_mean']} / {v['workflow_tasks_mean']}",
             f"worker {cpu} ms/case" if cpu is not None else "")
+    m = r["micro"]
+    row("resolve_policy: YAML parse + validate, per case", f"{m['load_policies_cpu_ms']} ms",
+        f"C YAML loader {m['load_policies_c_yaml_cpu_ms']} ms; cached (stat only) {m['policy_cache_hit_cpu_ms']} ms")
     s = r["sandbox"]
     lines.append("   Workflow runner (one fresh comparison worker, real mix): worker CPU ms/case, cases/s")
     for name in RUNNERS:
@@ -901,7 +930,7 @@ def table(doc: dict[str, Any]) -> str:
     row("escalation lag after deadline p50/p99/max (s)", f"{esc['lag_s']['p50']} / {esc['lag_s']['p99']} / {esc['lag_s']['max']}")
     row("all at level 1, after the last deadline (s)", f"{esc['all_escalated_after_last_deadline_s']}", f"deadlines spread over {esc['deadlines_spread_s']} s")
     lines.append(f"total {r['duration_s']} s")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _finite(doc: Any) -> Any:

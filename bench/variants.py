@@ -7,6 +7,8 @@ look at the running workflow's (or activity's) task queue and change nothing on 
 - `local_acts`: the read-only or pure steps (`resolve_policy`, `gather_*`, `find_precedents`,
   `summarize_case`, `load_reviewer_roster`) run as local activities, with the same timeouts, retry
   policies and summaries; `record_decision` and `notify_reviewers` stay regular activities.
+- `local_reads`: the same without the connectors: `gather_*` (external systems that may be slow or
+  failing, which operators should see as pending activities) stay regular activities.
 - `merged_upserts`: search-attribute upserts are collected and sent as one upsert just before the
   workflow schedules its next regular activity or waits, i.e. one upsert per workflow task instead
   of one per `_publish` call (the last value of each attribute wins, so what visibility shows at the
@@ -43,9 +45,11 @@ LOCAL_ACTIVITIES = frozenset(
         "gather_iam",
     }
 )
+LOCAL_READS = frozenset({"resolve_policy", "find_precedents", "summarize_case", "load_reviewer_roster"})
 FEATURES: dict[str, frozenset[str]] = {
     "product": frozenset(),
     "local_acts": frozenset({"local"}),
+    "local_reads": frozenset({"local_reads"}),
     "merged_upserts": frozenset({"merged"}),
     "policy_cache": frozenset({"policy_cache"}),
     "lean": frozenset({"local", "merged", "policy_cache"}),
@@ -75,11 +79,16 @@ def _merged() -> bool:
     return _has("merged")
 
 
+def policy_cache_key(directory: Path) -> tuple:
+    """What decides whether the parsed policies are still current: every file's name, size and mtime."""
+    return (str(directory),) + tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.glob("*.yaml")))
+
+
 def _load_policies(directory: Path):
     queue = activity.info().task_queue if activity.in_activity() else None
     if "policy_cache" not in FEATURES[_variant_of_queue.get(queue or "", "product")]:
         return _orig_load_policies(directory)
-    key = (str(directory),) + tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.glob("*.yaml")))
+    key = policy_cache_key(directory)
     if key not in _policy_cache:
         _policy_cache[key] = _orig_load_policies(directory)
     return _policy_cache[key]
@@ -92,7 +101,8 @@ def _flush() -> None:
 
 
 def _execute_activity(act: Any, *args: Any, **kwargs: Any):
-    if _local() and isinstance(act, str) and act in LOCAL_ACTIVITIES:
+    local = LOCAL_ACTIVITIES if _local() else LOCAL_READS if _has("local_reads") else frozenset()
+    if isinstance(act, str) and act in local:
         for key in _REGULAR_ONLY:
             kwargs.pop(key, None)
         return workflow.execute_local_activity(act, *args, **kwargs)

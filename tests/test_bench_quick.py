@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PATHS = ("auto", "approve_update", "approve_signal", "request_info", "escalate_to_timeout")
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "unsandboxed", "project_no_pyc")
-VARIANTS = ("product", "local_acts", "merged_upserts", "policy_cache", "lean")
+VARIANTS = ("product", "local_acts", "local_reads", "merged_upserts", "policy_cache", "lean")
 
 FIGURES = [
     # 1. throughput ratio
@@ -29,15 +29,21 @@ FIGURES = [
     "results.latency.loaded_target_rate_cases_per_s",
     "results.latency.loaded_achieved_rate_cases_per_s",
     "results.latency.unloaded_all_p99_ms",
+    *(f"results.latency.unloaded_steps_ms_median.{ch}.{k}" for ch in ("update", "signal")
+      for k in ("decision_task_ms", "activity_dispatch_ms", "record_activity_ms")),
+    "results.latency.postgres_commit_ms.p50",
     # 3. history cost against the floor, worker CPU per path, sandbox and variants
     *(f"results.history.paths.{p}.{f}" for p in (*PATHS, "bare") for f in ("events_mean", "floor_mean", "upserts_mean", "workflow_tasks_mean")),
     *(f"results.history.worker_cpu_ms_per_case.{p}" for p in PATHS),
+    *(f"results.micro.{k}" for k in ("load_policies_cpu_ms", "load_policies_c_yaml_cpu_ms", "policy_cache_hit_cpu_ms")),
     *(f"results.sandbox.{r}.{f}" for r in RUNNERS for f in ("worker_cpu_ms_per_case", "cases_per_s")),
     "results.sandbox.sandbox_cost_ms_per_case",
     "results.sandbox.passthrough_all_saves_ms_per_case",
     "results.sandbox.no_pyc_costs_ms_per_case",
     *(f"results.variants.{v}.{f}" for v in VARIANTS for f in (
-        "events_per_case", "upserts_per_case", "workflow_tasks_per_case", "worker_cpu_ms_per_case", "server_cpu_ms_per_case", "cases_per_s")),
+        "events_per_case", "upserts_per_case", "workflow_tasks_per_case", "worker_cpu_ms_per_case", "server_cpu_ms_per_case",
+        "cpu_ms_per_case", "cases_per_s", "ratio_vs_bare")),
+    "results.variants.bare.cases_per_s",
     # 4. scale
     "results.scale.cases",
     "results.scale.open_seconds",
