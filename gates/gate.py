@@ -141,12 +141,13 @@ class DecisionReceipt(BaseModel):
     message: str
 
 
+def validation_problems(err: ValidationError) -> str:
+    """`field: message; other.field: message`, one line for any pydantic error (payloads, decisions)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in err.errors())
+
+
 def format_validation_error(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "payload"
-        parts.append(f"{where}: {e['msg']}")
-    return "invalid decision: " + "; ".join(parts)
+    return "invalid decision: " + validation_problems(err)
 
 
 class GateState(BaseModel):

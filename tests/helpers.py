@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,3 +113,8 @@ def local_http_server() -> Iterator[HTTPServer]:
         server.clear()
         if server.is_running():
             server.stop()
+
+
+async def run_hitl(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The `hitl` console script as a user runs it, without blocking the event loop."""
+    return await asyncio.to_thread(subprocess.run, [HITL, *args], env=env, capture_output=True, text=True, timeout=timeout)

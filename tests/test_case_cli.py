@@ -3,23 +3,18 @@ as subprocesses against a real dev server, a real worker and a seeded PostgreSQL
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from tests.case_helpers import EXAMPLES
-from tests.helpers import HITL, assert_eventually, new_worker
+from tests.helpers import assert_eventually, new_worker, run_hitl
 
 CASE = "renewal_discount_exception:acme_enterprise/fy26"
 
 
-async def hitl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return await asyncio.to_thread(
-        subprocess.run, [HITL, *args], env=env, capture_output=True, text=True, timeout=60
-    )
+hitl = run_hitl
 
 
 async def test_start_show_refuse_approve_and_trace_a_renewal_from_the_cli(temporal_env, world_pool, cli_env, tmp_path: Path):

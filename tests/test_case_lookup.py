@@ -15,14 +15,13 @@ import pytest
 
 from gates.cases import CaseKind
 from tests.case_helpers import example
-from tests.helpers import HITL, assert_eventually, new_worker
+from tests.helpers import assert_eventually, new_worker, run_hitl
 from workers.cases import AmbiguousCase, CaseClient, CaseNotFound
 
 VISIBILITY_TIMEOUT = 20
 
 
-async def hitl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return await asyncio.to_thread(subprocess.run, [HITL, *args], env=env, capture_output=True, text=True, timeout=60)
+hitl = run_hitl
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

@@ -18,7 +18,7 @@ import pytest
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
 from tests.case_helpers import example, start_case, wait_until_waiting
-from tests.helpers import HITL, assert_eventually, clean_env, new_worker
+from tests.helpers import assert_eventually, new_worker, run_hitl
 from workers.cases import CaseClient
 from workers.inbox import InboxItem, inbox_query, reviewer_groups
 from workers.render import inbox_table, plain
@@ -26,20 +26,8 @@ from workers.render import inbox_table, plain
 VISIBILITY_TIMEOUT = 20
 
 
-async def hitl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return await asyncio.to_thread(subprocess.run, [HITL, *args], env=env, capture_output=True, text=True, timeout=60)
+hitl = run_hitl
 
-
-@pytest.fixture
-def cli_env(temporal_env, world_database_url):
-    def make(task_queue: str) -> dict[str, str]:
-        return clean_env(
-            TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-            HITL_DATABASE_URL=world_database_url,
-            HITL_TASK_QUEUE=task_queue,
-        )
-
-    return make
 
 
 def unique() -> str:

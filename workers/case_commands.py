@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from activities.db import connect
 from gates.cases import KIND_ALIASES, REQUEST_MODELS
-from gates.gate import Decision, DecisionOutcome, OperatorAction, format_validation_error
+from gates.gate import Decision, DecisionOutcome, OperatorAction, format_validation_error, validation_problems
 from gates.trace import DecisionTrace
 from workers.cases import MAX_CANDIDATES, AmbiguousCase, CaseClient, CaseError, CaseNotFound, DecisionRejected
 from workers.client import connect_client
@@ -58,8 +58,7 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
         try:
             request = model.model_validate_json(file_.read_text())
         except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in err.errors())
-            fail(f"{file_}: invalid {model.kind.value} case: {problems}")
+            fail(f"{file_}: invalid {model.kind.value} case: {validation_problems(err)}")
 
         async def body() -> int:
             cases = CaseClient(await connect_client(settings), settings.task_queue)

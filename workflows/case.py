@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         OperatorRecord,
         RejectedAttempt,
         keep_attempt,
+        validation_problems,
     )
     from gates.kinds import CaseSpec
     from gates.policy import Policy, PolicyEvaluation, evaluate
@@ -278,8 +279,7 @@ class CaseWorkflow:
         try:
             return model.model_validate(workflow.payload_converter().from_payload(raw.payload))
         except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in err.errors())
-            raise ApplicationError(f"invalid {self.spec.kind.value} case: {problems}", type="InvalidCase", non_retryable=True) from None
+            raise ApplicationError(f"invalid {self.spec.kind.value} case: {validation_problems(err)}", type="InvalidCase", non_retryable=True) from None
         except Exception as err:  # not JSON at all
             raise ApplicationError(f"invalid {self.spec.kind.value} case: {err}", type="InvalidCase", non_retryable=True) from None
 
