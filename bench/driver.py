@@ -287,6 +287,7 @@ class HistoryCost:
     upserts: int
     floor: int
     floor_terms: dict[str, int] = field(default_factory=dict)
+    floor_if_regular: int = 0  # the issue's floor with every local activity counted as a sequential regular one
 
     @property
     def excess(self) -> int:
@@ -299,7 +300,8 @@ def history_cost(events: list) -> HistoryCost:
     workflow task); each wait ended by a signal 6 (timer started, signaled, 3 workflow-task events,
     timer cancelled), by an update 7 (accepted + completed instead of signaled); each timer that
     fires 5 (started, fired, 3 workflow-task events); completion 1. Search-attribute upserts and
-    workflow tasks spent on results that arrive one at a time are the excess."""
+    workflow tasks spent on results that arrive one at a time are the excess. Local activities
+    (markers) are not steps of that floor; `floor_if_regular` counts each as a sequential activity (6)."""
     names = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in events]
     by_type = dict(Counter(names))
     batches: Counter[int] = Counter()
@@ -317,15 +319,22 @@ def history_cost(events: list) -> HistoryCost:
         "timers_fired": 5 * by_type.get("TIMER_FIRED", 0),
         "completion": 1,
     }
+    local = sum(
+        1
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
     return HistoryCost(
         events=len(events),
         by_type=by_type,
         workflow_tasks=by_type.get("WORKFLOW_TASK_COMPLETED", 0),
         activity_tasks=by_type.get("ACTIVITY_TASK_SCHEDULED", 0),
-        local_activities=by_type.get("MARKER_RECORDED", 0),
+        local_activities=local,
         upserts=by_type.get("UPSERT_WORKFLOW_SEARCH_ATTRIBUTES", 0),
         floor=sum(terms.values()),
         floor_terms=terms,
+        floor_if_regular=sum(terms.values()) + 6 * local,
     )
 
 

@@ -1,25 +1,22 @@
-"""Bench-only variants of the case workflows, to measure proposed changes without touching product code.
+"""Bench-only variants of the case workflows, to measure design choices without touching product code.
 
-`install({task_queue: variant})` runs in a bench worker process (`bench.worker_proc`) and wraps three
-functions of `temporalio.workflow` and the `load_policies` that `resolve_policy` calls; the wrappers
-look at the running workflow's (or activity's) task queue and change nothing on a `product` queue:
+`install({task_queue: variant})` runs in a bench worker process (`bench.worker_proc`) and wraps a few
+functions of `temporalio.workflow` and `PolicyCache.load`; the wrappers look at the running
+workflow's (or activity's) task queue and change nothing on a `product` queue:
 
-- `local_acts`: the read-only or pure steps (`resolve_policy`, `gather_*`, `find_precedents`,
-  `summarize_case`, `load_reviewer_roster`) run as local activities, with the same timeouts, retry
-  policies and summaries; `record_decision` and `notify_reviewers` stay regular activities.
-- `local_reads`: the same without the connectors: `gather_*` (external systems that may be slow or
-  failing, which operators should see as pending activities) stay regular activities.
+- `before_lean`: the product as it was before `LEAN_PATCH` (the baseline of the last benchmark):
+  `workflow.patched(LEAN_PATCH)` answers False, so every read is a regular activity and every
+  upsert carries every attribute, and `resolve_policy` parses the policy files for every case.
+- `local_acts`: the connectors (`gather_*`) as local activities too, with the same timeouts, retry
+  policies and summaries. Not the product's choice: they call external systems that may be slow or
+  failing, which operators should see as pending activities in `hitl ops stuck`.
 - `merged_upserts`: search-attribute upserts are collected and sent as one upsert just before the
-  workflow schedules its next regular activity or waits, i.e. one upsert per workflow task instead
-  of one per `_publish` call (the last value of each attribute wins, so what visibility shows at the
-  end of each workflow task is the same).
-- `policy_cache`: `resolve_policy` parses the policy YAML only when a file in the directory changed
-  (keyed by name, size and mtime), instead of parsing and validating every file for every case;
-  it still resolves the newest version at the case's start.
-- `lean`: all three.
+  workflow schedules its next regular activity or waits, i.e. one upsert per workflow task (the last
+  value of each attribute wins). Bench-only: a handler that changes attributes while the main loop
+  keeps waiting would publish nothing until the loop's next step.
+- `lean_plus`: both.
 
-workflows/case.py and activities/ are not changed; histories of these variants are not replay-compatible with the
-product's and exist only on the bench's own task queues.
+Histories of these variants exist only on the bench's own task queues.
 """
 
 from __future__ import annotations
@@ -30,29 +27,19 @@ from typing import Any
 from temporalio import activity, workflow
 
 from activities import case_activities
+from activities.case_activities import PolicyCache
+from gates.policy import load_policies
+from workflows.case import LEAN_PATCH
 
-LOCAL_ACTIVITIES = frozenset(
-    {
-        "resolve_policy",
-        "find_precedents",
-        "summarize_case",
-        "load_reviewer_roster",
-        "gather_crm",
-        "gather_chat",
-        "gather_vendor_master",
-        "gather_finance",
-        "gather_procurement",
-        "gather_iam",
-    }
+CONNECTORS = frozenset(
+    {"gather_crm", "gather_chat", "gather_vendor_master", "gather_finance", "gather_procurement", "gather_iam"}
 )
-LOCAL_READS = frozenset({"resolve_policy", "find_precedents", "summarize_case", "load_reviewer_roster"})
 FEATURES: dict[str, frozenset[str]] = {
     "product": frozenset(),
+    "before_lean": frozenset({"before_lean"}),
     "local_acts": frozenset({"local"}),
-    "local_reads": frozenset({"local_reads"}),
     "merged_upserts": frozenset({"merged"}),
-    "policy_cache": frozenset({"policy_cache"}),
-    "lean": frozenset({"local", "merged", "policy_cache"}),
+    "lean_plus": frozenset({"local", "merged"}),
 }
 VARIANTS = tuple(FEATURES)
 _REGULAR_ONLY = ("task_queue", "heartbeat_timeout", "versioning_intent", "priority")
@@ -60,8 +47,8 @@ _REGULAR_ONLY = ("task_queue", "heartbeat_timeout", "versioning_intent", "priori
 _orig_execute_activity = workflow.execute_activity
 _orig_upsert = workflow.upsert_search_attributes
 _orig_wait_condition = workflow.wait_condition
-_orig_load_policies = case_activities.load_policies
-_policy_cache: dict[tuple, Any] = {}
+_orig_patched = workflow.patched
+_orig_policy_load = PolicyCache.load
 _variant_of_queue: dict[str, str] = {}
 # Pending upserts per run id (host-side state shared by all sandboxes of this process).
 _pending: dict[str, dict[str, Any]] = {}
@@ -71,27 +58,17 @@ def _has(feature: str) -> bool:
     return feature in FEATURES[_variant_of_queue.get(workflow.info().task_queue, "product")]
 
 
-def _local() -> bool:
-    return _has("local")
+def _patched(patch_id: str) -> bool:
+    if patch_id == LEAN_PATCH and _has("before_lean"):
+        return False
+    return _orig_patched(patch_id)
 
 
-def _merged() -> bool:
-    return _has("merged")
-
-
-def policy_cache_key(directory: Path) -> tuple:
-    """What decides whether the parsed policies are still current: every file's name, size and mtime."""
-    return (str(directory),) + tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.glob("*.yaml")))
-
-
-def _load_policies(directory: Path):
-    queue = activity.info().task_queue if activity.in_activity() else None
-    if "policy_cache" not in FEATURES[_variant_of_queue.get(queue or "", "product")]:
-        return _orig_load_policies(directory)
-    key = policy_cache_key(directory)
-    if key not in _policy_cache:
-        _policy_cache[key] = _orig_load_policies(directory)
-    return _policy_cache[key]
+def _policy_load(self: PolicyCache, directory: Path):
+    queue = activity.info().task_queue if activity.in_activity() else ""
+    if "before_lean" in FEATURES[_variant_of_queue.get(queue, "product")]:
+        return load_policies(directory)
+    return _orig_policy_load(self, directory)
 
 
 def _flush() -> None:
@@ -101,18 +78,17 @@ def _flush() -> None:
 
 
 def _execute_activity(act: Any, *args: Any, **kwargs: Any):
-    local = LOCAL_ACTIVITIES if _local() else LOCAL_READS if _has("local_reads") else frozenset()
-    if isinstance(act, str) and act in local:
+    if isinstance(act, str) and act in CONNECTORS and _has("local"):
         for key in _REGULAR_ONLY:
             kwargs.pop(key, None)
         return workflow.execute_local_activity(act, *args, **kwargs)
-    if _merged():
+    if _has("merged"):
         _flush()
     return _orig_execute_activity(act, *args, **kwargs)
 
 
 def _upsert_search_attributes(updates: Any) -> None:
-    if not _merged():
+    if not _has("merged"):
         return _orig_upsert(updates)
     pending = _pending.setdefault(workflow.info().run_id, {})
     for update in updates:
@@ -120,7 +96,7 @@ def _upsert_search_attributes(updates: Any) -> None:
 
 
 async def _wait_condition(fn: Any, **kwargs: Any) -> None:
-    if _merged():
+    if _has("merged"):
         _flush()
     return await _orig_wait_condition(fn, **kwargs)
 
@@ -133,7 +109,8 @@ def install(queues: dict[str, str]) -> None:
         _variant_of_queue[queue] = variant
     if all(v == "product" for v in _variant_of_queue.values()):
         return
-    case_activities.load_policies = _load_policies  # type: ignore[assignment]
+    PolicyCache.load = _policy_load  # type: ignore[method-assign]
+    workflow.patched = _patched  # type: ignore[assignment]
     workflow.execute_activity = _execute_activity  # type: ignore[assignment]
     workflow.upsert_search_attributes = _upsert_search_attributes  # type: ignore[assignment]
     workflow.wait_condition = _wait_condition  # type: ignore[assignment]

@@ -78,6 +78,7 @@ async def main(args: argparse.Namespace) -> None:
                 activities=[BareActivities(pool).step],
                 workflow_runner=first_runner,
                 workflow_failure_exception_types=[NondeterminismError],
+                max_cached_workflows=settings.max_cached_workflows,  # the same worker settings as the cases'
             )
         )
     stop = asyncio.Event()

@@ -40,6 +40,7 @@ class CaseSummary(BaseModel):
     brief: str
     proposal: Proposal
     agent: AgentNote
+    advice_pending: bool = Field(default=False, description="An agent is configured: ask it through `advise_case`")
 
 
 class DecisionTrace(BaseModel):

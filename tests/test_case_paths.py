@@ -109,12 +109,13 @@ async def test_request_info_goes_back_to_gathering_then_returns_to_the_gate(time
         await save_history(handle, kind, "request_info")
     assert result.outcome == "approve"
     gathered_rounds = {
-        e.activity_task_scheduled_event_attributes.activity_id
+        e.activity_task_scheduled_event_attributes.activity_id.rsplit("-", 1)[1]
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
-        and e.activity_task_scheduled_event_attributes.activity_id.startswith("summarize-")
+        and e.activity_task_scheduled_event_attributes.activity_id.startswith("gather-")
     }
-    assert gathered_rounds == {"summarize-1", "summarize-2"}, "evidence was gathered and summarized again"
+    assert gathered_rounds == {"1", "2"}, "evidence was gathered again for the second round"
+    assert "What did the customer sign last year?" in view.brief, "and summarized again with the question"
     trace = json.loads((await trace_row(world_pool, handle.id))["trace"])
     assert [r["outcome"] for r in trace["rounds"]] == ["request_info"]
     assert trace["questions"][0]["question"] == "What did the customer sign last year?"

@@ -40,8 +40,8 @@ from workflows.kinds import RenewalDiscountExceptionWorkflow
 
 
 @workflow.defn(name="RenewalDiscountException")
-class RenewalBrokenAfterThePolicy(CaseWorkflow):
-    """A bad build: the policy is resolved (a workflow task completes), then gathering raises on every attempt."""
+class RenewalBrokenAtTheGate(CaseWorkflow):
+    """A bad build: the case gathers (workflow tasks complete), then opening the gate raises on every attempt."""
 
     spec = RenewalDiscountExceptionWorkflow.spec
 
@@ -49,8 +49,8 @@ class RenewalBrokenAfterThePolicy(CaseWorkflow):
     async def run(self, request: RenewalDiscountRequest) -> CaseResult:
         return await self.run_case(request)
 
-    async def _gather_evaluate_summarize(self) -> None:
-        raise RuntimeError("gathering is broken in this build")
+    async def _open_gate(self) -> None:
+        raise RuntimeError("the gate is broken in this build")
 
 
 @pytest.fixture
@@ -208,7 +208,7 @@ async def test_retry_resets_a_failing_workflow_task_to_the_last_good_one_once_fi
     bad_build = Worker(
         client,
         task_queue=task_queue,
-        workflows=[RenewalBrokenAfterThePolicy],
+        workflows=[RenewalBrokenAtTheGate],
         activities=activities_for(world_pool, settings),
         workflow_runner=UnsandboxedWorkflowRunner(),
     )
@@ -229,7 +229,7 @@ async def test_retry_resets_a_failing_workflow_task_to_the_last_good_one_once_fi
         view = await wait_until_waiting(client.get_workflow_handle(handle.id))
         new_run = (await client.get_workflow_handle(handle.id).describe()).run_id
         await client.get_workflow_handle(handle.id).terminate("test over")
-    assert "RuntimeError: gathering is broken in this build" in plan.task_failure
+    assert "RuntimeError: the gate is broken in this build" in plan.task_failure
     history = await client.get_workflow_handle(handle.id, run_id=plan.run_id).fetch_history()  # the bad build's run
     completed = [e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
     assert plan.reset_to_event == completed[-1]

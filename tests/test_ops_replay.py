@@ -66,9 +66,19 @@ async def test_a_history_replayed_against_changed_code_names_the_case_and_the_ev
 
     assert clean.clean and clean.case_id == handle.id
     assert not diverged.clean and diverged.case_id == handle.id
+    # The changed code sleeps first; the history's first command is the patch marker of local reads.
+    assert (diverged.event_id, diverged.event_type) == (5, "MarkerRecorded")
+    assert diverged.line().startswith(f"{handle.id} (run {history.run_id}): diverged at event 5 (MarkerRecorded): ")
+    assert "Nondeterminism" in diverged.detail and "local-reads-and-changed-only-upserts" in diverged.detail
+
+
+async def test_a_divergence_at_a_command_names_that_event():
+    """A history from before the local-reads patch (LEAN_PATCH) starts with a scheduled activity; the changed code starts a timer."""
+    path = Path(__file__).parent / "histories" / "before_local_reads" / "renewal_discount_exception--approve.json"
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    [diverged] = await replay_histories([history], workflows=[RenewalWithAnUnpatchedChange])
     assert (diverged.event_id, diverged.event_type) == (5, "ActivityTaskScheduled")
-    assert diverged.line().startswith(f"{handle.id} (run {history.run_id}): diverged at event 5 (ActivityTaskScheduled): ")
-    assert "Nondeterminism" in diverged.detail
+    assert diverged.line().startswith("renewal_discount_exception--approve (run ") and "diverged at event 5 (ActivityTaskScheduled)" in diverged.line()
 
 
 async def waiting_after_the_old_timer(handle) -> None:

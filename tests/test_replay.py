@@ -1,8 +1,11 @@
 """Stored histories of every path of every kind replay against the current workflow code.
 
 A workflow change that would break running cases fails here, naming the history; guard such a
-change with `workflow.patched`. Re-record the fixtures (only for a deliberate, patched change) with
-`HITL_RECORD_HISTORIES=1 pytest tests/test_case_paths.py`.
+change with `workflow.patched`. tests/histories/ holds the current code's histories; a subfolder per
+patch keeps the histories recorded before it (`before_local_reads/`: regular activities for every
+read and every attribute in every upsert), which must keep replaying while such cases may still run.
+Record the current set (only after a deliberate, patched change; move the old set aside first) with
+`HITL_RECORD_HISTORIES=1 pytest tests/test_case_paths.py tests/test_operator_actions.py`.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ def _load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(path.stem, path.read_text())
 
 
-def test_a_history_is_stored_for_every_path_of_every_kind():
-    stored = {p.stem for p in HISTORIES.glob("*.json")}
+@pytest.mark.parametrize("folder", [HISTORIES, HISTORIES / "before_local_reads"], ids=lambda p: p.name)
+def test_a_history_is_stored_for_every_path_of_every_kind(folder: Path):
+    stored = {p.stem for p in folder.glob("*.json")}
     assert stored >= {f"{kind.value}--{path}" for kind in CaseKind for path in PATHS}
 
 
-@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted(HISTORIES.rglob("*.json")), ids=lambda p: str(p.relative_to(HISTORIES).with_suffix(""))
+)
 async def test_stored_history_replays_against_current_code(path: Path):
     replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
     await replayer.replay_workflow(_load(path))

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from gates.cases import CaseKind
-from tests.case_helpers import example, start_case, wait_until_waiting
+from gates.gate import Decision
+from tests.case_helpers import FIRST_REVIEWER, example, start_case, trace_row, wait_until_waiting
 from tests.helpers import local_http_server, new_worker
 from workers.config import Settings
 
@@ -24,19 +25,31 @@ def _completion(content: dict) -> dict:
     return {"choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps(content)}}]}
 
 
-async def _summary_of_a_waiting_case(temporal_env, world_pool, settings: Settings):
+async def _advice_for_a_waiting_case(temporal_env, world_pool, settings: Settings):
+    """The waiting case's view and the agent's note, as the regular `advise_case` activity returned it
+    and as the decision trace keeps it once a reviewer decided."""
     async with new_worker(temporal_env.client, world_pool, settings=settings) as worker:
         handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), worker.task_queue)
         view = await wait_until_waiting(handle)
+        await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer=FIRST_REVIEWER[CaseKind.RENEWAL], reason="ok"))
+        await handle.result()
         history = await handle.fetch_history()
-        await handle.terminate("test over")
-    # the summarize activity's result, as recorded in history
+    traced = json.loads((await trace_row(world_pool, handle.id))["trace"])["agent"]
     from temporalio.api.enums.v1 import EventType
 
-    completed = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
-    payloads = [json.loads(e.activity_task_completed_event_attributes.result.payloads[0].data) for e in completed]
-    summary = next(p for p in payloads if isinstance(p, dict) and "brief" in p and "agent" in p)
-    return view, summary
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    [advice] = [
+        json.loads(e.activity_task_completed_event_attributes.result.payloads[0].data)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+        and scheduled[e.activity_task_completed_event_attributes.scheduled_event_id] == "advise_case"
+    ]
+    assert traced == advice
+    return view, advice
 
 
 async def test_agent_advice_is_recorded_beside_the_deterministic_brief(temporal_env, world_pool, agent_server):
@@ -51,11 +64,11 @@ async def test_agent_advice_is_recorded_beside_the_deterministic_brief(temporal_
         )
     )
     settings = Settings(_env_file=None, agent_base_url=agent_server.url_for("/v1"), agent_model="local-test")
-    view, summary = await _summary_of_a_waiting_case(temporal_env, world_pool, settings)
-    assert summary["agent"]["used"] is True
-    assert summary["agent"]["advice"]["cited_evidence"] == ["crm: service_impact"]
+    view, advice = await _advice_for_a_waiting_case(temporal_env, world_pool, settings)
+    assert advice["used"] is True
+    assert advice["advice"]["cited_evidence"] == ["crm: service_impact"]
     # the agent advises only: the brief and the proposal are still the deterministic ones
-    assert view.brief == summary["brief"] and view.brief.startswith("### 28% renewal discount")
+    assert view.brief.startswith("### 28% renewal discount") and "three similar cases" not in view.brief
     assert view.proposal.outcome == "approve"
     sent = json.loads(agent_server.log[0][0].data)
     assert sent["model"] == "local-test" and "28% renewal discount for acme_enterprise" in sent["messages"][-1]["content"]
@@ -66,7 +79,7 @@ async def test_a_failing_agent_falls_back_to_the_deterministic_brief(temporal_en
         _completion({"summary_markdown": "x", "proposed_outcome": "auto_approve", "rationale": "x", "cited_evidence": []})
     )
     settings = Settings(_env_file=None, agent_base_url=agent_server.url_for("/v1"))
-    view, summary = await _summary_of_a_waiting_case(temporal_env, world_pool, settings)
-    assert summary["agent"]["used"] is False
-    assert "agent answer failed validation: proposed_outcome" in summary["agent"]["error"]
+    view, advice = await _advice_for_a_waiting_case(temporal_env, world_pool, settings)
+    assert advice["used"] is False
+    assert "agent answer failed validation: proposed_outcome" in advice["error"]
     assert view.brief.startswith("### 28% renewal discount") and view.state.value == "waiting"

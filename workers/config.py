@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default=Path(".hitl"), description="Where `hitl dev` keeps its servers' data.")
     database_url: str | None = Field(default=None, description="PostgreSQL DSN for decision traces and the demo world.")
     task_queue: str = Field(default=DEFAULT_TASK_QUEUE, min_length=1)
+    max_cached_workflows: int = Field(
+        default=1000,
+        ge=0,
+        description="Cases a worker keeps in memory; size above the cases active at once (waiting ones "
+        "may be evicted: their next step replays their history, which costs CPU, not correctness).",
+    )
     policy_dir: Path | None = Field(default=None, description="Policy files to use instead of the bundled ones.")
     otel_exporter: Literal["none", "console", "otlp"] = Field(
         default="none", description="Where OpenTelemetry spans go; OTLP uses OTEL_EXPORTER_OTLP_ENDPOINT."

@@ -51,7 +51,7 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, *, task
         workflow_runner=WORKFLOW_RUNNER,
         # A nondeterministic change fails the case visibly instead of retrying its task forever.
         workflow_failure_exception_types=[NondeterminismError],
-        **options,
+        **({"max_cached_workflows": settings.max_cached_workflows} | options),
     )
 
 

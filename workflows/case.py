@@ -19,10 +19,10 @@ from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.case_activities import PrecedentMatches, PrecedentQuery, ResolvePolicyInput, SummarizeInput
+    from activities.case_activities import AdviseInput, PrecedentMatches, PrecedentQuery, ResolvePolicyInput, SummarizeInput
     from activities.directory import Roster, RosterRequest
     from activities.notify import Notification
     from gates.brief import Proposal, ReviewerQuestion
@@ -67,6 +67,26 @@ GATHER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=5)
 # Recording retries until it succeeds (PostgreSQL down is waited out), and writes once by key.
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Reads of our own files and database (the policy, precedents, the roster, the deterministic
+# brief) run as local activities: no workflow task, scheduled, started or completed events of
+# their own, which the benchmark found to be most of a case's cost. A read still failing after
+# LOCAL_RETRY's few quick attempts (about 3 s) runs again as a regular activity, so `hitl ops
+# stuck` shows it and `hitl ops retry` can reset it. (The SDK does not end a local activity's
+# retries at its schedule-to-close timeout while they run inside one workflow task, so attempts
+# bound them.) Calls to other systems (connectors, the agent, notifications) stay regular
+# activities, and so does `record_decision`: recorded locally, the decision's workflow task would
+# also complete the case, and a signal arriving meanwhile fails that task (UnhandledCommand) and
+# with it every update it was answering.
+# Cases started before this patch keep regular activities and publishing every attribute.
+LEAN_PATCH = "local-reads-and-changed-only-upserts"
+LOCAL_ATTEMPT_TIMEOUT = timedelta(seconds=5)
+LOCAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=1), maximum_attempts=5
+)
+ADVISE_TIMEOUT = timedelta(seconds=90)
+
+
+_UNSET = object()
 
 
 class CaseWorkflow:
@@ -92,6 +112,9 @@ class CaseWorkflow:
         self._operator_actions: list[OperatorRecord] = []
         self._escalation_requested: OperatorRecord | None = None
         self._cancel_requested: OperatorRecord | None = None
+        self._lean = False  # LEAN_PATCH: set once at the start of the run
+        self._published: dict[str, Any] = {}  # search-attribute values last upserted (lean runs only)
+        self._parked_at_gate = False  # the main loop is waiting in `_wait_at_gate`
 
     # -- decisions in ---------------------------------------------------------------------------
 
@@ -123,7 +146,7 @@ class CaseWorkflow:
         else:
             assert self._gate is not None
             self._gate.submit_raw(value, "signal", now)
-        self._publish()
+        self._publish_from_handler()
 
     @workflow.update(
         name="submit_decision",
@@ -135,7 +158,7 @@ class CaseWorkflow:
             raise ApplicationError(problem, type="DecisionRejected", non_retryable=True)
         assert self._gate is not None
         accepted = self._gate.accept(decision, "update", workflow.now())
-        self._publish()
+        self._publish_from_handler()
         return DecisionReceipt(
             case_id=workflow.info().workflow_id,
             accepted=True,
@@ -189,12 +212,11 @@ class CaseWorkflow:
             record.result = f"escalated from level {level + 1} to level {gate.level + 1} ({gate.current_group})"
         elif action.action == OperatorActionKind.REASSIGN:
             assert gate is not None and action.group is not None
-            roster = await workflow.execute_activity(
+            roster = await self._local_read(
                 "load_reviewer_roster",
                 RosterRequest(groups=[action.group]),
                 result_type=Roster,
                 activity_id=f"load-reviewer-roster-{action.group}-{len(self._operator_actions)}",
-                start_to_close_timeout=QUICK,
                 summary=f"who sits in {action.group}",
             )
             members = roster.members.get(action.group, [])
@@ -286,15 +308,15 @@ class CaseWorkflow:
     async def run_case(self, request: CaseRequest) -> CaseResult:
         self._request = request
         started = workflow.now()
-        self._policy = await workflow.execute_activity(
+        self._lean = workflow.patched(LEAN_PATCH)
+        self._policy = await self._local_read(
             "resolve_policy",
             ResolvePolicyInput(kind=self.spec.kind),
             result_type=Policy,
             activity_id="resolve-policy",
-            start_to_close_timeout=QUICK,
             summary=f"resolve the current {self.spec.kind.value} policy",
         )
-        workflow.upsert_search_attributes(
+        self._upsert(
             [
                 sa.CASE_KIND.value_set(self.spec.kind.value),
                 sa.BUSINESS_KEY.value_set(request.business_key()),
@@ -362,7 +384,7 @@ class CaseWorkflow:
         self._context = ContextBundle.merge(list(results))
         preliminary = self.spec.facts(self._request, self._context, precedent_count=0)
         self._tags = self.spec.tags(preliminary)
-        matches = await workflow.execute_activity(
+        matches = await self._local_read(
             "find_precedents",
             PrecedentQuery(
                 kind=self.spec.kind,
@@ -372,13 +394,12 @@ class CaseWorkflow:
             ),
             result_type=PrecedentMatches,
             activity_id=f"find-precedents-{round_no}",
-            start_to_close_timeout=QUICK,
             summary="look up similar past decisions",
         )
         self._precedents, self._headline = matches.precedents, matches.headline
         facts = self.spec.facts(self._request, self._context, precedent_count=len(self._precedents))
         self._evaluation = evaluate(self._policy, facts, [p.outcome for p in self._precedents])
-        self._summary = await workflow.execute_activity(
+        summary = await self._local_read(
             "summarize_case",
             SummarizeInput(
                 kind=self.spec.kind,
@@ -390,11 +411,53 @@ class CaseWorkflow:
                 precedents=self._precedents,
                 headline=self._headline,
                 questions=self._questions,
+                advise_inline=not self._lean,
             ),
             result_type=CaseSummary,
             activity_id=f"summarize-{round_no}",
-            start_to_close_timeout=timedelta(seconds=90),
+            start_to_close_timeout=ADVISE_TIMEOUT,
             summary="write the brief and propose a path",
+        )
+        if summary.advice_pending:  # an agent is configured: an external call, so a regular activity
+            agent = await workflow.execute_activity(
+                "advise_case",
+                AdviseInput.of(summary.brief, self._context, self._evaluation),
+                result_type=AgentNote,
+                activity_id=f"advise-{round_no}",
+                start_to_close_timeout=ADVISE_TIMEOUT,
+                summary="ask the agent for advice on the brief",
+            )
+            summary = summary.model_copy(update={"agent": agent, "advice_pending": False})
+        self._summary = summary
+
+    async def _local_read(
+        self, activity: str, arg: Any, *, result_type: type, activity_id: str, summary: str,
+        start_to_close_timeout: timedelta = QUICK,
+    ) -> Any:
+        """A read of our own files or database: a local activity in lean runs, falling back to a
+        regular one when it keeps failing; a regular one in older runs."""
+        if self._lean:
+            try:
+                return await workflow.execute_local_activity(
+                    activity,
+                    arg,
+                    result_type=result_type,
+                    activity_id=activity_id,
+                    start_to_close_timeout=LOCAL_ATTEMPT_TIMEOUT,
+                    retry_policy=LOCAL_RETRY,
+                    summary=summary,
+                )
+            except FailureError as err:  # temporalio 1.35 raises a local activity's own failure, not an ActivityError
+                if is_cancelled_exception(err):
+                    raise
+                workflow.logger.warning("%s failed as a local activity, running it as a regular one: %s", activity, err)
+        return await workflow.execute_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            activity_id=activity_id,
+            start_to_close_timeout=start_to_close_timeout,
+            summary=summary,
         )
 
     async def _gather(self, source: SourceRequest, round_no: int) -> ConnectorResult:
@@ -432,12 +495,11 @@ class CaseWorkflow:
         now = workflow.now()
         if self._gate is None:
             groups = [level.group for level in self._policy.gate.levels]
-            roster = await workflow.execute_activity(
+            roster = await self._local_read(
                 "load_reviewer_roster",
                 RosterRequest(groups=groups),
                 result_type=Roster,
                 activity_id="load-reviewer-roster",
-                start_to_close_timeout=QUICK,
                 summary=f"who sits in {', '.join(groups)}",
             )
             self._gate = GateState(
@@ -508,10 +570,13 @@ class CaseWorkflow:
 
         timeout = until - workflow.now()
         if timeout > timedelta(0) and not settled():
+            self._parked_at_gate = True
             try:
                 await workflow.wait_condition(settled, timeout=timeout, timeout_summary=f"{action} after {timeout}")
             except asyncio.TimeoutError:
                 pass
+            finally:
+                self._parked_at_gate = False
         if not gate.open:
             return "decided"
         return "escalate" if self._escalation_requested is not None else "deadline"
@@ -623,8 +688,27 @@ class CaseWorkflow:
                 updates += [sa.ELIGIBLE_GROUPS.value_unset(), sa.NEXT_DEADLINE.value_unset()]
         if self._decision is not None:
             updates.append(sa.OUTCOME.value_set(self._decision.outcome))
-        workflow.upsert_search_attributes(updates)
+        self._upsert(updates)
         workflow.set_current_details(self._current_details())
+
+    def _publish_from_handler(self) -> None:
+        """Publish after a decision handler, unless the main loop is about to in this same activation.
+
+        A decision that closes the gate wakes the loop parked at the gate, which publishes the next
+        state (recording, or gathering after request_info) before it awaits anything: in lean runs
+        one upsert instead of two."""
+        if self._lean and self._parked_at_gate and self._gate is not None and not self._gate.open:
+            return
+        self._publish()
+
+    def _upsert(self, updates: list) -> None:
+        """Upsert search attributes; lean runs send only the values that changed, and nothing when none did."""
+        if self._lean:
+            updates = [u for u in updates if self._published.get(u.key.name, _UNSET) != u.value]
+            self._published.update({u.key.name: u.value for u in updates})
+            if not updates:
+                return
+        workflow.upsert_search_attributes(updates)
 
     def _current_details(self) -> str:
         """Markdown for the UI's Current Details panel: what a reviewer needs to decide from the case page."""
