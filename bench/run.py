@@ -649,10 +649,18 @@ class Bench:
         self.results["scale"] = out
 
     async def _visibility_queries(self, repeats: int = 5) -> dict[str, Any]:
+        """Raw list and count calls on the Finance inbox query, then the real path: `CaseClient.inbox`
+        (a page of the oldest 50 found with counts, the reviewer's page, every case) and the whole
+        `hitl inbox --gate finance` command, Python start-up included."""
+        from workers.cases import CaseClient
+
         assert self.client is not None
         client = self.client
         inbox = "HitlCaseState='waiting' AND HitlGate='finance'"
-        timings: dict[str, list[float]] = {"list_all": [], "list_first_page_50": [], "count_inbox": [], "count_waiting": []}
+        timings: dict[str, list[float]] = {
+            "list_all": [], "list_first_page_50": [], "count_inbox": [], "count_waiting": [],
+            "inbox_page": [], "inbox_reviewer_page": [], "inbox_all": [], "cli_inbox": [],
+        }
         rows = 0
         for _ in range(repeats):
             t = time.perf_counter()
@@ -670,11 +678,49 @@ class Bench:
             t = time.perf_counter()
             await client.count_workflows("HitlCaseState='waiting'")
             timings["count_waiting"].append(time.perf_counter() - t)
+        cases = CaseClient(client)
+        # a Finance director may decide at level 1 and 2: the cases that opened first have escalated by now
+        reviewer = {"reviewer": "fin_dir_omar", "reviewer_groups": ["finance_directors"]}
+        for _ in range(repeats):
+            t = time.perf_counter()
+            page = await cases.inbox(gate="finance")
+            timings["inbox_page"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            reviewer_page = await cases.inbox(**reviewer)  # type: ignore[arg-type]
+            timings["inbox_reviewer_page"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            everything = await cases.inbox(gate="finance", limit=None)
+            timings["inbox_all"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            cli_footer = await self._hitl_inbox("--gate", "finance")
+            timings["cli_inbox"].append(time.perf_counter() - t)
         out: dict[str, Any] = {"query": inbox, "rows": rows, "count": count_inbox, "repeats": repeats}
+        out["inbox_page_rows"], out["inbox_page_total"] = len(page.items), page.total
+        out["inbox_reviewer_page_rows"], out["inbox_reviewer_page_total"] = len(reviewer_page.items), reviewer_page.total
+        out["inbox_all_rows"] = len(everything.items)
+        out["cli_inbox_footer"] = cli_footer
         for key, values in timings.items():
             out[f"{key}_ms_median"] = round(1000 * statistics.median(values), 1)
             out[f"{key}_ms_max"] = round(1000 * max(values), 1)
         return out
+
+    async def _hitl_inbox(self, *args: str) -> str:
+        """Run `hitl inbox ARGS` as a user would (a new Python process, from the source snapshot); its last line."""
+        from bench.stack import NAMESPACE, PYCACHE
+        from workers.devstack import clean_temporal_env
+
+        assert self.stack is not None
+        env = {k: v for k, v in clean_temporal_env(dict(os.environ), self.stack.temporal_address, NAMESPACE).items()
+               if not k.startswith("HITL_") and k != "PYTHONDONTWRITEBYTECODE"}
+        env.update(HITL_DATABASE_URL=self.stack.database_url, HITL_STATE_DIR=str(self.stack.base / "state"),
+                   PYTHONPYCACHEPREFIX=str(PYCACHE))
+        proc = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "workers.cli", "inbox", *args],
+            cwd=self.stack.src, env=env, capture_output=True, text=True, timeout=120,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"hitl inbox {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
+        return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
     async def _escalation_figures(self, samples: list[tuple[float, int]], n: int, e: int) -> dict[str, Any]:
         """Deadlines come from each case's HitlGateOpenedAt + the first level's escalate_after; the
@@ -926,6 +972,14 @@ def table(doc: dict[str, Any]) -> str:
     row(f"inbox list, all {v['rows']} rows (ms median/max)", f"{v['list_all_ms_median']} / {v['list_all_ms_max']}")
     row("inbox list, first page of 50 (ms)", f"{v['list_first_page_50_ms_median']} / {v['list_first_page_50_ms_max']}")
     row("count_workflows inbox (ms)", f"{v['count_inbox_ms_median']} / {v['count_inbox_ms_max']}")
+    row(f"CaseClient.inbox finance, {v['inbox_page_rows']} of {v['inbox_page_total']} (ms)",
+        f"{v['inbox_page_ms_median']} / {v['inbox_page_ms_max']}", "the oldest page: counts find a cutoff, one short listing")
+    row(f"CaseClient.inbox reviewer, {v['inbox_reviewer_page_rows']} of {v['inbox_reviewer_page_total']} (ms)",
+        f"{v['inbox_reviewer_page_ms_median']} / {v['inbox_reviewer_page_ms_max']}", "fin_dir_omar (finance_directors)")
+    row(f"CaseClient.inbox finance, all {v['inbox_all_rows']} (ms)", f"{v['inbox_all_ms_median']} / {v['inbox_all_ms_max']}",
+        "limit=None (hitl inbox --all)")
+    row("hitl inbox --gate finance, whole command (ms)", f"{v['cli_inbox_ms_median']} / {v['cli_inbox_ms_max']}",
+        "new Python process, start-up included")
     esc = sc["escalation"]
     row("escalation lag after deadline p50/p99/max (s)", f"{esc['lag_s']['p50']} / {esc['lag_s']['p99']} / {esc['lag_s']['max']}")
     row("all at level 1, after the last deadline (s)", f"{esc['all_escalated_after_last_deadline_s']}", f"deadlines spread over {esc['deadlines_spread_s']} s")

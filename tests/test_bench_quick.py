@@ -49,6 +49,8 @@ FIGURES = [
     "results.scale.open_seconds",
     "results.scale.worker_rss_peak_mb",
     *(f"results.scale.visibility.{q}_ms_median" for q in ("list_all", "list_first_page_50", "count_inbox", "count_waiting")),
+    *(f"results.scale.visibility.{q}_ms_median" for q in ("inbox_page", "inbox_reviewer_page", "inbox_all", "cli_inbox")),
+    "results.scale.visibility.inbox_page_total",
     "results.scale.visibility.rows",
     "results.scale.escalation.lag_s.p50",
     "results.scale.escalation.lag_s.p99",

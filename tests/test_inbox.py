@@ -1,9 +1,10 @@
-"""`hitl inbox`: the cases waiting for a decision, from one Temporal visibility query.
+"""`hitl inbox`: the cases waiting for a decision, from Temporal visibility queries.
 
 Real dev server (shared by the session: other tests' cases may be waiting too, so every assertion
-looks at this test's own case IDs), a real worker and the seeded PostgreSQL directory. Visibility
-is eventually consistent: the tests poll the in-process client until the server shows the state
-they set up, then run the CLI once against that settled state."""
+looks at this test's own case IDs, and lists with --all, or uses a gate of its own), a real worker
+and the seeded PostgreSQL directory. Visibility is eventually consistent: the tests poll the
+in-process client until the server shows the state they set up, then run the CLI once against that
+settled state."""
 
 from __future__ import annotations
 
@@ -14,14 +15,22 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
 from tests.case_helpers import example, start_case, wait_until_waiting
-from tests.helpers import assert_eventually, new_worker, run_hitl
+from tests.helpers import assert_eventually, new_worker, run_hitl, unique_task_queue
 from workers.cases import CaseClient
-from workers.inbox import InboxItem, inbox_query, reviewer_groups
-from workers.render import inbox_table, plain
+from workers.inbox import (
+    CutoffSearch,
+    InboxItem,
+    inbox_query,
+    reviewer_groups,
+)
+from workers.render import inbox_footer, inbox_table, plain
+from workflows import search_attributes as sa
 
 VISIBILITY_TIMEOUT = 20
 
@@ -35,7 +44,7 @@ def unique() -> str:
 
 
 async def inbox_ids(cases: CaseClient, **filters) -> list[str]:
-    return [item.case_id for item in await cases.inbox(**filters)]
+    return [item.case_id for item in (await cases.inbox(limit=None, **filters)).items]
 
 
 async def eventually_listed(cases: CaseClient, present: list[str], absent: list[str] = (), **filters) -> None:
@@ -81,11 +90,11 @@ async def test_inbox_lists_waiting_cases_oldest_first_and_leaves_out_decided_and
             await eventually_listed(cases, [renewal.id, purchase.id], [decided.id, by_policy.id])
 
             table, as_json, ops, renewals, none = await asyncio.gather(
-                hitl(env, "inbox"),
-                hitl(env, "inbox", "--json"),
-                hitl(env, "inbox", "--gate", "ops", "--json"),
-                hitl(env, "inbox", "--kind", "renewal", "--json"),
-                hitl(env, "inbox", "--gate", "finance", "--kind", "procurement"),
+                hitl(env, "inbox", "--all"),
+                hitl(env, "inbox", "--all", "--json"),
+                hitl(env, "inbox", "--gate", "ops", "--all", "--json"),
+                hitl(env, "inbox", "--kind", "renewal", "--all", "--json"),
+                hitl(env, "inbox", "--gate", "finance", "--kind", "procurement", "--all"),
             )
         finally:
             for handle in (renewal, purchase):
@@ -99,6 +108,7 @@ async def test_inbox_lists_waiting_cases_oldest_first_and_leaves_out_decided_and
     rows = {case_id: line for line in lines for case_id in mine if line.startswith(case_id + " ")}
     assert list(rows) == [renewal.id, purchase.id], table.stdout
     assert lines.index(rows[renewal.id]) < lines.index(rows[purchase.id])
+    assert lines[-1] == f"{len(lines) - 2} waiting, oldest first", lines[-1]  # --all: every case, no hint
     renewal_row = rows[renewal.id]
     for text in ("renewal", f"28% renewal discount for acme_enterprise (fy26-{tag})", "finance", "1 finance_reviewers", "escalates in 23h"):
         assert text in renewal_row, renewal_row
@@ -144,8 +154,8 @@ async def test_reviewer_inbox_shows_what_they_may_decide_now_and_never_their_own
             await eventually_listed(cases, [theirs.id, own.id], reviewer="fin_rev_ana", reviewer_groups=ana)
             await eventually_listed(cases, [theirs.id], [own.id], reviewer="fin_rev_ben", reviewer_groups=ben)
             ana_before, ben_before = await asyncio.gather(
-                hitl(env, "inbox", "--reviewer", "fin_rev_ana", "--json"),
-                hitl(env, "inbox", "--reviewer", "fin_rev_ben", "--json"),
+                hitl(env, "inbox", "--reviewer", "fin_rev_ana", "--all", "--json"),
+                hitl(env, "inbox", "--reviewer", "fin_rev_ben", "--all", "--json"),
             )
 
             # escalated to the Finance directors: no longer fin_rev_ana's to decide
@@ -156,8 +166,8 @@ async def test_reviewer_inbox_shows_what_they_may_decide_now_and_never_their_own
             await eventually_listed(cases, [own.id], [theirs.id], reviewer="fin_rev_ana", reviewer_groups=ana)
             await eventually_listed(cases, [theirs.id], reviewer="fin_dir_omar", reviewer_groups=omar)
             ana_after, omar_after, stale, unknown = await asyncio.gather(
-                hitl(env, "inbox", "--reviewer", "fin_rev_ana", "--json"),
-                hitl(env, "inbox", "--reviewer", "fin_dir_omar", "--json"),
+                hitl(env, "inbox", "--reviewer", "fin_rev_ana", "--all", "--json"),
+                hitl(env, "inbox", "--reviewer", "fin_dir_omar", "--all", "--json"),
                 hitl(env, "approve", theirs.id, "--as", "fin_rev_ana", "--reason", "from the old inbox"),
                 hitl(env, "inbox", "--reviewer", f"nobody_{tag}"),
             )
@@ -178,6 +188,108 @@ async def test_reviewer_inbox_shows_what_they_may_decide_now_and_never_their_own
     assert "fin_rev_ana may not decide at level 2" in stale.stderr
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == f"hitl: no person 'nobody_{tag}' in the directory"
+
+
+# -- the oldest page ---------------------------------------------------------------------------
+
+
+async def start_stand_in(client: Client, task_queue: str, gate: str, name: str, opened: datetime) -> WorkflowHandle:
+    """A running workflow with a waiting case's search attributes, set at start (no worker runs it):
+    cases with any opening time, in seconds rather than the minute real cases would take."""
+    attributes = TypedSearchAttributes([
+        SearchAttributePair(sa.CASE_KIND, "renewal_discount_exception"),
+        SearchAttributePair(sa.BUSINESS_KEY, f"{name}/fy26"),
+        SearchAttributePair(sa.CASE_STATE, "waiting"),
+        SearchAttributePair(sa.GATE, gate),
+        SearchAttributePair(sa.REQUESTER, "ae_sam"),
+        SearchAttributePair(sa.REVIEWER_GROUP, "finance_reviewers"),
+        SearchAttributePair(sa.ESCALATION_LEVEL, 0),
+        SearchAttributePair(sa.ASK, f"28% renewal discount for {name} (fy26)"),
+        SearchAttributePair(sa.ELIGIBLE_GROUPS, ["finance_reviewers", "finance_directors"]),
+        SearchAttributePair(sa.REASON_CODES, ["threshold_breach"]),
+        SearchAttributePair(sa.GATE_OPENED_AT, opened),
+        SearchAttributePair(sa.NEXT_DEADLINE, opened + timedelta(hours=24)),
+    ])
+    return await client.start_workflow(
+        "InboxStandIn", id=f"renewal_discount_exception:{name}/fy26", task_queue=task_queue, search_attributes=attributes
+    )
+
+
+async def test_the_inbox_shows_the_oldest_page_and_the_total(temporal_env, cli_env):
+    client = temporal_env.client
+    tag = unique()
+    gate = f"paging_{tag}"  # a gate of its own: no other test's case is counted
+    queue = unique_task_queue("inbox-stand-in")
+    cases = CaseClient(client, queue)
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=50)
+    opened = [
+        base + timedelta(minutes=1, microseconds=250_000),
+        base + timedelta(minutes=2, microseconds=746_506),  # the store rounds it up to .747
+        base + timedelta(minutes=3),
+        base + timedelta(minutes=4, microseconds=1),
+        base + timedelta(minutes=5),
+        *[base + timedelta(minutes=6)] * 4,  # four at one instant, a whole second
+        *[base + timedelta(minutes=7, microseconds=123_456)] * 2,  # two within one millisecond
+        base + timedelta(minutes=8),
+    ]
+    # started newest first, so the start time (the first tie-breaker) disagrees with the case IDs
+    handles = {}
+    for i in reversed(range(len(opened))):
+        handles[i] = await start_stand_in(client, queue, gate, f"paging{tag}_{i:02d}", opened[i])
+    ids = [handles[i].id for i in range(len(opened))]
+    # oldest gate first, ties by start time: among the four at minute 6 the last started (index 8) first
+    expected = ids[:5] + [ids[8], ids[7], ids[6], ids[5], ids[10], ids[9], ids[11]]
+    try:
+        async def all_visible():
+            assert (await client.count_workflows(inbox_query(gate=gate))).count == len(opened)
+
+        await assert_eventually(all_visible, timeout=VISIBILITY_TIMEOUT, interval=0.3)
+
+        everything = await cases.inbox(gate=gate, limit=None)
+        assert [item.case_id for item in everything.items] == expected and everything.total == 12
+        for limit in (1, 5, 7, 11, 12, 50):
+            page = await cases.inbox(gate=gate, limit=limit)
+            assert [item.case_id for item in page.items] == expected[:limit], limit
+            assert page.total == 12 and page.complete == (limit >= 12)
+        assert (await cases.inbox(gate=gate, limit=5)).items[1].gate_opened_at == opened[1]
+
+        # the cutoff search against the real store, pushed to list not one case more than it must
+        query = inbox_query(gate=gate)
+        for limit in range(1, 12):
+            search = CutoffSearch(limit, datetime.now(timezone.utc), slack=0)
+            while windows := search.probes():
+                for window in windows:
+                    search.record(window, (await client.count_workflows(window.query(query))).count)
+            listed = [w.id async for w in client.list_workflows(search.listing().query(query))]
+            assert set(listed) == set(expected[: len(listed)]) and len(listed) >= limit, (limit, listed)
+
+        env = cli_env(queue)
+        five, all_of_them, default, as_json, both = await asyncio.gather(
+            hitl(env, "inbox", "--gate", gate, "--limit", "5"),
+            hitl(env, "inbox", "--gate", gate, "--all"),
+            hitl(env, "inbox", "--gate", gate),
+            hitl(env, "inbox", "--gate", gate, "--limit", "5", "--json"),
+            hitl(env, "inbox", "--gate", gate, "--limit", "5", "--all"),
+        )
+    finally:
+        for handle in handles.values():
+            await handle.terminate("test over")
+
+    assert five.returncode == 0, five.stderr
+    lines = five.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:-1]] == expected[:5]
+    assert lines[-1] == "5 of 12 waiting, oldest first (--limit N or --all for more)"
+    for result in (all_of_them, default):
+        lines = result.stdout.splitlines()
+        assert [line.split()[0] for line in lines[1:-1]] == expected and lines[-1] == "12 waiting, oldest first"
+    assert ids_in_json(as_json) == expected[:5]
+    assert as_json.stderr.strip() == "hitl: 5 of 12 waiting, oldest first (--limit N or --all for more)"
+    assert both.returncode == 2 and "--limit and --all" in both.stderr
+
+
+def test_inbox_footer_counts_with_thousands_separators():
+    assert inbox_footer(50, 1667) == "50 of 1,667 waiting, oldest first (--limit N or --all for more)"
+    assert inbox_footer(3, 3) == "3 waiting, oldest first"
 
 
 async def test_reviewer_groups_come_from_the_directory(world_pool):

@@ -23,10 +23,20 @@ from workers.cases import MAX_CANDIDATES, AmbiguousCase, CaseClient, CaseError, 
 from workers.client import connect_client
 from workers.config import resolve_database_url
 from workers.inbox import UnknownReviewer, reviewer_groups
-from workers.render import case_renderable, emit, inbox_empty_message, print_inbox, render_case, stdout_is_terminal
+from workers.render import (
+    case_renderable,
+    emit,
+    inbox_empty_message,
+    inbox_footer,
+    print_inbox,
+    render_case,
+    stdout_is_terminal,
+)
 
 # How long `hitl approve|reject|request-info` waits for a worker to take the decision.
 DECISION_TIMEOUT_SECONDS = 30.0
+# How many cases `hitl inbox` shows without --limit or --all.
+INBOX_PAGE = 50
 
 __all__ = ["register", "render_case", "schemas"]
 
@@ -76,12 +86,26 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
     @click.option("--gate", help="Only this gate: finance, ops, security.")
     @click.option("--reviewer", help="Only what this reviewer may decide now (never their own requests).")
     @click.option("--kind", help="Only this kind: renewal, procurement, access (or the full kind name).")
-    @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
-    def inbox(state_dir: Path | None, gate: str | None, reviewer: str | None, kind: str | None, as_json: bool) -> None:
+    @click.option(
+        "--limit", type=click.IntRange(min=1), default=None, help=f"Show the oldest N cases [default: {INBOX_PAGE}]."
+    )
+    @click.option("--all", "show_all", is_flag=True, help="Show every waiting case (slower with thousands).")
+    @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects (the same page).")
+    def inbox(
+        state_dir: Path | None,
+        gate: str | None,
+        reviewer: str | None,
+        kind: str | None,
+        limit: int | None,
+        show_all: bool,
+        as_json: bool,
+    ) -> None:
         """Cases waiting for a decision, oldest first: ask, gate, level, age and time to the next escalation."""
         settings = load_settings(state_dir)
         if kind is not None and kind.strip().lower() not in KIND_ALIASES:
             fail(f"unknown kind {kind!r}; one of {', '.join(sorted(KIND_ALIASES))}")
+        if show_all and limit is not None:
+            fail("--limit and --all: give one of them")
 
         async def body() -> int:
             groups: list[str] | None = None
@@ -96,13 +120,19 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
                 finally:
                     await conn.close()
             cases = CaseClient(await connect_client(settings), settings.task_queue)
-            items = await cases.inbox(gate=gate, kind=kind, reviewer=reviewer, reviewer_groups=groups)
+            page = await cases.inbox(
+                gate=gate, kind=kind, reviewer=reviewer, reviewer_groups=groups, limit=None if show_all else limit or INBOX_PAGE
+            )
+            footer = inbox_footer(len(page.items), page.total)
             if as_json:
-                click.echo(json.dumps([item.model_dump(mode="json") for item in items], indent=2))
-            elif not items:
+                click.echo(json.dumps([item.model_dump(mode="json") for item in page.items], indent=2))
+                if not page.complete:  # the list alone does not say that more are waiting
+                    click.echo(f"hitl: {footer}", err=True)
+            elif not page.items:
                 click.echo(inbox_empty_message(gate=gate, kind=kind, reviewer=reviewer))
             else:
-                print_inbox(items)
+                print_inbox(page.items)
+                click.echo(footer)
             return 0
 
         run_command(body)

@@ -6,7 +6,8 @@
     receipt = await cases.decide(started.case_id, Decision(outcome="approve", reviewer="fin_rev_ana", reason="..."))
     result = await cases.wait_for_decision(started.case_id)
     case_id = await cases.resolve_case_id("acme_enterprise/fy26")   # full ID, unique prefix or business key
-    waiting = await cases.inbox(gate="finance", reviewer="fin_rev_ana", reviewer_groups=["finance_reviewers"])
+    page = await cases.inbox(gate="finance", reviewer="fin_rev_ana", reviewer_groups=["finance_reviewers"])
+    page.items, page.total                # the oldest 50 waiting, and how many wait in all
 
 Idempotent by business key: the case ID is derived from it, and starting a case that exists
 returns the existing one. Usable from any asyncio service.
@@ -17,8 +18,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import AsyncIterator, Sequence
 
+from temporalio.api.workflow.v1 import WorkflowExecutionInfo
+from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -36,7 +39,16 @@ from gates.gate import Decision, DecisionReceipt
 from gates.kinds import SPECS
 from gates.trace import CaseResult, CaseView
 from workers.config import DEFAULT_TASK_QUEUE
-from workers.inbox import InboxItem, InvalidQueryValue, inbox_item, inbox_query, oldest_first, quote
+from workers.inbox import (
+    CutoffSearch,
+    InboxPage,
+    InvalidQueryValue,
+    Window,
+    inbox_item,
+    inbox_query,
+    oldest_first,
+    quote,
+)
 from workflows import search_attributes as sa
 from workflows.kinds import CASE_WORKFLOWS
 
@@ -229,17 +241,22 @@ class CaseClient:
         kind: CaseKind | str | None = None,
         reviewer: str | None = None,
         reviewer_groups: Sequence[str] | None = None,
+        limit: int | None = 50,
         now: datetime | None = None,
-    ) -> list[InboxItem]:
-        """Cases waiting for a decision, oldest gate first: one visibility query, no per-case calls.
+    ) -> InboxPage:
+        """The oldest `limit` cases waiting for a decision (all with `limit=None`), oldest gate first,
+        and how many wait in all: visibility counts and one listing, no per-case calls.
 
         With `reviewer`, only what they may decide now: cases whose eligible groups include one of
         `reviewer_groups` (their directory groups, see `workers.inbox.reviewer_groups`) and that they
-        did not request. Visibility is eventually consistent: a gate opened a moment ago may be missing."""
+        did not request. Visibility is eventually consistent: a gate opened a moment ago may be missing,
+        and a case decided while the page is read is just left out."""
         if reviewer is not None and reviewer_groups is None:
             raise ValueError("inbox(reviewer=...) needs reviewer_groups: the groups the reviewer sits in")
+        if limit is not None and limit < 1:
+            raise ValueError("inbox(limit=...) must be at least 1, or None for every case")
         if reviewer is not None and not reviewer_groups:
-            return []  # in no reviewer group: nothing to decide
+            return InboxPage(items=[], total=0)  # in no reviewer group: nothing to decide
         kind_value = (kind.value if isinstance(kind, CaseKind) else case_kind(kind).value) if kind else None
         try:
             query = inbox_query(
@@ -251,11 +268,47 @@ class CaseClient:
         except InvalidQueryValue as err:
             raise CaseError(str(err)) from err
         now = now or datetime.now(timezone.utc)
+        total, window = 0, None
         try:
-            items = [inbox_item(execution, now) async for execution in self.client.list_workflows(query)]
+            if limit is not None:
+                total = await self._count(query)
+                if total > limit:
+                    window = await self._oldest_window(query, limit, now)
+            listing = query if window is None else window.query(query)
+            items = oldest_first([inbox_item(info, now) async for info in self._list_raw(listing)])
         except RPCError as err:
             raise CaseError(f"cannot list the inbox: {err.message}") from err
-        return oldest_first(items)
+        if window is None:  # everything was listed: its length is the freshest total
+            total = len(items)
+        return InboxPage(items=items[:limit], total=total)
+
+    async def _oldest_window(self, query: str, limit: int, now: datetime) -> Window | None:
+        """A window of HitlGateOpenedAt holding the oldest `limit` cases of `query` (see CutoffSearch)."""
+        search = CutoffSearch(limit, now)
+        while windows := search.probes():
+            counts = await asyncio.gather(*(self._count(window.query(query)) for window in windows))
+            for window, count in zip(windows, counts):
+                search.record(window, count)
+        return search.listing()
+
+    async def _count(self, query: str) -> int:
+        return (await self.client.count_workflows(query)).count
+
+    async def _list_raw(self, query: str) -> AsyncIterator[WorkflowExecutionInfo]:
+        """`ListWorkflowExecutions` pages, undecoded: `workers.inbox.inbox_item` reads only what it shows."""
+        token = b""
+        while True:
+            page = await self.client.workflow_service.list_workflow_executions(
+                ListWorkflowExecutionsRequest(
+                    namespace=self.client.namespace, query=query, page_size=1000, next_page_token=token
+                ),
+                retry=True,
+            )
+            for info in page.executions:
+                yield info
+            token = page.next_page_token
+            if not token:
+                return
 
     async def wait_for_decision(self, case_id: str) -> CaseResult:
         try:

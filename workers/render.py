@@ -123,6 +123,13 @@ def print_inbox(items: list[InboxItem], *, terminal: bool | None = None) -> None
     console.print(inbox_table(items) if console.width >= inbox_table_width(items) else inbox_blocks(items))
 
 
+def inbox_footer(shown: int, total: int) -> str:
+    """`3 waiting, oldest first`, or when the page is not all of them, how to see more."""
+    if shown >= total:
+        return f"{total:,} waiting, oldest first"
+    return f"{shown:,} of {total:,} waiting, oldest first (--limit N or --all for more)"
+
+
 def inbox_empty_message(*, gate: str | None, kind: str | None, reviewer: str | None) -> str:
     filters = [f"{name} {value}" for name, value in (("gate", gate), ("kind", kind)) if value]
     who = f" for {reviewer}" if reviewer else ""
