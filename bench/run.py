@@ -86,7 +86,7 @@ FULL = Config(
 # Workflow runners compared (project = workers.worker.WORKFLOW_RUNNER); project_no_pyc is the project
 # runner in a worker process without compiled modules (PYTHONDONTWRITEBYTECODE=1, no .pyc anywhere).
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "unsandboxed", "project_no_pyc")
-VARIANTS = ("local_acts", "local_reads", "merged_upserts", "policy_cache", "lean")
+VARIANTS = ("before_lean", "local_acts", "merged_upserts", "lean_plus")
 
 
 def log(message: str) -> None:
@@ -445,6 +445,8 @@ class Bench:
                     "decided_via": result.decided_via,
                     "events": cost.events,
                     "floor": cost.floor,
+                    "floor_if_regular": cost.floor_if_regular,
+                    "local_activities": cost.local_activities,
                     "excess": cost.excess,
                     "upserts": cost.upserts,
                     "workflow_tasks": cost.workflow_tasks,
@@ -456,6 +458,8 @@ class Bench:
                 "per_kind": per_kind,
                 "events_mean": round(statistics.mean(v["events"] for v in per_kind.values()), 1),
                 "floor_mean": round(statistics.mean(v["floor"] for v in per_kind.values()), 1),
+                "floor_if_regular_mean": round(statistics.mean(v["floor_if_regular"] for v in per_kind.values()), 1),
+                "local_activities_mean": round(statistics.mean(v["local_activities"] for v in per_kind.values()), 1),
                 "upserts_mean": round(statistics.mean(v["upserts"] for v in per_kind.values()), 1),
                 "workflow_tasks_mean": round(statistics.mean(v["workflow_tasks"] for v in per_kind.values()), 1),
             }
@@ -466,13 +470,14 @@ class Bench:
         handle = self.client.get_workflow_handle(f"bare:{key}")
         await within(60, driver.run_bare(self.client, key, BARE_QUEUE), "one bare case")
         bare_cost = history_cost((await handle.fetch_history()).events)
-        paths["bare"] = {"events_mean": bare_cost.events, "floor_mean": bare_cost.floor, "upserts_mean": 0, "workflow_tasks_mean": bare_cost.workflow_tasks, "by_type": bare_cost.by_type}
+        paths["bare"] = {"events_mean": bare_cost.events, "floor_mean": bare_cost.floor, "floor_if_regular_mean": bare_cost.floor, "local_activities_mean": 0, "upserts_mean": 0, "workflow_tasks_mean": bare_cost.workflow_tasks, "by_type": bare_cost.by_type}
         self.results["history"] = {
             "paths": paths,
             "cpu_per_path": cpu,
             "worker_cpu_ms_per_case": {p: v["worker_cpu_ms_per_case"] for p, v in cpu.items()},
             "timeout_policy_delays": list(cfg.timeout_delays),
             "floor_rule": "start 4 + per batch of activities scheduled together 6 + 3 per extra one + per signal wait 6 + per update wait 7 + per fired timer 5 + completion 1",
+            "floor_if_regular_rule": "the floor + 6 per local activity (each counted as a sequential regular activity)",
         }
 
     # -- 3b. runner and variant comparisons ----------------------------------------------------
@@ -821,7 +826,7 @@ def micro_costs(policy_dir: Path, n: int = 20) -> dict[str, float]:
     for every case, and of two cheaper ways to get the same answer."""
     import yaml
 
-    from bench.variants import policy_cache_key
+    from activities.case_activities import PolicyCache
     from gates.policy import Policy, load_policies
 
     def cpu_ms(fn) -> float:
@@ -837,7 +842,7 @@ def micro_costs(policy_dir: Path, n: int = 20) -> dict[str, float]:
     return {
         "load_policies_cpu_ms": cpu_ms(lambda: load_policies(policy_dir)),
         "load_policies_c_yaml_cpu_ms": cpu_ms(with_c_loader),
-        "policy_cache_hit_cpu_ms": cpu_ms(lambda: policy_cache_key(policy_dir)),
+        "policy_cache_hit_cpu_ms": cpu_ms(lambda: PolicyCache.key(policy_dir)),
     }
 
 
@@ -942,10 +947,12 @@ def table(doc: dict[str, Any]) -> str:
     row("loaded rate (target / achieved cases/s)", f"{lat['loaded_target_rate_cases_per_s']} / {lat['loaded_achieved_rate_cases_per_s']}")
     row("unloaded p99 (worst channel)", f"{lat['unloaded_all_p99_ms']:.1f}", f"target <= {TARGET_P99_MS:.0f} ms: {'met' if lat['target_met'] else 'NOT met'}")
     h = r["history"]
-    lines.append("3. History cost per case (events / floor / upserts / workflow tasks; worker CPU ms)")
+    lines.append("3. History cost per case (events / floor of its regular steps / floor with every step regular / "
+                 "local activities / upserts / workflow tasks; worker CPU ms)")
     for path, v in h["paths"].items():
         cpu = h["worker_cpu_ms_per_case"].get(path)
-        row(path, f"{v['events_mean']} / {v['floor_mean']} / {v['upserts_mean']} / {v['workflow_tasks_mean']}",
+        row(path, f"{v['events_mean']} / {v['floor_mean']} / {v['floor_if_regular_mean']} / {v['local_activities_mean']} / "
+            f"{v['upserts_mean']} / {v['workflow_tasks_mean']}",
             f"worker {cpu} ms/case" if cpu is not None else "")
     m = r["micro"]
     row("resolve_policy: YAML parse + validate, per case", f"{m['load_policies_cpu_ms']} ms",
@@ -954,7 +961,7 @@ def table(doc: dict[str, Any]) -> str:
     lines.append("   Workflow runner (one fresh comparison worker, real mix): worker CPU ms/case, cases/s")
     for name in RUNNERS:
         row(name, f"{s[name]['worker_cpu_ms_per_case']} ms", f"{s[name]['cases_per_s']} cases/s ({s[name]['worker_cpu_vs_project_pct']:+}% CPU vs project)")
-    lines.append("   Bench-only variants of the proposed changes (same comparison worker, real mix):")
+    lines.append("   Variants (same comparison worker, real mix): before_lean = the product before this change; the others go further")
     bare = r["variants"]["bare"]
     lines.append(f"  {'':<46} {'events/case':>16}  CPU ms/case worker + server + pg = total; cases/s")
     row("bare (same worker process)", "23", f"{bare['worker_cpu_ms_per_case']} + {bare['server_cpu_ms_per_case']} + "

@@ -25,6 +25,15 @@ class CaseKind(StrEnum):
     ACCESS = "access_escalation"
 
 
+# The Temporal workflow type of each kind: part of the public interface (README), used by
+# `workflows/kinds.py` to name the workflows and by clients that start cases without importing them.
+WORKFLOW_TYPES: dict[CaseKind, str] = {
+    CaseKind.RENEWAL: "RenewalDiscountException",
+    CaseKind.PROCUREMENT: "ProcurementThresholdBreach",
+    CaseKind.ACCESS: "AccessEscalation",
+}
+
+
 class CaseRequest(BaseModel):
     """Common fields of every case payload."""
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PATHS = ("auto", "approve_update", "approve_signal", "request_info", "escalate_to_timeout")
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "unsandboxed", "project_no_pyc")
-VARIANTS = ("product", "local_acts", "local_reads", "merged_upserts", "policy_cache", "lean")
+VARIANTS = ("product", "before_lean", "local_acts", "merged_upserts", "lean_plus")
 
 FIGURES = [
     # 1. throughput ratio
@@ -33,7 +33,7 @@ FIGURES = [
       for k in ("decision_task_ms", "activity_dispatch_ms", "record_activity_ms")),
     "results.latency.postgres_commit_ms.p50",
     # 3. history cost against the floor, worker CPU per path, sandbox and variants
-    *(f"results.history.paths.{p}.{f}" for p in (*PATHS, "bare") for f in ("events_mean", "floor_mean", "upserts_mean", "workflow_tasks_mean")),
+    *(f"results.history.paths.{p}.{f}" for p in (*PATHS, "bare") for f in ("events_mean", "floor_mean", "floor_if_regular_mean", "local_activities_mean", "upserts_mean", "workflow_tasks_mean")),
     *(f"results.history.worker_cpu_ms_per_case.{p}" for p in PATHS),
     *(f"results.micro.{k}" for k in ("load_policies_cpu_ms", "load_policies_c_yaml_cpu_ms", "policy_cache_hit_cpu_ms")),
     *(f"results.sandbox.{r}.{f}" for r in RUNNERS for f in ("worker_cpu_ms_per_case", "cases_per_s")),

@@ -34,7 +34,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from gates.cases import KIND_ALIASES, CaseKind, CaseRequest, case_id_for
+from gates.cases import KIND_ALIASES, WORKFLOW_TYPES, CaseKind, CaseRequest, case_id_for
 from gates.gate import Decision, DecisionReceipt
 from gates.kinds import SPECS
 from gates.trace import CaseResult, CaseView
@@ -50,7 +50,6 @@ from workers.inbox import (
     quote,
 )
 from workflows import search_attributes as sa
-from workflows.kinds import CASE_WORKFLOWS
 
 
 class CaseError(RuntimeError):
@@ -88,7 +87,7 @@ class StartedCase:
 
 
 def workflow_type_for(kind: CaseKind) -> str:
-    return CASE_WORKFLOWS[kind].__temporal_workflow_definition.name  # type: ignore[attr-defined]
+    return WORKFLOW_TYPES[kind]
 
 
 def case_kind(text: str) -> CaseKind:

@@ -11,14 +11,14 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
-    from gates.cases import CaseKind
+    from gates.cases import WORKFLOW_TYPES, CaseKind
     from gates.kinds import ACCESS, PROCUREMENT, RENEWAL
     from gates.trace import CaseResult
 
 from workflows.case import CaseWorkflow
 
 
-@workflow.defn(name="RenewalDiscountException")
+@workflow.defn(name=WORKFLOW_TYPES[CaseKind.RENEWAL])
 class RenewalDiscountExceptionWorkflow(CaseWorkflow):
     """Discount exception on a renewal, decided at the Finance gate."""
 
@@ -29,7 +29,7 @@ class RenewalDiscountExceptionWorkflow(CaseWorkflow):
         return await self.run_case(self.validate_request(request))
 
 
-@workflow.defn(name="ProcurementThresholdBreach")
+@workflow.defn(name=WORKFLOW_TYPES[CaseKind.PROCUREMENT])
 class ProcurementThresholdBreachWorkflow(CaseWorkflow):
     """Purchase above a threshold, routed through the Ops gate to VP approval."""
 
@@ -40,7 +40,7 @@ class ProcurementThresholdBreachWorkflow(CaseWorkflow):
         return await self.run_case(self.validate_request(request))
 
 
-@workflow.defn(name="AccessEscalation")
+@workflow.defn(name=WORKFLOW_TYPES[CaseKind.ACCESS])
 class AccessEscalationWorkflow(CaseWorkflow):
     """Entitlement beyond policy, reviewed at the Security gate."""
 
