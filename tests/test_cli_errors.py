@@ -102,12 +102,13 @@ async def test_migrate_applies_initial_schema_then_reports_up_to_date(empty_data
     assert second.stdout.strip() == "schema is up to date"
 
 
-def test_invalid_hitl_setting_is_one_line_naming_the_variable(tmp_path):
-    env = clean_env(HITL_OTEL_EXPORTER="bogus", HITL_DATABASE_URL=f"postgresql://u@127.0.0.1:{free_port()}/x")
+@pytest.mark.parametrize("variable, value", [("HITL_OTEL_EXPORTER", "bogus"), ("HITL_MAX_CACHED_WORKFLOWS", "-1")])
+def test_invalid_hitl_setting_is_one_line_naming_the_variable(tmp_path, variable, value):
+    env = clean_env(**{variable: value}, HITL_DATABASE_URL=f"postgresql://u@127.0.0.1:{free_port()}/x")
 
     line = one_line_error(run_hitl(["migrate"], env, tmp_path))
 
-    assert "invalid configuration" in line and "HITL_OTEL_EXPORTER" in line, line
+    assert "invalid configuration" in line and variable in line, line
 
 
 async def test_worker_serves_probe_and_exits_cleanly_on_sigterm(temporal_env, database_url, tmp_path):
