@@ -27,7 +27,6 @@ from temporalio.worker.workflow_sandbox import (
     SandboxedWorkflowRunner,
     SandboxRestrictions,
 )
-from temporalio.workflow import NondeterminismError
 
 import workers.worker as project_worker
 from activities.db import create_pool
@@ -77,7 +76,6 @@ async def main(args: argparse.Namespace) -> None:
                 workflows=[BareApprovalWorkflow],
                 activities=[BareActivities(pool).step],
                 workflow_runner=first_runner,
-                workflow_failure_exception_types=[NondeterminismError],
                 max_cached_workflows=settings.max_cached_workflows,  # the same worker settings as the cases'
             )
         )

@@ -22,11 +22,13 @@ from temporalio.api.workflow.v1 import (
     WorkflowExecutionConfig,
 )
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionResponse
+from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from gates.cases import CaseKind, RenewalDiscountRequest
+from gates.gate import Decision
 from gates.trace import CaseResult
-from tests.case_helpers import example, start_case
+from tests.case_helpers import case_view, example, start_case
 from tests.helpers import (
     HITL,
     assert_eventually,
@@ -34,6 +36,8 @@ from tests.helpers import (
     new_worker,
     unique_task_queue,
 )
+from tests.replay_variants import RenewalWithAnUnpatchedChange
+from workers.config import Settings
 from workers.ops_commands import (
     CaseSnapshot,
     StuckCriteria,
@@ -42,6 +46,7 @@ from workers.ops_commands import (
     find_stuck,
     render_stuck,
 )
+from workers.worker import WORKFLOW_RUNNER, activities_for
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -188,3 +193,51 @@ async def test_a_case_on_a_task_queue_nobody_polls_is_reported_from_the_cli(temp
     table = render_stuck(report, datetime.now(UTC))
     assert "1 of 1 running cases need an operator" in table and "no worker polling" in table
     assert younger.checked == 0, "--older-than 1h leaves out a case started just now"
+
+
+async def test_a_case_replayed_by_incompatible_code_keeps_running_and_resumes_on_compatible_code(temporal_env, world_pool):
+    """A rolling deploy: a case started by one build is replayed by a worker whose code diverges from
+    its history. The workflow task fails and is retried, and `ops stuck` says so; the case is not
+    failed, and it goes on once a worker with compatible code takes it again."""
+    client = temporal_env.client
+    task_queue = unique_task_queue("rolling-deploy")
+    settings = Settings(_env_file=None, database_url=None)
+
+    def first_build() -> Worker:
+        return Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[RenewalWithAnUnpatchedChange],
+            activities=activities_for(world_pool, settings),
+            workflow_runner=WORKFLOW_RUNNER,
+        )
+
+    async with first_build():
+        handle = await start_case(client, example(CaseKind.RENEWAL, human=True), task_queue)
+        await assert_eventually(lambda: _waiting(handle), timeout=30, interval=0.3)
+    async with new_worker(client, world_pool, task_queue=task_queue):  # today's code: no such timer first
+        await handle.signal("decide", {"outcome": "approve", "reviewer": "eng_lee", "reason": "wakes the case up"})
+        case = await stuck_case(client, task_queue, handle.id)
+        status = (await handle.describe()).status
+    assert kinds(case.reasons) == [StuckKind.WORKFLOW_TASK_FAILING]
+    assert "Nondeterminism" in case.reasons[0].detail, case.reasons[0].detail
+    assert status == WorkflowExecutionStatus.RUNNING, "the case is not failed"
+
+    async with first_build():
+        await assert_eventually(lambda: _has_rejected_attempt(handle), timeout=30, interval=0.3)
+        await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="after the deploy"))
+        result = await handle.result()
+    assert (result.outcome, result.decided_by) == ("approve", "fin_rev_ana")
+
+
+async def _waiting(handle) -> None:
+    try:
+        view = await case_view(handle)
+    except WorkflowQueryFailedError as err:  # the first build sleeps before it starts the case
+        raise AssertionError(f"case not started yet: {err}") from err
+    assert view.state.value == "waiting", view.state
+
+
+async def _has_rejected_attempt(handle) -> None:
+    view = await case_view(handle)
+    assert [a.reviewer for a in view.rejected_attempts] == ["eng_lee"], view.rejected_attempts

@@ -9,7 +9,6 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-from temporalio.workflow import NondeterminismError
 
 from activities.db import create_pool
 from activities.migrations import SchemaBehind, pending_migrations
@@ -49,8 +48,10 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, *, task
         workflows=WORKFLOWS,
         activities=activities_for(pool, settings),
         workflow_runner=WORKFLOW_RUNNER,
-        # A nondeterministic change fails the case visibly instead of retrying its task forever.
-        workflow_failure_exception_types=[NondeterminismError],
+        # No workflow_failure_exception_types: a nondeterministic replay fails the workflow *task*,
+        # which Temporal retries, so the case keeps running and resumes on a compatible worker. This
+        # matters in a rolling deploy of a patched change: an old worker that replays a case a new
+        # worker started must not fail the case for good. `hitl ops stuck` reports such a task.
         **({"max_cached_workflows": settings.max_cached_workflows} | options),
     )
 
