@@ -6,7 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 
 from gates.cases import CaseKind, CaseRequest, REQUEST_MODELS
 from gates.trace import CaseView
@@ -53,8 +53,16 @@ async def case_view(handle: WorkflowHandle) -> CaseView:
 
 
 async def wait_until_waiting(handle: WorkflowHandle, *, round_no: int = 1, timeout: float = 30) -> CaseView:
+    """Poll `case_state` until the case waits at its gate (a case whose code has not started the
+    decision loop yet answers "case is starting", which counts as not yet)."""
+
     async def waiting() -> CaseView:
-        view = await case_view(handle)
+        try:
+            view = await case_view(handle)
+        except WorkflowQueryFailedError as err:
+            if "case is starting" not in str(err):
+                raise
+            raise AssertionError(f"case not started yet: {err}") from err
         assert view.state.value == "waiting" and view.gate is not None, f"state is {view.state.value}"
         assert len(view.rounds) == round_no - 1, f"round {len(view.rounds) + 1}"
         return view

@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from temporalio.client import WorkflowHistory, WorkflowQueryFailedError
+from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
 from gates.cases import CaseKind
@@ -81,18 +81,6 @@ async def test_a_divergence_at_a_command_names_that_event():
     assert diverged.line().startswith("renewal_discount_exception--approve (run ") and "diverged at event 5 (ActivityTaskScheduled)" in diverged.line()
 
 
-async def waiting_after_the_old_timer(handle) -> None:
-    """The old code sleeps before it starts the case: `case_state` fails its query until then."""
-
-    async def started():
-        try:
-            return await wait_until_waiting(handle, timeout=0)
-        except WorkflowQueryFailedError as err:
-            raise AssertionError(f"case not started yet: {err}") from err
-
-    await assert_eventually(started, timeout=30, interval=0.3)
-
-
 async def test_replay_exits_1_naming_a_running_case_started_by_other_code(temporal_env, world_pool):
     """The case was started by a deployment whose renewal workflow had an unpatched change; the current code diverges."""
     task_queue = unique_task_queue("old-code")
@@ -107,7 +95,7 @@ async def test_replay_exits_1_naming_a_running_case_started_by_other_code(tempor
     async with old_code:
         handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), task_queue)
         try:
-            await waiting_after_the_old_timer(handle)
+            await wait_until_waiting(handle)  # the old code sleeps before it starts the case
             by_case = await hitl(temporal_env, "ops", "replay", handle.id, "--json")
 
             async def listed():

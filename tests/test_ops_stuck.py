@@ -22,13 +22,13 @@ from temporalio.api.workflow.v1 import (
     WorkflowExecutionConfig,
 )
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionResponse
-from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from gates.cases import CaseKind, RenewalDiscountRequest
 from gates.gate import Decision
 from gates.trace import CaseResult
-from tests.case_helpers import case_view, example, start_case
+from tests.case_helpers import case_view, example, start_case, wait_until_waiting
 from tests.helpers import (
     HITL,
     assert_eventually,
@@ -214,7 +214,7 @@ async def test_a_case_replayed_by_incompatible_code_keeps_running_and_resumes_on
 
     async with first_build():
         handle = await start_case(client, example(CaseKind.RENEWAL, human=True), task_queue)
-        await assert_eventually(lambda: _waiting(handle), timeout=30, interval=0.3)
+        await wait_until_waiting(handle)  # the first build sleeps before it starts the case
     async with new_worker(client, world_pool, task_queue=task_queue):  # today's code: no such timer first
         await handle.signal("decide", {"outcome": "approve", "reviewer": "eng_lee", "reason": "wakes the case up"})
         case = await stuck_case(client, task_queue, handle.id)
@@ -228,14 +228,6 @@ async def test_a_case_replayed_by_incompatible_code_keeps_running_and_resumes_on
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="after the deploy"))
         result = await handle.result()
     assert (result.outcome, result.decided_by) == ("approve", "fin_rev_ana")
-
-
-async def _waiting(handle) -> None:
-    try:
-        view = await case_view(handle)
-    except WorkflowQueryFailedError as err:  # the first build sleeps before it starts the case
-        raise AssertionError(f"case not started yet: {err}") from err
-    assert view.state.value == "waiting", view.state
 
 
 async def _has_rejected_attempt(handle) -> None:
