@@ -93,8 +93,8 @@ class PolicyCache:
 
     @staticmethod
     def key(directory: Path) -> tuple:
-        files = sorted(directory.glob("*.yaml"))
-        return (str(directory),) + tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+        stats = ((p.name, p.stat()) for p in sorted(directory.glob("*.yaml")))
+        return (str(directory),) + tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
 
     def load(self, directory: Path) -> dict[CaseKind, Policy]:
         key = self.key(directory)

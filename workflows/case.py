@@ -86,9 +86,6 @@ LOCAL_RETRY = RetryPolicy(
 ADVISE_TIMEOUT = timedelta(seconds=90)
 
 
-_UNSET = object()
-
-
 class CaseWorkflow:
     """Base of the per-kind workflows; subclasses set `spec` and a typed `run`."""
 
@@ -113,7 +110,6 @@ class CaseWorkflow:
         self._escalation_requested: OperatorRecord | None = None
         self._cancel_requested: OperatorRecord | None = None
         self._lean = False  # LEAN_PATCH: set once at the start of the run
-        self._published: dict[str, Any] = {}  # search-attribute values last upserted (lean runs only)
         self._parked_at_gate = False  # the main loop is waiting in `_wait_at_gate`
 
     # -- decisions in ---------------------------------------------------------------------------
@@ -702,10 +698,11 @@ class CaseWorkflow:
         self._publish()
 
     def _upsert(self, updates: list) -> None:
-        """Upsert search attributes; lean runs send only the values that changed, and nothing when none did."""
+        """Upsert search attributes; lean runs send only the values that changed (against the
+        workflow's own view of its attributes, which each upsert updates), and nothing when none did."""
         if self._lean:
-            updates = [u for u in updates if self._published.get(u.key.name, _UNSET) != u.value]
-            self._published.update({u.key.name: u.value for u in updates})
+            current = workflow.info().typed_search_attributes
+            updates = [u for u in updates if current.get(u.key) != u.value]
             if not updates:
                 return
         workflow.upsert_search_attributes(updates)
