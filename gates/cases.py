@@ -11,12 +11,29 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
+
+from gates.text import person_text_problem
 
 # Identifiers that appear in case IDs: lower-case slugs such as acme_enterprise or fy26.
 Slug = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 PersonId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9_.@-]*$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+# The longest text a person may write in one field (a reason, a justification, a question).
+MAX_TEXT_CHARS = 4000
+
+
+def _readable(text: str) -> str:
+    problem = person_text_problem(text)
+    if problem:
+        raise ValueError(f"text {problem}")
+    return text
+
+
+# A person's words: visible, storable, bounded (see gates/text.py).
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_readable)]
+# A whole number sent as a JSON number: `true` is not one day, and neither is "1".
+WholeNumber = Annotated[int, Strict()]
 
 
 class CaseKind(StrEnum):
@@ -79,7 +96,7 @@ class AccessEscalationRequest(CaseRequest):
     subject_user: PersonId = Field(description="Whose access changes")
     system: Slug
     entitlement: Slug = Field(description="Role or entitlement requested")
-    duration_days: int = Field(gt=0, le=365)
+    duration_days: WholeNumber = Field(gt=0, le=365)
     policy_exception: Text = Field(description="The policy exception this access needs")
 
     def business_key(self) -> str:
