@@ -6,6 +6,7 @@ reads are reads, and the one write (`record_decision`) is keyed by the workflow'
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Protocol
@@ -16,15 +17,43 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from gates.brief import Proposal, ReviewerQuestion, precedent_headline, propose, render_brief
+from activities.agent import (
+    AgentSettings,
+    AgentUnavailable,
+    agent_configured,
+    request_agent_advice,
+)
+from gates.brief import (
+    Proposal,
+    ReviewerQuestion,
+    precedent_headline,
+    propose,
+    render_brief,
+)
 from gates.cases import CaseKind
 from gates.evidence import ContextBundle
-from gates.policy import Policy, PolicyError, PolicyEvaluation, bundled_policy_dir, load_policies
+from gates.policy import (
+    Policy,
+    PolicyError,
+    PolicyEvaluation,
+    bundled_policy_dir,
+    load_policies,
+)
 from gates.precedent import Precedent, PrecedentFeatures
-from gates.trace import AgentNote, CaseSummary, RecordDecisionInput, RecordReceipt
-from activities.agent import AgentSettings, AgentUnavailable, agent_configured, request_agent_advice
+from gates.text import storable
+from gates.trace import (
+    AgentNote,
+    CaseSummary,
+    DecisionTrace,
+    LateAttempts,
+    RecordDecisionInput,
+    RecordReceipt,
+)
 
 log = logging.getLogger("hitl.activities")
+
+# How much of a past decision's reason a precedent carries into a new case's brief and state.
+PRECEDENT_REASON_CHARS = 500
 
 
 class CaseActivitySettings(AgentSettings, Protocol):
@@ -41,7 +70,12 @@ class PrecedentQuery(BaseModel):
     kind: CaseKind
     amount_band: str
     tags: list[str]
-    exclude_case_id: str
+    exclude_case_id: str | None = Field(
+        default=None,
+        description="Older cases passed their own ID. A case's trace is written only once it is decided, after its "
+        "last lookup, so since HARDENED_PATCH none is excluded: an earlier decision under the same case ID "
+        "(the same business key) is a precedent like any other.",
+    )
     limit: int = 10
 
 
@@ -59,7 +93,8 @@ class SummarizeInput(BaseModel):
     evaluation: PolicyEvaluation
     precedents: list[Precedent]
     headline: str
-    questions: list[ReviewerQuestion]
+    questions: list[ReviewerQuestion] = Field(description="The questions the brief repeats (the latest few)")
+    earlier_questions: int = Field(default=0, description="Questions asked before those, named only by count")
     advise_inline: bool = Field(
         default=True,
         description="Ask the agent inside this activity (histories from before `advise_case`); "
@@ -73,7 +108,7 @@ class AdviseInput(BaseModel):
     policy_findings: list[str]
 
     @classmethod
-    def of(cls, brief: str, context: ContextBundle, evaluation: PolicyEvaluation) -> "AdviseInput":
+    def of(cls, brief: str, context: ContextBundle, evaluation: PolicyEvaluation) -> AdviseInput:
         return cls(
             brief=brief,
             evidence_labels=[e.label for e in context.items],
@@ -111,7 +146,14 @@ class CaseActivities:
         self._policies = PolicyCache()
 
     def activities(self) -> list:
-        return [self.resolve_policy, self.find_precedents, self.summarize_case, self.advise_case, self.record_decision]
+        return [
+            self.resolve_policy,
+            self.find_precedents,
+            self.summarize_case,
+            self.advise_case,
+            self.record_decision,
+            self.record_late_attempts,
+        ]
 
     @activity.defn(name="resolve_policy")
     async def resolve_policy(self, request: ResolvePolicyInput) -> Policy:
@@ -126,9 +168,11 @@ class CaseActivities:
     @activity.defn(name="find_precedents")
     async def find_precedents(self, query: PrecedentQuery) -> PrecedentMatches:
         rows = await self._pool.fetch(
-            """SELECT case_id, kind, policy, reason_codes, amount_band, tags, outcome, decided_by, reason, decided_at
+            # a precedent's reason is another reviewer's words, cited in this case's brief: a bounded excerpt
+            f"""SELECT case_id, kind, policy, reason_codes, amount_band, tags, outcome, decided_by,
+                      left(reason, {PRECEDENT_REASON_CHARS}) AS reason, decided_at
                FROM precedents
-               WHERE kind = $1 AND amount_band = $2 AND case_id <> $3
+               WHERE kind = $1 AND amount_band = $2 AND ($3::text IS NULL OR case_id <> $3)
                  AND (cardinality($4::text[]) = 0 OR tags && $4::text[])
                ORDER BY decided_at DESC
                LIMIT $5""",
@@ -156,6 +200,7 @@ class CaseActivities:
             headline=case.headline,
             proposal=proposal,
             questions=case.questions,
+            earlier_questions=case.earlier_questions,
         )
         if not case.advise_inline:
             return CaseSummary(
@@ -184,8 +229,12 @@ class CaseActivities:
 
     @activity.defn(name="record_decision")
     async def record_decision(self, record: RecordDecisionInput) -> RecordReceipt:
-        """Write the trace and its precedent once: a retry or a duplicate finds the first row."""
-        trace = record.trace
+        """Write the trace and its precedent once: a retry or a duplicate finds the first row.
+
+        Whatever text reached the trace (connector answers, payload previews), it is made storable
+        first: PostgreSQL's text and jsonb refuse NUL and unpaired surrogates, and a recorder that
+        failed on content would retry forever with no trace written."""
+        trace = DecisionTrace.model_validate(storable(record.trace.model_dump(mode="json")))
         span_context = otel_trace.get_current_span().get_span_context()
         if span_context.is_valid and trace.otel_trace_id is None:
             trace = trace.model_copy(update={"otel_trace_id": format(span_context.trace_id, "032x")})
@@ -239,4 +288,18 @@ class CaseActivities:
             )
         log.info("recorded decision trace %s for %s: %s by %s", trace_id, trace.case_id, trace.outcome, trace.decided_by)
         return RecordReceipt(trace_id=trace_id, newly_recorded=True, otel_trace_id=trace.otel_trace_id)
+
+    @activity.defn(name="record_late_attempts")
+    async def record_late_attempts(self, late: LateAttempts) -> None:
+        """Set the trace's rejected attempts to the case's full list: idempotent, and a later call
+        (with more attempts) supersedes an earlier one."""
+        attempts = storable([a.model_dump(mode="json") for a in late.rejected_attempts])
+        updated = await self._pool.execute(
+            """UPDATE decision_traces SET trace = jsonb_set(trace, '{rejected_attempts}', $2::jsonb)
+                WHERE decision_key = $1""",
+            late.decision_key,
+            json.dumps(attempts),
+        )
+        if updated == "UPDATE 0":
+            raise ApplicationError(f"no decision trace with key {late.decision_key}", type="TraceMissing")
 

@@ -3,10 +3,15 @@
 This is what a reviewer reads before deciding. It is built only from recorded inputs (payload,
 evidence, findings, precedents), so the same case always gets the same brief. The optional agent
 summarizer (activities/agent.py) may add advice beside it; it never replaces these facts.
+
+Everything the system did not write itself (the justification, connector strings, other reviewers'
+reasons, questions) goes through `gates.text` as a code span or block: it reads as quoted text,
+and cannot pass for the system's own headings, outcomes or links.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Literal
 
@@ -16,6 +21,7 @@ from gates.cases import CaseKind
 from gates.evidence import ContextBundle
 from gates.policy import PolicyEvaluation, ReasonCode
 from gates.precedent import Precedent
+from gates.text import md_block, md_inline
 
 _KIND_PHRASE = {
     CaseKind.RENEWAL: "discount exception",
@@ -23,6 +29,11 @@ _KIND_PHRASE = {
     CaseKind.ACCESS: "access exception",
 }
 _PAST = {"approve": "approved", "reject": "rejected"}
+# Cuts of what other people and systems wrote, so one long text cannot crowd out the brief;
+# the whole text stays in the trace.
+PRECEDENT_REASON_CHARS = 200
+VALUE_CHARS = 200
+ERROR_CHARS = 200
 
 
 class Proposal(BaseModel):
@@ -92,9 +103,12 @@ def propose(evaluation: PolicyEvaluation, precedents: list[Precedent], context: 
 
 # Of a structured item (a chat thread), what a reviewer needs to read; the rest stays in the trace.
 _HEADLINE_KEYS = ("title", "approval_stated_by", "customer_commitment")
+_PLAIN_KEY = re.compile(r"^[a-z0-9_]+$")
 
 
 def _fmt(value: Any) -> str:
+    """A connector's value for a key-facts line: what we format (numbers, yes/no) stays plain;
+    the connector's strings, dict keys included, become code spans."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -102,10 +116,23 @@ def _fmt(value: Any) -> str:
     if isinstance(value, dict):
         keys = [k for k in _HEADLINE_KEYS if k in value] or list(value)
         shown = {k: value[k] for k in keys if value[k] not in (None, "", [], {})}
-        return "; ".join(f"{k.replace('_', ' ')}: {_fmt(v)}" for k, v in shown.items())
+        return "; ".join(f"{_fmt_key(k)}: {_fmt(v)}" for k, v in shown.items())
     if isinstance(value, list):
         return ", ".join(_fmt(v) for v in value) or "none"
+    if isinstance(value, str):
+        return md_inline(value, max_chars=VALUE_CHARS)
     return str(value)
+
+
+def _fmt_key(key: Any) -> str:
+    """`approval stated by` for a schema-like key; anything else is the connector's text."""
+    if isinstance(key, str) and _PLAIN_KEY.match(key):
+        return key.replace("_", " ")
+    return md_inline(str(key), max_chars=VALUE_CHARS)
+
+
+def _earlier(count: int) -> str:
+    return f"({count} earlier question{' is' if count == 1 else 's are'} in the trace)"
 
 
 def render_brief(
@@ -119,14 +146,21 @@ def render_brief(
     headline: str,
     proposal: Proposal,
     questions: list[ReviewerQuestion],
+    earlier_questions: int = 0,
 ) -> str:
     """Markdown for the CLI, the UI's current details and the trace. Lists follow a blank line so
-    every markdown renderer shows them as lists; sources are in code spans (they contain `_`)."""
-    lines = [f"### {ask}", "", f"Requested by **{requester}**: {justification}", "", "**Key facts**", ""]
+    every markdown renderer shows them as lists; sources are in code spans (they contain `_`).
+
+    `questions` are the ones to show (the caller passes the latest few, so the brief does not grow
+    with every request_info round); `earlier_questions` counts those left to the trace."""
+    lines = [f"### {ask}", "", f"Requested by **{requester}**, in their words:", "", md_block(justification), ""]
+    lines += ["**Key facts**", ""]
     for item in context.items:
-        lines.append(f"- {item.item.replace('_', ' ')}: {_fmt(item.value)} `{item.label}`")
+        lines.append(f"- {item.item.replace('_', ' ')}: {_fmt(item.value)} {md_inline(item.label)}")
     for missing in context.missing:
-        lines.append(f"- **missing** `{missing.source}: {missing.item}`: {missing.error}")
+        lines.append(
+            f"- **missing** {md_inline(f'{missing.source}: {missing.item}')}: {md_inline(missing.error, max_chars=ERROR_CHARS)}"
+        )
     if not context.items and not context.missing:
         lines.append("- none gathered")
     lines += ["", f"**Policy** `{evaluation.policy}`", ""]
@@ -143,10 +177,13 @@ def render_brief(
         lines.append(f"- ok: {', '.join(passed)}")
     lines += ["", f"**Precedent**: {headline}", ""]
     for p in precedents[:5]:
-        lines.append(f"- `{p.case_id}`: {p.outcome} by {p.decided_by} ({p.decided_at:%Y-%m-%d}): {p.reason}")
-    if questions:
+        reason = md_inline(p.reason, max_chars=PRECEDENT_REASON_CHARS)
+        lines.append(f"- {md_inline(p.case_id)}: {p.outcome} by {p.decided_by} ({p.decided_at:%Y-%m-%d}): {reason}")
+    if questions or earlier_questions:
         lines += ["", "**Reviewer questions**", ""]
+        if earlier_questions:
+            lines.append(f"- {_earlier(earlier_questions)}")
         for q in questions:
-            lines.append(f"- round {q.round}, {q.reviewer}: {q.question}")
+            lines.append(f"- round {q.round}, {q.reviewer}: {md_inline(q.question)}")
     lines += ["", f"**Proposed**: {proposal.outcome}: {proposal.rationale}"]
     return "\n".join(lines)

@@ -15,8 +15,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from gates.bounds import (
+    MAX_KEPT_ATTEMPTS,
+    MAX_KEPT_ERROR_CHARS,
+    MAX_KEPT_PAYLOAD_CHARS,
+    MAX_REQUEST_INFO_ROUNDS,
+)
 from gates.cases import PersonId, Text
 from gates.policy import GateDefinition
+from gates.text import storable, storable_text
 
 
 class DecisionOutcome(StrEnum):
@@ -35,6 +42,10 @@ class Decision(BaseModel):
 
 
 Channel = Literal["update", "signal", "policy", "timeout", "operator"]
+
+# The failure types a sender sees when the case refuses what they sent (workers strip their stack
+# traces: the Web UI shows a refused update's failure, trace included).
+REFUSAL_TYPES = ("DecisionRejected", "OperatorActionRejected", "CaseRefused", "InvalidCase", "CaseStarting")
 
 
 class AcceptedDecision(BaseModel):
@@ -57,20 +68,17 @@ class RejectedAttempt(BaseModel):
     error: str
 
     @classmethod
-    def of(cls, *, at: datetime, via: Channel, reviewer: Any, payload: Any, error: str) -> "RejectedAttempt":
-        """Build one from untrusted input: anyone who can reach the UI can signal anything, so large
-        payloads are kept as a bounded preview (the whole signal stays in Temporal's history)."""
-        text = json.dumps(payload, default=str)
+    def of(cls, *, at: datetime, via: Channel, reviewer: Any, payload: Any, error: str) -> RejectedAttempt:
+        """Build one from untrusted input: anyone who can reach the UI can signal anything, so what
+        is kept is bounded (a preview of a large payload; the whole signal stays in Temporal's
+        history) and storable (no NUL or unpaired surrogate can reach the state or the trace)."""
+        text = json.dumps(payload, default=str)  # ASCII-escaped: no raw control or surrogate characters
         if len(text) > MAX_KEPT_PAYLOAD_CHARS:
-            payload = {"truncated": True, "chars": len(text), "preview": text[:MAX_KEPT_PAYLOAD_CHARS // 4]}
-        who = reviewer if isinstance(reviewer, str) and len(reviewer) <= 80 else None
-        return cls(at=at, via=via, reviewer=who, payload=payload, error=error[:MAX_KEPT_PAYLOAD_CHARS])
-
-
-# Bounds on what bad submissions can make a case carry (state, queries, the trace): Temporal
-# refuses payloads over 2 MB, and a flood of junk signals must not stop a decision being recorded.
-MAX_KEPT_PAYLOAD_CHARS = 2000
-MAX_KEPT_ATTEMPTS = 100
+            payload = {"truncated": True, "chars": len(text), "preview": text[: MAX_KEPT_PAYLOAD_CHARS // 2]}
+        else:
+            payload = storable(payload)
+        who = storable_text(reviewer) if isinstance(reviewer, str) and 0 < len(reviewer) <= 80 else None
+        return cls(at=at, via=via, reviewer=who, payload=payload, error=storable_text(error[:MAX_KEPT_ERROR_CHARS]))
 
 
 def keep_attempt(attempts: list[RejectedAttempt], attempt: RejectedAttempt) -> None:
@@ -166,6 +174,7 @@ class GateState(BaseModel):
     escalations: list[Escalation] = Field(default_factory=list)
     rejected_attempts: list[RejectedAttempt] = Field(default_factory=list)
     reassigned: dict[int, str] = Field(default_factory=dict, description="Level -> group an operator gave it to")
+    attempts_received: int = Field(default=0, description="Rejected attempts ever kept here (the list holds a bounded number)")
 
     # -- who may decide -----------------------------------------------------------------------
 
@@ -220,6 +229,11 @@ class GateState(BaseModel):
                 d = self.decision
                 return f"case already decided: {d.outcome} by {d.decided_by} at {d.at.isoformat(timespec='seconds')}"
             return "case is not waiting for a decision"
+        if decision.outcome == DecisionOutcome.REQUEST_INFO and self.round > MAX_REQUEST_INFO_ROUNDS:
+            return (
+                f"this case has been sent back for information {MAX_REQUEST_INFO_ROUNDS} times; "
+                "approve or reject it (or an operator cancels it)"
+            )
         if decision.reviewer == self.requester:
             return f"{decision.reviewer} requested this case and may not decide it"
         if self.level_of(decision.reviewer) is None:
@@ -271,6 +285,7 @@ class GateState(BaseModel):
 
     def reject(self, payload: Any, via: Channel, now: datetime, error: str, reviewer: str | None) -> None:
         keep_attempt(self.rejected_attempts, RejectedAttempt.of(at=now, via=via, reviewer=reviewer, payload=payload, error=error))
+        self.attempts_received += 1
 
     # -- timers -------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Text from people and other systems: what may be stored, and how it is shown safely.
 
-Three jobs, one home:
+Every job on such text, in one place:
 
 - **At the door** (`person_text_problem`): a reason, a justification or a question must be text a
   reader can see and PostgreSQL can store: no NUL or other control characters (tab and newline
@@ -12,10 +12,17 @@ Three jobs, one home:
   around them reads (controls, bidirectional overrides, zero-width and other format characters,
   line separators) are shown as visible `⟨U+202E⟩` marks, so no sender can hide text, reorder
   it ("evorppa" reading as "approve"), or send escape sequences to a terminal.
+- **In Markdown** (`md_inline`, `md_block`): the brief and the UI's details panels are Markdown, so
+  text from requesters, reviewers and connectors goes in a code span or a fenced code block,
+  which CommonMark and GFM show literally: no heading, emphasis, link or autolink can form in it,
+  so nobody's words can pass for the system's.
+- **On a terminal** (`terminal_text`, `quoted`): hidden characters shown as marks, and people's
+  words in “ ” so they stand apart from the labels `hitl show` prints.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -81,3 +88,65 @@ def storable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [storable(v) for v in value]
     return value
+
+
+# -- display: Markdown and terminals -----------------------------------------------------------
+
+_BACKTICKS = re.compile(r"`+")
+_QUOTES = frozenset("\u201c\u201d")
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in _BACKTICKS.findall(text)), default=0)
+
+
+def _clip(text: str, max_chars: int | None) -> tuple[str, str]:
+    """`text` cut to `max_chars` characters with "…", and the note saying how much was cut ("" if nothing)."""
+    if max_chars is None or len(text) <= max_chars:
+        return text, ""
+    return text[:max_chars] + "…", f" ({len(text) - max_chars:,} more characters not shown)"
+
+
+def _flat(text: str) -> str:
+    """One line: line breaks become spaces (a lone CR is left for `neutralize` to mark)."""
+    return text.replace("\r\n", "\n").replace("\n", " ")
+
+
+def md_inline(text: str, *, max_chars: int | None = None) -> str:
+    """`text` as a Markdown code span, for untrusted text inside a line the system writes.
+
+    The fence is longer than any backtick run inside, so the text cannot close it; padding keeps
+    CommonMark from eating a leading or trailing space or backtick. Hidden characters are marked;
+    text over `max_chars` is cut with "…" and a note outside the span says how much."""
+    shown, note = _clip(_flat(text), max_chars)
+    body = neutralize(shown) or " "  # an empty span (two backticks) would read as literal backticks
+    fence = "`" * (_longest_backtick_run(body) + 1)
+    pad = " " if body.strip(" ") and (body[0] in "` " or body[-1] in "` ") else ""
+    return f"{fence}{pad}{body}{pad}{fence}{note}"
+
+
+def md_block(text: str) -> str:
+    """`text` as a fenced Markdown code block (```` ```text ````), for untrusted text of several lines.
+
+    No line inside can close the fence (it is longer than any backtick run in the text);
+    newlines and tabs are kept, hidden characters marked. Put it at the start of a line, after a blank one."""
+    body = neutralize(text.replace("\r\n", "\n"))
+    fence = "`" * max(3, _longest_backtick_run(body) + 1)
+    if not body.endswith("\n"):
+        body += "\n"
+    return f"{fence}text\n{body}{fence}"
+
+
+def terminal_text(text: str, *, one_line: bool = False) -> str:
+    """`text` safe to print on a terminal or into a pipe: no escape sequence, CR or bidi override
+    reaches it raw. `one_line` also marks newlines and tabs, for a table cell or a label's value."""
+    return neutralize(text.replace("\r\n", "\n"), keep_newlines=not one_line)
+
+
+def quoted(text: str) -> str:
+    """Someone's words on one line, in “ ”, for plain-text output beside the system's labels.
+
+    Curly quotes inside are marked too, so the text cannot close the quote early and go on
+    in what would look like the system's voice."""
+    body = terminal_text(text, one_line=True)
+    return "\u201c" + "".join(mark(c) if c in _QUOTES else c for c in body) + "\u201d"

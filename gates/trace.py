@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from gates.brief import Proposal, ReviewerQuestion
-from gates.gate import AcceptedDecision, Escalation, GateState, OperatorRecord, RejectedAttempt, Reminder
-from gates.policy import Finding, PolicyEvaluation
+from gates.cases import CaseKind
+from gates.evidence import ContextBundle
+from gates.gate import (
+    AcceptedDecision,
+    Escalation,
+    GateState,
+    OperatorRecord,
+    RejectedAttempt,
+    Reminder,
+)
+from gates.policy import Finding, Policy, PolicyEvaluation
 from gates.precedent import Precedent, PrecedentFeatures
 
 
@@ -24,6 +33,7 @@ class CaseState(StrEnum):
     WAITING = "waiting"
     RECORDING = "recording"
     DECIDED = "decided"
+    REFUSED = "refused"  # the start was refused (not its own ID, a bad payload, options it cannot honour)
 
 
 class AgentNote(BaseModel):
@@ -76,6 +86,9 @@ class DecisionTrace(BaseModel):
     opened_at: datetime
     gate_opened_at: datetime | None
     decided_at: datetime
+    trimmed: list[str] = Field(
+        default_factory=list, description="What was cut to fit the record under Temporal's payload limit (gates/fit.py)"
+    )
 
 
 class RecordDecisionInput(BaseModel):
@@ -87,6 +100,42 @@ class RecordReceipt(BaseModel):
     trace_id: int
     newly_recorded: bool
     otel_trace_id: str | None
+
+
+class LateAttempts(BaseModel):
+    """Rejected attempts that arrived while the decision was being recorded, added to its trace."""
+
+    decision_key: str
+    rejected_attempts: list[RejectedAttempt] = Field(description="All of the case's kept attempts, oldest first")
+
+
+class CaseCarryOver(BaseModel):
+    """A waiting case's whole state, handed to its next run when it continues as new.
+
+    The next run trusts it only as the continuation of this same case (Temporal sets
+    `continued_run_id`, which no starter can, and the IDs below must match)."""
+
+    carried_over: Literal[True] = True
+    workflow_id: str
+    first_execution_run_id: str
+    runs: int = Field(description="Runs of this case before the next one")
+    kind: CaseKind
+    request: dict[str, Any]
+    started_at: datetime
+    policy: Policy
+    context: ContextBundle
+    evaluation: PolicyEvaluation
+    precedents: list[Precedent]
+    headline: str | None
+    summary: CaseSummary
+    tags: list[str]
+    gate: GateState
+    rounds: list[AcceptedDecision]
+    questions: list[ReviewerQuestion]
+    early_attempts: list[RejectedAttempt]
+    attempts_received: int
+    operator_actions: list[OperatorRecord]
+    trimmed: list[str] = Field(default_factory=list)
 
 
 class GateView(BaseModel):
@@ -162,12 +211,14 @@ def gate_view(gate: GateState) -> GateView:
 
 __all__ = [
     "AgentNote",
+    "CaseCarryOver",
     "CaseResult",
     "CaseState",
     "CaseSummary",
     "CaseView",
     "DecisionTrace",
     "GateView",
+    "LateAttempts",
     "PolicyEvaluation",
     "RecordDecisionInput",
     "RecordReceipt",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from gates.cases import CaseKind, CaseRequest, REQUEST_MODELS
+from gates.cases import REQUEST_MODELS, CaseKind, CaseRequest
 from gates.trace import CaseView
 from tests.helpers import assert_eventually
 from workflows.kinds import CASE_WORKFLOWS
@@ -39,12 +39,18 @@ def example(kind: CaseKind, *, human: bool, **changes) -> CaseRequest:
 
 
 async def start_case(client: Client, request: CaseRequest, task_queue: str) -> WorkflowHandle:
-    """Start with a unique workflow ID (the servers are shared by the whole session)."""
+    """Start under the request's own case ID (a case refuses any other ID).
+
+    The servers are shared by the whole session, so a run left waiting by an earlier test under the
+    same ID is terminated (tests run one at a time). A test that needs two open cases of one kind
+    varies the business key (`example(kind, human=True, renewal="fy26-x")`, or `ACCESS_TWINS`)."""
     return await client.start_workflow(
         CASE_WORKFLOWS[request.kind].run,  # typed: result() decodes a CaseResult
         request,
-        id=f"{request.case_id()}#{uuid.uuid4().hex[:8]}",
+        id=request.case_id(),
         task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )
 
 
@@ -70,9 +76,16 @@ async def wait_until_waiting(handle: WorkflowHandle, *, round_no: int = 1, timeo
     return await assert_eventually(waiting, timeout=timeout, interval=0.2)
 
 
-async def trace_row(pool, workflow_id: str):
-    rows = await pool.fetch("SELECT * FROM decision_traces WHERE case_id = $1", workflow_id)
-    assert len(rows) == 1, f"expected exactly one decision row for {workflow_id}, found {len(rows)}"
+async def trace_row(pool, case: WorkflowHandle | str):
+    """The one trace row of this case (of this handle's case: the seeded world may hold an earlier
+    decision under the same case ID, as a real history would)."""
+    if isinstance(case, WorkflowHandle):
+        key = f"{case.id}#{case.first_execution_run_id or case.result_run_id}"
+        rows = await pool.fetch("SELECT * FROM decision_traces WHERE decision_key = $1", key)
+    else:
+        key = case
+        rows = await pool.fetch("SELECT * FROM decision_traces WHERE case_id = $1", case)
+    assert len(rows) == 1, f"expected exactly one decision row for {key}, found {len(rows)}"
     return rows[0]
 
 

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from temporalio.common import RawValue
+
 with workflow.unsafe.imports_passed_through():
-    from gates.cases import RenewalDiscountRequest
     from gates.trace import CaseResult
 
 from workflows.case import CaseWorkflow
@@ -22,9 +23,9 @@ class RenewalWithAnUnpatchedChange(CaseWorkflow):
     spec = RenewalDiscountExceptionWorkflow.spec
 
     @workflow.run
-    async def run(self, request: RenewalDiscountRequest) -> CaseResult:
+    async def run(self, *payloads: RawValue) -> CaseResult:
         await workflow.sleep(timedelta(seconds=1))
-        return await self.run_case(request)
+        return await self.run_case(payloads)
 
 
 @workflow.defn(name="RenewalDiscountException")
@@ -34,7 +35,7 @@ class RenewalWithAPatchedChange(CaseWorkflow):
     spec = RenewalDiscountExceptionWorkflow.spec
 
     @workflow.run
-    async def run(self, request: RenewalDiscountRequest) -> CaseResult:
+    async def run(self, *payloads: RawValue) -> CaseResult:
         if workflow.patched("settle-before-gathering"):
             await workflow.sleep(timedelta(seconds=1))
-        return await self.run_case(request)
+        return await self.run_case(payloads)

@@ -46,7 +46,7 @@ async def test_crm_down_after_retries_sends_an_in_policy_renewal_to_a_human_as_m
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="checked the CRM by hand"))
         result = await handle.result()
     assert result.decided_by == "fin_rev_ana"
-    trace = json.loads((await trace_row(world_pool, handle.id))["trace"])
+    trace = json.loads((await trace_row(world_pool, handle))["trace"])
     assert "crm: enterprise_arr" in trace["inputs"]
     assert trace["reason_codes"] == ["ambiguous_or_missing_data"]
 

@@ -42,7 +42,7 @@ async def test_case_within_policy_is_decided_by_policy_and_recorded_with_the_rul
     policy = POLICIES[kind]
     assert result.outcome == "approve"
     assert result.decided_by == f"policy:{policy.ref}"
-    row = await trace_row(world_pool, handle.id)
+    row = await trace_row(world_pool, handle)
     trace = json.loads(row["trace"])
     assert row["decided_via"] == "policy" and row["gate"] is None
     assert trace["human_gate"] is None
@@ -65,14 +65,14 @@ async def test_reviewer_approves_through_the_update_and_the_trace_names_them(tim
         await save_history(handle, kind, "approve")
     assert receipt["accepted"] is True
     assert (result.outcome, result.decided_by, result.decided_via) == ("approve", reviewer, "update")
-    row = await trace_row(world_pool, handle.id)
+    row = await trace_row(world_pool, handle)
     trace = json.loads(row["trace"])
     assert trace["decision_trace"] == kind.value
     assert trace["human_gate"] == GATE_OF[kind]
     assert trace["reason"] == "evidence supports it"
     assert trace["inputs"], "the trace lists the evidence consulted"
     assert trace["brief"].startswith("### ")
-    precedent = await world_pool.fetchrow("SELECT outcome, decided_by FROM precedents WHERE case_id = $1", handle.id)
+    precedent = await world_pool.fetchrow("SELECT outcome, decided_by FROM precedents WHERE decision_trace_id = $1", row["id"])
     assert dict(precedent) == {"outcome": "approve", "decided_by": reviewer}
 
 
@@ -86,7 +86,7 @@ async def test_reviewer_rejects_through_the_decide_signal(time_skipping_env, wor
         result = await _result(handle)
         await save_history(handle, kind, "reject")
     assert (result.outcome, result.decided_by, result.decided_via) == ("reject", reviewer, "signal")
-    row = await trace_row(world_pool, handle.id)
+    row = await trace_row(world_pool, handle)
     assert (row["outcome"], row["decided_by"], row["reason"]) == ("reject", reviewer, "not this quarter")
 
 
@@ -116,7 +116,7 @@ async def test_request_info_goes_back_to_gathering_then_returns_to_the_gate(time
     }
     assert gathered_rounds == {"1", "2"}, "evidence was gathered again for the second round"
     assert "What did the customer sign last year?" in view.brief, "and summarized again with the question"
-    trace = json.loads((await trace_row(world_pool, handle.id))["trace"])
+    trace = json.loads((await trace_row(world_pool, handle))["trace"])
     assert [r["outcome"] for r in trace["rounds"]] == ["request_info"]
     assert trace["questions"][0]["question"] == "What did the customer sign last year?"
 
@@ -133,7 +133,7 @@ async def test_silent_gate_reminds_escalates_through_every_level_and_times_out(t
     assert result.outcome == policy.gate.timeout_outcome
     assert result.decided_by == f"timeout:{policy.gate.name}"
     assert result.decided_via == "timeout"
-    trace = json.loads((await trace_row(world_pool, handle.id))["trace"])
+    trace = json.loads((await trace_row(world_pool, handle))["trace"])
     assert [e["to_group"] for e in trace["escalations"]] == [lvl.group for lvl in levels[start_level + 1 :]]
     assert [r["group"] for r in trace["reminders"]] == [lvl.group for lvl in levels[start_level:]]
     notes = await world_pool.fetch(

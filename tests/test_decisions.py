@@ -101,7 +101,7 @@ async def test_bad_signals_become_rejected_attempts_visible_in_the_case_and_its_
         await handle.signal("decide", {"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "precedent holds"})
         result = await handle.result()
     assert (result.outcome, result.decided_by) == ("approve", "fin_rev_ana")
-    trace = json.loads((await trace_row(world_pool, handle.id))["trace"])
+    trace = json.loads((await trace_row(world_pool, handle))["trace"])
     assert len(trace["rejected_attempts"]) == len(bad_signals)
 
 
@@ -116,7 +116,7 @@ async def test_duplicate_and_late_decisions_are_refused_with_the_recorded_outcom
             await cases.decide(handle.id, Decision(outcome="reject", reviewer="vp_proc_dana", reason="late"))
         with pytest.raises(RPCError, match="already completed"):
             await handle.signal("decide", {"outcome": "reject", "reviewer": "vp_proc_dana", "reason": "late"})
-    row = await trace_row(world_pool, handle.id)
+    row = await trace_row(world_pool, handle)
     assert (row["outcome"], row["decided_by"]) == ("approve", "vp_ops_raj")
 
 
@@ -148,7 +148,7 @@ async def test_racing_decisions_through_update_and_signal_write_exactly_one_row(
     # every submission is accounted for: one accepted, the rest refused or kept as attempts (signal)
     assert 1 + len(refused) + len(view.rejected_attempts) == 6
     assert all("already decided" in a.error for a in view.rejected_attempts)
-    row = await trace_row(world_pool, handle.id)  # asserts exactly one row
+    row = await trace_row(world_pool, handle)  # asserts exactly one row
     assert (row["outcome"], row["decided_by"]) == ("approve", result.decided_by)
     # the trace keeps the attempts made before it was written; later ones stay in the case state and history
     trace_attempts = json.loads(row["trace"])["rejected_attempts"]
@@ -159,7 +159,7 @@ async def test_record_decision_retried_or_repeated_writes_once(temporal_env, wor
     async with new_worker(temporal_env.client, world_pool) as worker:
         handle = await start_case(temporal_env.client, example(CaseKind.ACCESS, human=False), worker.task_queue)
         await handle.result()
-    row = await trace_row(world_pool, handle.id)
+    row = await trace_row(world_pool, handle)
     record = RecordDecisionInput(decision_key=row["decision_key"], trace=DecisionTrace.model_validate_json(row["trace"]))
     activities = CaseActivities(world_pool, Settings(_env_file=None))
     env = ActivityEnvironment()
@@ -167,7 +167,7 @@ async def test_record_decision_retried_or_repeated_writes_once(temporal_env, wor
     second = await env.run(activities.record_decision, record)
     assert first.trace_id == second.trace_id == row["id"]
     assert not first.newly_recorded and not second.newly_recorded
-    await trace_row(world_pool, handle.id)
+    await trace_row(world_pool, handle)
     assert await world_pool.fetchval("SELECT count(*) FROM precedents WHERE case_id = $1", handle.id) == 1
 
 

@@ -31,7 +31,7 @@ async def test_escalate_now_moves_the_case_up_and_lower_levels_can_no_longer_dec
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_dir_omar", reason="ok"))
         await handle.result()
         await save_history(handle, CaseKind.RENEWAL, "operator_escalate")
-    trace = json.loads((await trace_row(world_pool, handle.id))["trace"])
+    trace = json.loads((await trace_row(world_pool, handle))["trace"])
     assert [a["action"] for a in trace["operator_actions"]] == ["escalate"]
     assert trace["operator_actions"][0]["operator"] == "ops_oncall"
     assert trace["decided_level"] == 1
@@ -83,7 +83,7 @@ async def test_cancel_while_waiting_is_recorded_as_the_outcome(temporal_env, wor
         outcome = await handle.result()
         await save_history(handle, CaseKind.PROCUREMENT, "operator_cancel")
     assert (outcome.outcome, outcome.decided_by, outcome.decided_via) == ("cancelled", "operator:op_lee", "operator")
-    row = await trace_row(world_pool, handle.id)
+    row = await trace_row(world_pool, handle)
     assert (row["outcome"], row["reason"]) == ("cancelled", "duplicate of pr-2026-0149")
 
 
@@ -105,5 +105,5 @@ async def test_cancel_during_stuck_gathering_interrupts_the_work_and_records_who
             await handle.result()
         assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
         await save_history(handle, CaseKind.RENEWAL, "temporal_cancel")
-    row = await trace_row(world_pool, handle.id)
+    row = await trace_row(world_pool, handle)
     assert (row["outcome"], row["decided_by"], row["reason"]) == ("cancelled", "operator:op_kim", "CRM outage, customer withdrew")

@@ -66,8 +66,8 @@ def ops(temporal_env):
     return run
 
 
-async def operator_actions(pool, workflow_id: str) -> list[dict]:
-    return json.loads((await trace_row(pool, workflow_id))["trace"])["operator_actions"]
+async def operator_actions(pool, handle) -> list[dict]:
+    return json.loads((await trace_row(pool, handle))["trace"])["operator_actions"]
 
 
 async def test_escalate_moves_the_case_up_is_kept_in_the_trace_and_refused_once_closed(temporal_env, world_pool, ops):
@@ -81,7 +81,7 @@ async def test_escalate_moves_the_case_up_is_kept_in_the_trace_and_refused_once_
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_dir_omar", reason="ok"))
         await handle.result()
         late = await ops("escalate", handle.id, "--reason", "too late", "--yes")
-    [action] = await operator_actions(world_pool, handle.id)
+    [action] = await operator_actions(world_pool, handle)
     assert (action["action"], action["operator"], action["reason"]) == ("escalate", "ops_oncall", "deal closes today")
     assert late.returncode == 1 and late.stderr.strip() == f"hitl: refused: case {handle.id} is already closed"
 
@@ -96,7 +96,7 @@ async def test_reassign_gives_the_level_to_another_group_and_is_kept_in_the_trac
         assert (await case_view(handle)).gate.group == "security_leads"
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="sec_lead_noor", reason="ok"))
         await handle.result()
-    [action] = await operator_actions(world_pool, handle.id)
+    [action] = await operator_actions(world_pool, handle)
     assert (action["action"], action["operator"], action["group"]) == ("reassign", "op_lee", "security_leads")
 
 
@@ -109,7 +109,7 @@ async def test_cancel_while_waiting_ends_the_case_as_cancelled(temporal_env, wor
         assert done.stdout.strip() == f"{handle.id}: cancelled while waiting for a decision"
         result = await handle.result()
     assert (result.outcome, result.decided_by) == ("cancelled", "operator:ops_oncall")
-    [action] = await operator_actions(world_pool, handle.id)
+    [action] = await operator_actions(world_pool, handle)
     assert (action["action"], action["reason"]) == ("cancel", "duplicate request")
 
 
@@ -129,7 +129,7 @@ async def test_cancel_during_gathering_interrupts_the_work_through_temporal(temp
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
-    row = await trace_row(world_pool, handle.id)
+    row = await trace_row(world_pool, handle)
     assert (row["outcome"], row["decided_by"], row["reason"]) == ("cancelled", "operator:op_kim", "customer withdrew")
 
 
@@ -196,7 +196,7 @@ async def test_retry_resets_a_failing_activity_and_notes_it_in_the_trace(tempora
         and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
     ]
     assert started.attempt == 1, "the reset started the activity over at attempt 1"
-    [action] = await operator_actions(world_pool, handle.id)
+    [action] = await operator_actions(world_pool, handle)
     assert (action["action"], action["operator"], action["result"]) == ("retry", "op_kim", "noted")
     assert action["reason"] == "precedents table restored (reset activity find-precedents-1)"
 

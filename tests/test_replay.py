@@ -19,7 +19,7 @@ from temporalio.workflow import NondeterminismError
 
 from gates.cases import CaseKind
 from tests.replay_variants import RenewalWithAnUnpatchedChange, RenewalWithAPatchedChange
-from workers.client import DATA_CONVERTER
+from workers.client import WORKER_DATA_CONVERTER
 from workers.worker import WORKFLOW_RUNNER, WORKFLOWS
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -40,12 +40,12 @@ def test_a_history_is_stored_for_every_path_of_every_kind(folder: Path):
     "path", sorted(HISTORIES.rglob("*.json")), ids=lambda p: str(p.relative_to(HISTORIES).with_suffix(""))
 )
 async def test_stored_history_replays_against_current_code(path: Path):
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
     await replayer.replay_workflow(_load(path))
 
 
 async def test_an_unpatched_workflow_change_fails_replay_and_names_the_case():
-    replayer = Replayer(workflows=[RenewalWithAnUnpatchedChange], data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
+    replayer = Replayer(workflows=[RenewalWithAnUnpatchedChange], data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
     history = _load(HISTORIES / "renewal_discount_exception--approve.json")
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(history)
@@ -55,5 +55,5 @@ async def test_an_unpatched_workflow_change_fails_replay_and_names_the_case():
 
 
 async def test_the_same_change_behind_workflow_patched_replays():
-    replayer = Replayer(workflows=[RenewalWithAPatchedChange], data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
+    replayer = Replayer(workflows=[RenewalWithAPatchedChange], data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
     await replayer.replay_workflow(_load(HISTORIES / "renewal_discount_exception--approve.json"))

@@ -34,7 +34,7 @@ async def _advice_for_a_waiting_case(temporal_env, world_pool, settings: Setting
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer=FIRST_REVIEWER[CaseKind.RENEWAL], reason="ok"))
         await handle.result()
         history = await handle.fetch_history()
-    traced = json.loads((await trace_row(world_pool, handle.id))["trace"])["agent"]
+    traced = json.loads((await trace_row(world_pool, handle))["trace"])["agent"]
     from temporalio.api.enums.v1 import EventType
 
     scheduled = {

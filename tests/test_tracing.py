@@ -40,7 +40,7 @@ async def test_case_spans_cover_client_workflow_and_activities_and_the_trace_rec
     ):
         assert expected in names, f"no {expected} span among {sorted(names)}"
     record_span = next(s for s in exporter.get_finished_spans() if s.name == "RunActivity:record_decision")
-    row = await trace_row(world_pool, handle.id)
+    row = await trace_row(world_pool, handle)
     assert row["otel_trace_id"] == format(record_span.context.trace_id, "032x")
 
 

@@ -3,17 +3,80 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
 
+from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.common import RawValue
+from temporalio.contrib.pydantic import (
+    PydanticPayloadConverter,
+    pydantic_data_converter,
+)
+from temporalio.converter import (
+    DefaultFailureConverter,
+    PayloadConverter,
+    SerializationContext,
+    WorkflowSerializationContext,
+)
+from temporalio.exceptions import ApplicationError
 
+from gates.gate import REFUSAL_TYPES
 from workers.config import Resolved, Settings, resolve_temporal
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 
-# Every client and worker uses the pydantic converter: payloads are pydantic v2 models,
-# and JSON typed into the UI or `temporal workflow signal` is validated into them.
+# Every client uses the pydantic converter: payloads are pydantic v2 models.
 DATA_CONVERTER = pydantic_data_converter
+
+
+class CasePayloadConverter(PydanticPayloadConverter):
+    """The pydantic converter, except that inside workflow code a payload decoded with no type
+    hint stays a `RawValue`.
+
+    The case workflows' run method and handlers take `*payloads: RawValue`: the SDK then passes
+    every payload that arrived (none, one or several) with no type hints, and this converter hands
+    them over undecoded, whatever their encoding. The workflow's own guard (`workflows/guard.py`)
+    then decodes and judges them, so no count or encoding of input can fail a workflow task
+    (an undecodable signal would otherwise be dropped, and a start with two inputs wedge the case).
+    Used by workers and replayers only: clients keep decoding untyped results as usual."""
+
+    raw_untyped = False
+
+    def with_context(self, context: SerializationContext) -> CasePayloadConverter:
+        converter = type(self)()
+        converter.raw_untyped = isinstance(context, WorkflowSerializationContext)
+        return converter
+
+    def from_payloads(self, payloads: Sequence[Payload], type_hints: list[type] | None = None) -> list[Any]:
+        if type_hints is None and self.raw_untyped:
+            return [RawValue(payload) for payload in payloads]
+        return super().from_payloads(payloads, type_hints)
+
+
+class CaseFailureConverter(DefaultFailureConverter):
+    """Refusals (a decision not allowed, a start refused) go to their sender without a stack trace:
+    the Web UI's Send an Update dialog shows the failure's trace, with the worker's file paths."""
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        super().to_failure(exception, payload_converter, failure)
+        if isinstance(exception, ApplicationError) and exception.type in REFUSAL_TYPES:
+            failure.stack_trace = ""
+
+
+# Workers and replayers: the same pydantic converter, with raw handler input inside workflows.
+WORKER_DATA_CONVERTER = dataclasses.replace(
+    pydantic_data_converter, payload_converter_class=CasePayloadConverter, failure_converter_class=CaseFailureConverter
+)
+
+
+def worker_client(client: Client) -> Client:
+    """The same connection with the worker's data converter (see CasePayloadConverter)."""
+    config = client.config()
+    config["data_converter"] = WORKER_DATA_CONVERTER
+    return Client(**config)
 
 
 class TemporalUnavailable(RuntimeError):
@@ -36,6 +99,6 @@ async def connect_client(settings: Settings, *, resolved: Resolved | None = None
             Client.connect(target, **kwargs, data_converter=DATA_CONVERTER, interceptors=client_interceptors()),
             timeout=CONNECT_TIMEOUT_SECONDS,
         )
-    except (RuntimeError, asyncio.TimeoutError, OSError) as err:
+    except (TimeoutError, RuntimeError, OSError) as err:
         detail = str(err) or type(err).__name__
         raise TemporalUnavailable(f"cannot reach Temporal at {target} (from {resolved.source}): {detail}") from err

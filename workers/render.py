@@ -3,22 +3,29 @@
 Piped output (a file, `grep`, a test) has no ANSI codes, no wrapping and no trailing blanks, so a
 case ID can always be copied whole. Data never goes through rich markup or emoji parsing: a reason
 like "[draft] see :memo:" prints as typed.
+
+Every string from a case goes through `gates.text` on its way out, on a terminal and piped alike: no
+escape sequence, CR or bidi override reaches the output raw, and what people wrote (reasons, the
+reviewer a rejected sender claimed, errors quoting them) is shown in “ ” apart from our labels.
 """
 
 from __future__ import annotations
 
 import io
 import sys
-from datetime import datetime, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import click
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.markdown import Markdown
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from gates.cases import KIND_ALIASES
+from gates.gate import RejectedAttempt
+from gates.text import quoted, terminal_text
 from gates.trace import CaseView
 from workers.inbox import InboxItem, human_duration, next_step
 
@@ -59,7 +66,7 @@ MIN_ASK_WIDTH = 24
 
 
 def _inbox_cells(item: InboxItem) -> list[str]:
-    return [
+    cells = [
         item.case_id,
         SHORT_KIND.get(item.kind, item.kind),  # type: ignore[call-overload]
         item.ask,
@@ -68,6 +75,7 @@ def _inbox_cells(item: InboxItem) -> list[str]:
         human_duration(item.age_seconds),
         next_step(item),
     ]
+    return [terminal_text(cell, one_line=True) for cell in cells]
 
 
 def _next_style(item: InboxItem) -> str:
@@ -105,11 +113,11 @@ def inbox_blocks(items: list[InboxItem]) -> Group:
     """The narrow-terminal form: the case ID on its own line, then the ask, then the rest."""
     blocks: list[RenderableType] = []
     for item in items:
-        _, kind, ask, gate, _, age, step = _inbox_cells(item)
-        level = f"level {item.escalation_level + 1} ({item.reviewer_group})"
+        case_id, kind, ask, gate, _, age, step = _inbox_cells(item)
+        level = f"level {item.escalation_level + 1} ({terminal_text(item.reviewer_group, one_line=True)})"
         details = Text(f"  {kind} · {gate} gate, {level} · waiting {age} · ")
         details.append(step, style=_next_style(item))
-        blocks += [Text(item.case_id, style="bold cyan", no_wrap=True, overflow="ignore"), Text(f"  {ask}"), details]
+        blocks += [Text(case_id, style="bold cyan", no_wrap=True, overflow="ignore"), Text(f"  {ask}"), details]
     return Group(*blocks)
 
 
@@ -142,22 +150,22 @@ def inbox_empty_message(*, gate: str | None, kind: str | None, reviewer: str | N
 def _when(at: datetime, now: datetime) -> str:
     delta = int((at - now).total_seconds())
     relative = f"in {human_duration(delta)}" if delta >= 0 else f"{human_duration(delta)} ago"
-    return f"{at.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z ({relative})"
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M}Z ({relative})"
 
 
 def _stamp(at: datetime) -> str:
-    return f"{at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}Z"
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
 def case_details(view: CaseView, now: datetime | None = None) -> Table:
     """The case as label/value rows; labels right-aligned so each reads `label: value`."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     grid = Table.grid(padding=(0, 1))
     grid.add_column(justify="right", style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
 
     def row(label: str, value: str, style: str = "") -> None:
-        grid.add_row(Text(f"{label}:" if label else ""), Text(value, style=style))
+        grid.add_row(Text(f"{label}:" if label else ""), Text(terminal_text(value, one_line=True), style=style))
 
     def rows(label: str, values: Iterable[str], style: str = "") -> None:
         for index, value in enumerate(values):
@@ -178,18 +186,18 @@ def case_details(view: CaseView, now: datetime | None = None) -> Table:
         row("gate opened", _when(g.opened_at, now))
         row("reminder", _when(g.remind_at, now))
         row("next deadline", f"{g.deadline_action} at {_when(g.next_deadline, now)}")
-        rows("escalations", (f"to level {e.to_level + 1} ({e.to_group}) at {_stamp(e.at)}: {e.reason}" for e in g.escalations))
+        rows("escalations", (f"to level {e.to_level + 1} ({e.to_group}) at {_stamp(e.at)}: {quoted(e.reason)}" for e in g.escalations))
         rows("reminders", (f"level {r.level + 1} ({r.group}) at {_stamp(r.at)}" for r in g.reminders))
     if view.decision:
         d = view.decision
         level = f" at level {d.level + 1}" if d.level >= 0 else ""
-        row("decided", f"{d.outcome} by {d.decided_by} via {d.via}{level} at {_stamp(d.at)}: {d.reason}", "bold")
-    rows("rounds", (f"request_info by {r.decided_by} at {_stamp(r.at)}: {r.reason}" for r in view.rounds))
-    rows("rejected attempts", (f"{_stamp(a.at)} {a.via} {a.reviewer or '?'}: {a.error}" for a in view.rejected_attempts), "yellow")
+        row("decided", f"{d.outcome} by {d.decided_by} via {d.via}{level} at {_stamp(d.at)}: {quoted(d.reason)}", "bold")
+    rows("rounds", (f"request_info by {r.decided_by} at {_stamp(r.at)}: {quoted(r.reason)}" for r in view.rounds))
+    rows("rejected attempts", (_attempt(a) for a in view.rejected_attempts), "yellow")
     rows(
         "operator actions",
         (
-            f"{_stamp(o.at)} {o.action} by {o.operator}{f' (group {o.group})' if o.group else ''}: {o.reason}"
+            f"{_stamp(o.at)} {o.action} by {o.operator}{f' (group {o.group})' if o.group else ''}: {quoted(o.reason)}"
             + (f" -> {o.result}" if o.result else "")
             for o in view.operator_actions
         ),
@@ -197,13 +205,38 @@ def case_details(view: CaseView, now: datetime | None = None) -> Table:
     return grid
 
 
-def case_renderable(view: CaseView, *, terminal: bool, now: datetime | None = None) -> RenderableType:
-    """Header, the label grid, then the brief (findings, precedents, proposal) as written by the summarizer.
+def _attempt(a: RejectedAttempt) -> str:
+    """`<when> signal “cfo_jane”: “<why it was refused>”`: the reviewer is only what the sender claimed."""
+    who = quoted(a.reviewer) if a.reviewer else "(no reviewer)"
+    return f"{_stamp(a.at)} {a.via} {who}: {quoted(a.error)}"
 
-    On a terminal the brief's markdown is rendered; piped, it is printed as written."""
-    parts: list[RenderableType] = [Text(view.case_id, style="bold cyan"), Text(view.ask), Text(""), case_details(view, now)]
+
+class _Neutralized:
+    """A renderable whose rendered text is neutralized once more: Markdown decodes character
+    references (`&#x202E;`) after we neutralized its source, and briefs written before the
+    brief quoted people's words still hold their text raw."""
+
+    def __init__(self, renderable: RenderableType):
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.renderable, options):
+            yield segment if segment.control else Segment(terminal_text(segment.text), segment.style)
+
+
+def _brief(brief: str, *, terminal: bool) -> RenderableType:
+    """On a terminal the brief's markdown is rendered (links as text, never as terminal hyperlinks);
+    piped, it is printed as written. Its untrusted parts are code, so they stay literal either way."""
+    safe = terminal_text(brief)
+    return _Neutralized(Markdown(safe, hyperlinks=False)) if terminal else Text(safe)
+
+
+def case_renderable(view: CaseView, *, terminal: bool, now: datetime | None = None) -> RenderableType:
+    """Header, the label grid, then the brief (findings, precedents, proposal) as written by the summarizer."""
+    header = [Text(terminal_text(view.case_id, one_line=True), style="bold cyan"), Text(terminal_text(view.ask, one_line=True))]
+    parts: list[RenderableType] = [*header, Text(""), case_details(view, now)]
     if view.brief:
-        parts += [Text(""), Markdown(view.brief) if terminal else Text(view.brief)]
+        parts += [Text(""), _brief(view.brief, terminal=terminal)]
     return Group(*parts)
 
 

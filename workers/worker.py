@@ -17,7 +17,9 @@ from activities.directory import DirectoryActivities
 from activities.gather import GatherActivities
 from activities.notify import NotifyActivities
 from activities.stack_check import StackCheckActivities
-from workers.client import connect_client
+from activities.start_metadata import StartMetadataActivities
+from workers.client import connect_client, worker_client
+from workers.heartbeat import HeartbeatWhileRunning
 from workers.config import Settings, resolve_database_url
 from workflows.kinds import CASE_WORKFLOWS
 from workflows.stack_check import StackCheckWorkflow
@@ -31,8 +33,9 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
+def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client) -> list:
     return [
+        StartMetadataActivities(client).read_start_metadata,
         StackCheckActivities(pool).record_stack_check,
         *GatherActivities(pool, settings).activities(),
         *CaseActivities(pool, settings).activities(),
@@ -42,12 +45,15 @@ def activities_for(pool: asyncpg.Pool, settings: Settings) -> list:
 
 
 def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, *, task_queue: str | None = None, **options) -> Worker:
+    """The worker, on the client's connection with the worker's data converter (workers/client.py);
+    activities that call Temporal keep the given client, which decodes as any client does."""
     return Worker(
-        client,
+        worker_client(client),
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(pool, settings),
+        activities=activities_for(pool, settings, client),
         workflow_runner=WORKFLOW_RUNNER,
+        interceptors=[HeartbeatWhileRunning()],
         # No workflow_failure_exception_types: a nondeterministic replay fails the workflow *task*,
         # which Temporal retries, so the case keeps running and resumes on a compatible worker. This
         # matters in a rolling deploy of a patched change: an old worker that replays a case a new

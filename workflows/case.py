@@ -8,28 +8,54 @@ as the `decide` signal (UI, `temporal workflow signal`) or the `submit_decision`
 services); both go through the same `GateState` checks. A bad submission never raises inside a
 handler: the update's validator rejects it before it reaches history, and the signal path records
 it as a rejected attempt.
+
+Since HARDENED_PATCH no input can wedge, lose or fake a case: every handler and the run method take
+whatever payloads arrive and judge them in `workflows/guard.py`; a start under an ID that is not its
+own case ID, or with a timeout, cron schedule, memo or UI text the case cannot honour, is refused at
+once (its attributes cleared, so it cannot pose as a case); the workflow owns its search attributes
+from its first task; a waiting case continues as new before its history grows past Temporal's
+limits; what it writes is fitted under the payload limit; late signals reach the trace.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import timedelta
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
-    from activities.case_activities import AdviseInput, PrecedentMatches, PrecedentQuery, ResolvePolicyInput, SummarizeInput
-    from activities.directory import Roster, RosterRequest
-    from activities.notify import Notification
-    from gates.brief import Proposal, ReviewerQuestion
     from pydantic import ValidationError
 
+    from activities.case_activities import (
+        AdviseInput,
+        PrecedentMatches,
+        PrecedentQuery,
+        ResolvePolicyInput,
+        SummarizeInput,
+    )
+    from activities.directory import Roster, RosterRequest
+    from activities.notify import Notification
+    from activities.start_metadata import StartMetadata, StartMetadataRequest
+    from gates import bounds
+    from gates.brief import Proposal, ReviewerQuestion
     from gates.cases import REQUEST_MODELS, CaseRequest
-    from gates.evidence import ConnectorResult, ContextBundle, MissingContext, SourceRequest
+    from gates.evidence import (
+        ConnectorResult,
+        ContextBundle,
+        MissingContext,
+        SourceRequest,
+    )
+    from gates.fit import fit_json
     from gates.gate import (
         AcceptedDecision,
         Decision,
@@ -41,24 +67,30 @@ with workflow.unsafe.imports_passed_through():
         OperatorReceipt,
         OperatorRecord,
         RejectedAttempt,
+        format_validation_error,
         keep_attempt,
         validation_problems,
     )
     from gates.kinds import CaseSpec
     from gates.policy import Policy, PolicyEvaluation, evaluate
     from gates.precedent import Precedent, PrecedentFeatures
+    from gates.presentation import current_details, static_details, static_summary
+    from gates.text import md_block, neutralize
     from gates.trace import (
         AgentNote,
+        CaseCarryOver,
         CaseResult,
         CaseState,
         CaseSummary,
         CaseView,
         DecisionTrace,
+        LateAttempts,
         RecordDecisionInput,
         RecordReceipt,
         gate_view,
     )
     from workflows import search_attributes as sa
+    from workflows.guard import InputProblem, preview, reviewer_of, single_json
 
 QUICK = timedelta(seconds=30)
 # Sources: retry transient failures (timeouts, 5xx) a few times, then treat the source as missing.
@@ -84,6 +116,25 @@ LOCAL_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=1), maximum_attempts=5
 )
 ADVISE_TIMEOUT = timedelta(seconds=90)
+# Everything since this patch: guarded input, refused starts, owned attributes, continue-as-new,
+# fitted records, late attempts in the trace, heartbeats. Cases started before it keep their path.
+HARDENED_PATCH = "guarded-input-owned-attributes-continue-as-new"
+# Regular activities heartbeat (workers/heartbeat.py) so that after a worker crash an attempt is
+# retried within this, not after its whole start-to-close timeout.
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+
+
+# A starter's execution or run timeout at least this long is taken as none: no gate waits that
+# long, and it is what the time-skipping test server sets when the starter gives none.
+NO_TIMEOUT = timedelta(days=3650)
+
+
+class CaseRefused(Exception):
+    """A start the case cannot honour; the message says why, in one line."""
+
+
+def _refused(message: str, type_: str) -> ApplicationError:
+    return ApplicationError(message, type=type_, non_retryable=True)
 
 
 class CaseWorkflow:
@@ -110,7 +161,20 @@ class CaseWorkflow:
         self._escalation_requested: OperatorRecord | None = None
         self._cancel_requested: OperatorRecord | None = None
         self._lean = False  # LEAN_PATCH: set once at the start of the run
+        self._hardened: bool | None = None  # HARDENED_PATCH: set by the first run step or signal
         self._parked_at_gate = False  # the main loop is waiting in `_wait_at_gate`
+        self._started: datetime | None = None
+        self._runs_before = 0  # runs of this case before this one (continue-as-new)
+        self._signals_this_run = 0
+        self._early_received = 0  # attempts ever kept in _early_attempts (which holds a bounded number)
+        self._refusal: str | None = None
+        self._trimmed: list[str] = []
+
+    def _hardening(self) -> bool:
+        """Whether this run takes the HARDENED_PATCH path (decided once, in a step that may write history)."""
+        if self._hardened is None:
+            self._hardened = workflow.patched(HARDENED_PATCH)
+        return self._hardened
 
     # -- decisions in ---------------------------------------------------------------------------
 
@@ -121,37 +185,45 @@ class CaseWorkflow:
             '"reviewer": "<your id>", "reason": "<why>"}. Invalid or unauthorized decisions are kept as rejected attempts.'
         ),
     )
-    def decide(self, payload: RawValue) -> None:
+    def decide(self, *payloads: RawValue) -> None:
+        """Never raises: whatever arrives (no data, several payloads, any encoding, any JSON) is
+        either a decision the gate accepts or a rejected attempt with its reason."""
         now = workflow.now()
+        self._signals_this_run += 1
+        self._hardening()
         try:
-            value: Any = workflow.payload_converter().from_payload(payload.payload)
-        except Exception as err:  # undecodable bytes: keep the attempt, never fail the task
-            keep_attempt(
-                self._early_attempts,
-                RejectedAttempt.of(at=now, via="signal", reviewer=None, payload=None, error=f"payload is not JSON: {err}"),
-            )
-            self._publish()
+            value: Any = single_json(payloads, what="the decide signal")
+        except InputProblem as problem:
+            self._keep_attempt(RejectedAttempt.of(at=now, via="signal", reviewer=None, payload=preview(payloads), error=str(problem)))
+            self._publish_from_handler()
             return
         not_accepting = self._not_accepting()
         if not_accepting is not None:
-            reviewer = value.get("reviewer") if isinstance(value, dict) else None
-            keep_attempt(
-                self._early_attempts,
-                RejectedAttempt.of(at=now, via="signal", reviewer=reviewer, payload=value, error=not_accepting),
+            self._keep_attempt(
+                RejectedAttempt.of(at=now, via="signal", reviewer=reviewer_of(value), payload=value, error=not_accepting)
             )
         else:
             assert self._gate is not None
             self._gate.submit_raw(value, "signal", now)
         self._publish_from_handler()
 
+    def _keep_attempt(self, attempt: RejectedAttempt) -> None:
+        keep_attempt(self._early_attempts, attempt)
+        self._early_received += 1
+
+    def _attempts_received(self) -> int:
+        """Every rejected attempt this case has kept, including those later dropped by the bound."""
+        return self._early_received + (self._gate.attempts_received if self._gate else 0)
+
     @workflow.update(
         name="submit_decision",
         description="Decide and get the result back; rejected with the reason when the decision is not allowed.",
     )
-    def submit_decision(self, decision: Decision) -> DecisionReceipt:
+    def submit_decision(self, *payloads: RawValue) -> DecisionReceipt:
+        decision = self._decision_in(payloads)
         problem = self._problem_with(decision)
         if problem:  # a concurrent update may have decided between validation and now
-            raise ApplicationError(problem, type="DecisionRejected", non_retryable=True)
+            raise _refused(problem, "DecisionRejected")
         assert self._gate is not None
         accepted = self._gate.accept(decision, "update", workflow.now())
         self._publish_from_handler()
@@ -165,10 +237,20 @@ class CaseWorkflow:
         )
 
     @submit_decision.validator
-    def _validate_decision(self, decision: Decision) -> None:
-        problem = self._problem_with(decision)
+    def _validate_decision(self, *payloads: RawValue) -> None:
+        problem = self._problem_with(self._decision_in(payloads))
         if problem:
-            raise ApplicationError(problem, type="DecisionRejected", non_retryable=True)
+            raise _refused(problem, "DecisionRejected")
+
+    @staticmethod
+    def _decision_in(payloads: Sequence[Any]) -> Decision:
+        """The one Decision the update carries; refused (not retryable, nothing written) otherwise."""
+        try:
+            return Decision.model_validate(single_json(payloads, what="submit_decision"))
+        except InputProblem as problem:
+            raise _refused(str(problem), "DecisionRejected") from None
+        except ValidationError as err:
+            raise _refused(format_validation_error(err), "DecisionRejected") from None
 
     def _not_accepting(self) -> str | None:
         """Why no decision can be taken at all right now, or None when the gate should judge it."""
@@ -178,6 +260,8 @@ class CaseWorkflow:
         if self._decision is not None:
             d = self._decision
             return f"case already decided: {d.outcome} by {d.decided_by}"
+        if self._state == CaseState.REFUSED:
+            return "this start was refused and is not a case"
         return f"case is not waiting for a decision (state: {self._state.value})"
 
     def _problem_with(self, decision: Decision) -> str | None:
@@ -191,10 +275,11 @@ class CaseWorkflow:
         name="operator_action",
         description="Operators: escalate now, reassign the current level to a group, cancel, or note a retry. Kept in the trace.",
     )
-    async def operator_action(self, action: OperatorAction) -> OperatorReceipt:
+    async def operator_action(self, *payloads: RawValue) -> OperatorReceipt:
+        action = self._operator_action_in(payloads)
         problem = self._operator_problem(action)  # state may have moved since validation
         if problem:
-            raise ApplicationError(problem, type="OperatorActionRejected", non_retryable=True)
+            raise _refused(problem, "OperatorActionRejected")
         record = OperatorRecord(
             action=action.action.value, operator=action.operator, reason=action.reason, group=action.group, at=workflow.now()
         )
@@ -217,9 +302,7 @@ class CaseWorkflow:
             )
             members = roster.members.get(action.group, [])
             if not members:
-                raise ApplicationError(
-                    f"group {action.group} has no active members", type="OperatorActionRejected", non_retryable=True
-                )
+                raise _refused(f"group {action.group} has no active members", "OperatorActionRejected")
             gate.reassign(action.group, members)
             record.result = f"level {gate.level + 1} reassigned to {action.group} ({', '.join(members)})"
         elif action.action == OperatorActionKind.CANCEL:
@@ -239,18 +322,31 @@ class CaseWorkflow:
         return OperatorReceipt(result=record.result, needs_temporal_cancel=needs_temporal_cancel)
 
     @operator_action.validator
-    def _validate_operator_action(self, action: OperatorAction) -> None:
-        problem = self._operator_problem(action)
+    def _validate_operator_action(self, *payloads: RawValue) -> None:
+        problem = self._operator_problem(self._operator_action_in(payloads))
         if problem:
-            raise ApplicationError(problem, type="OperatorActionRejected", non_retryable=True)
+            raise _refused(problem, "OperatorActionRejected")
+
+    @staticmethod
+    def _operator_action_in(payloads: Sequence[Any]) -> OperatorAction:
+        try:
+            return OperatorAction.model_validate(single_json(payloads, what="operator_action"))
+        except InputProblem as problem:
+            raise _refused(str(problem), "OperatorActionRejected") from None
+        except ValidationError as err:
+            raise _refused("invalid operator action: " + validation_problems(err), "OperatorActionRejected") from None
 
     def _operator_problem(self, action: OperatorAction) -> str | None:
         # Retry and note stay possible while recording (the record activity is what may be stuck);
         # they reach the case state and history, though the trace was composed before recording.
+        if self._state == CaseState.REFUSED:
+            return "this start was refused and is not a case"
         if self._state == CaseState.DECIDED or (
             self._state == CaseState.RECORDING and action.action not in (OperatorActionKind.RETRY, OperatorActionKind.NOTE)
         ):
             return f"case is already {self._state.value}"
+        if self._hardened and action.action != OperatorActionKind.CANCEL and len(self._operator_actions) >= bounds.MAX_OPERATOR_ACTIONS:
+            return f"this case already keeps {bounds.MAX_OPERATOR_ACTIONS} operator actions, the most it takes; only cancel is still possible"
         if action.action in (OperatorActionKind.ESCALATE, OperatorActionKind.REASSIGN):
             gate = self._gate
             if gate is None or not gate.open:
@@ -264,9 +360,12 @@ class CaseWorkflow:
         return None
 
     @workflow.query(name="case_state", description="The brief, findings, proposal, gate, deadlines and who may decide now.")
-    def case_state(self) -> CaseView:
+    def case_state(self, *payloads: RawValue) -> CaseView:
+        """Takes no input; any that is sent is ignored."""
+        if self._refusal is not None:
+            raise _refused(f"this start was refused: {self._refusal}", "CaseRefused")
         if self._request is None:  # queried before the first workflow task ran
-            raise ApplicationError("case is starting; ask again in a moment", type="CaseStarting")
+            raise _refused("case is starting; ask again in a moment", "CaseStarting")
         attempts = list(self._early_attempts) + (list(self._gate.rejected_attempts) if self._gate else [])
         return CaseView(
             case_id=workflow.info().workflow_id,
@@ -291,41 +390,204 @@ class CaseWorkflow:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def validate_request(self, raw: RawValue) -> CaseRequest:
-        """Decode and validate the start payload; an invalid one fails the case (never its task)."""
+    async def run_case(self, payloads: Sequence[Any]) -> CaseResult:
+        """The run method of every kind: admit the start (or resume a continued case), decide, record."""
+        if not self._hardening():
+            return await self._run_admitted(self._legacy_request(payloads), resumed=False)
+        carried = self._carried_over(payloads)
+        if carried is not None:
+            self._restore(carried)
+            return await self._run_admitted(self._request, resumed=True)  # type: ignore[arg-type]
+        try:
+            request = self._admissible_request(payloads)
+        except CaseRefused as refusal:
+            self._refuse(str(refusal))
+        self._request = request
+        self._started = workflow.now()
+        self._lean = workflow.patched(LEAN_PATCH)
+        problem = await self._start_metadata_problem(request)
+        if problem:
+            self._refuse(problem)
+        return await self._run_admitted(request, resumed=False)
+
+    def _legacy_request(self, payloads: Sequence[Any]) -> CaseRequest:
+        """Before HARDENED_PATCH: decode and validate the one start payload; an invalid one fails the case."""
         model = REQUEST_MODELS[self.spec.kind]
         try:
-            return model.model_validate(workflow.payload_converter().from_payload(raw.payload))
+            return model.model_validate(single_json(payloads, what="the start payload"))
         except ValidationError as err:
-            raise ApplicationError(f"invalid {self.spec.kind.value} case: {validation_problems(err)}", type="InvalidCase", non_retryable=True) from None
-        except Exception as err:  # not JSON at all
-            raise ApplicationError(f"invalid {self.spec.kind.value} case: {err}", type="InvalidCase", non_retryable=True) from None
+            raise _refused(f"invalid {self.spec.kind.value} case: {validation_problems(err)}", "InvalidCase") from None
+        except InputProblem as err:
+            raise _refused(f"invalid {self.spec.kind.value} case: {err}", "InvalidCase") from None
 
-    async def run_case(self, request: CaseRequest) -> CaseResult:
-        self._request = request
-        started = workflow.now()
-        self._lean = workflow.patched(LEAN_PATCH)
-        self._policy = await self._local_read(
-            "resolve_policy",
-            ResolvePolicyInput(kind=self.spec.kind),
-            result_type=Policy,
-            activity_id="resolve-policy",
-            summary=f"resolve the current {self.spec.kind.value} policy",
+    def _admissible_request(self, payloads: Sequence[Any]) -> CaseRequest:
+        """The case request, if this start is one the case can honour; CaseRefused says why not.
+
+        The starter chooses the workflow ID, the options and the attributes, so each is checked:
+        one strict JSON payload that is a valid case of this kind, under exactly its own case ID
+        (else a within-policy payload could be started under a privileged request's ID and be
+        approved as that request), with no timeout (a case must end with a recorded outcome, never
+        by timing out), no cron schedule and no memo."""
+        kind = self.spec.kind.value
+        model = REQUEST_MODELS[self.spec.kind]
+        try:
+            request = model.model_validate(single_json(payloads, what="the start payload"))
+        except InputProblem as problem:
+            raise CaseRefused(f"invalid {kind} case: {problem}") from None
+        except ValidationError as err:
+            raise CaseRefused(f"invalid {kind} case: {validation_problems(err)}") from None
+        info = workflow.info()
+        if info.workflow_id != request.case_id():
+            shown = neutralize(info.workflow_id[:200], keep_newlines=False)
+            raise CaseRefused(
+                f"workflow ID {shown!r} is not this case's ID: this payload is case {request.case_id()!r} "
+                f"(a {kind} case runs under `{kind}:<business key>`; see `hitl schema`)"
+            )
+        if any(t is not None and t < NO_TIMEOUT for t in (info.execution_timeout, info.run_timeout)):
+            raise CaseRefused(
+                "a case must not be started with an execution or run timeout: it ends with a recorded "
+                "outcome (its policy says what happens when reviewers do not decide in time)"
+            )
+        if info.cron_schedule:
+            raise CaseRefused("a case must not be started with a cron schedule")
+        if info.raw_memo:
+            raise CaseRefused("a case must not be started with a memo: what the case shows comes from the case")
+        return request
+
+    async def _start_metadata_problem(self, request: CaseRequest) -> str | None:
+        """The UI shows a start's static summary and details as the case's own words; only the
+        case's own text (as `CaseClient` sends it) or none is accepted."""
+        info = workflow.info()
+        metadata = await self._local_read(
+            "read_start_metadata",
+            StartMetadataRequest(workflow_id=info.workflow_id, run_id=info.run_id),
+            result_type=StartMetadata,
+            activity_id="read-start-metadata",
+            summary="read the start's static summary and details",
         )
+        for name, sent, own in (
+            ("static summary", metadata.static_summary, static_summary(request)),
+            ("static details", metadata.static_details, static_details(request)),
+        ):
+            if sent is not None and sent != own:
+                return (
+                    f"the start's {name} is not this case's own text; start the case without one "
+                    "(or through CaseClient, which sends the case's own): the UI shows it as the case's words"
+                )
+        return None
+
+    def _refuse(self, reason: str) -> NoReturn:
+        """End a start the case cannot honour: no attribute of the starter's stays (so it cannot pose
+        as a case in the inbox or a lookup), and the failure says why."""
+        self._refusal = reason
+        self._state = CaseState.REFUSED
         self._upsert(
-            [
-                sa.CASE_KIND.value_set(self.spec.kind.value),
-                sa.BUSINESS_KEY.value_set(request.business_key()),
-                sa.POLICY.value_set(self._policy.ref),
-                sa.REQUESTER.value_set(request.requester),
-                sa.ASK.value_set(self.spec.ask(request)),
-                sa.CASE_STATE.value_set(CaseState.GATHERING.value),
-            ]
-            + ([sa.AMOUNT_MINOR.value_set(m)] if (m := self.spec.amount_minor(request)) is not None else [])
+            [sa.CASE_STATE.value_set(CaseState.REFUSED.value)]
+            + [key.value_unset() for key in sa.ALL_SEARCH_ATTRIBUTES if key != sa.CASE_STATE]
         )
+        workflow.set_current_details(f"## Refused\n\nThis start is not a case:\n\n{md_block(reason)}")
+        raise _refused(reason, "CaseRefused")
+
+    def _carried_over(self, payloads: Sequence[Any]) -> CaseCarryOver | None:
+        """The state handed over by this case's previous run, when this run continues it.
+
+        Only Temporal sets `continued_run_id`, and the IDs must be this case's: a start cannot pass
+        off a forged state. A retry or cron run (also continued) carries the original request."""
+        info = workflow.info()
+        if info.continued_run_id is None:
+            return None
+        try:
+            value = single_json(payloads, what="the carried-over state")
+        except InputProblem:
+            return None
+        if not (isinstance(value, dict) and value.get("carried_over") is True):
+            return None
+        carried = CaseCarryOver.model_validate(value)
+        if (carried.workflow_id, carried.first_execution_run_id, carried.kind) != (
+            info.workflow_id,
+            info.first_execution_run_id,
+            self.spec.kind,
+        ):
+            raise _refused("carried-over state of another case", "CaseRefused")
+        return carried
+
+    def _restore(self, carried: CaseCarryOver) -> None:
+        self._request = REQUEST_MODELS[self.spec.kind].model_validate(carried.request)
+        self._started = carried.started_at
+        self._lean = True
+        self._runs_before = carried.runs
+        self._policy = carried.policy
+        self._context = carried.context
+        self._evaluation = carried.evaluation
+        self._precedents = carried.precedents
+        self._headline = carried.headline
+        self._summary = carried.summary
+        self._tags = carried.tags
+        self._gate = carried.gate
+        self._rounds = carried.rounds
+        self._questions = carried.questions
+        self._early_attempts = carried.early_attempts
+        self._early_received = carried.attempts_received - carried.gate.attempts_received
+        self._operator_actions = carried.operator_actions
+        self._trimmed = carried.trimmed
+        self._state = CaseState.WAITING
+
+    def _carry_over(self) -> CaseCarryOver:
+        """This case's state for its next run, fitted under the payload limit."""
+        assert self._request is not None and self._policy is not None and self._evaluation is not None
+        assert self._summary is not None and self._gate is not None and self._started is not None
+        info = workflow.info()
+        state = CaseCarryOver(
+            workflow_id=info.workflow_id,
+            first_execution_run_id=info.first_execution_run_id,
+            runs=self._runs_before + 1,
+            kind=self.spec.kind,
+            request=self._request.model_dump(mode="json"),
+            started_at=self._started,
+            policy=self._policy,
+            context=self._context,
+            evaluation=self._evaluation,
+            precedents=self._precedents,
+            headline=self._headline,
+            summary=self._summary,
+            tags=self._tags,
+            gate=self._gate,
+            rounds=self._rounds,
+            questions=self._questions,
+            early_attempts=self._early_attempts,
+            attempts_received=self._attempts_received(),
+            operator_actions=self._operator_actions,
+            trimmed=self._trimmed,
+        )
+        fitted, notes = fit_json(
+            state.model_dump(mode="json"),
+            bounds.MAX_CASE_PAYLOAD_BYTES,
+            protect=("request", "policy", "evaluation", "workflow_id", "first_execution_run_id"),
+            droppable=("rejected_attempts", "early_attempts", "reminders"),
+        )
+        if notes:
+            fitted["trimmed"] = list(fitted.get("trimmed", [])) + [f"run {self._runs_before + 1}: {n}" for n in notes]
+        return CaseCarryOver.model_validate(fitted)
+
+    async def _run_admitted(self, request: CaseRequest, *, resumed: bool) -> CaseResult:
+        self._request = request
+        if not resumed:
+            if not self._hardened:
+                self._started = workflow.now()
+                self._lean = workflow.patched(LEAN_PATCH)
+            self._policy = await self._local_read(
+                "resolve_policy",
+                ResolvePolicyInput(kind=self.spec.kind),
+                result_type=Policy,
+                activity_id="resolve-policy",
+                summary=f"resolve the current {self.spec.kind.value} policy",
+            )
+            self._upsert(self._case_attributes(request))
+        else:
+            self._publish()
         cancelled = False
         try:
-            decision = await self._decide()
+            decision = await self._decide(resumed=resumed)
         except asyncio.CancelledError:
             # Cancelled through Temporal (`hitl ops cancel`, the UI, the CLI): record who asked, then end as cancelled.
             cancelled = True
@@ -339,7 +601,8 @@ class CaseWorkflow:
                 at=workflow.now(),
             )
         self._decision = decision
-        receipt = await self._record(decision, started)
+        assert self._started is not None
+        receipt = await self._record(decision, self._started)
         self._state = CaseState.DECIDED
         self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -354,14 +617,33 @@ class CaseWorkflow:
             trace_id=receipt.trace_id,
         )
 
-    async def _decide(self) -> AcceptedDecision:
+    def _case_attributes(self, request: CaseRequest) -> list:
+        """The attributes a case sets when it opens. Since HARDENED_PATCH also every other attribute of
+        ours unset: the workflow owns them from its first task, whatever the starter set."""
+        assert self._policy is not None
+        updates = [
+            sa.CASE_KIND.value_set(self.spec.kind.value),
+            sa.BUSINESS_KEY.value_set(request.business_key()),
+            sa.POLICY.value_set(self._policy.ref),
+            sa.REQUESTER.value_set(request.requester),
+            sa.ASK.value_set(self.spec.ask(request)),
+            sa.CASE_STATE.value_set(CaseState.GATHERING.value),
+        ] + ([sa.AMOUNT_MINOR.value_set(m)] if (m := self.spec.amount_minor(request)) is not None else [])
+        if self._hardened:
+            owned = {update.key.name for update in updates}
+            updates += [key.value_unset() for key in sa.ALL_SEARCH_ATTRIBUTES if key.name not in owned]
+        return updates
+
+    async def _decide(self, *, resumed: bool = False) -> AcceptedDecision:
         """Loop until a final decision: by policy, by a reviewer, by timeout, or by an operator."""
         while True:
-            await self._gather_evaluate_summarize()
-            assert self._evaluation is not None
-            if not self._evaluation.requires_human and self._gate is None:
-                return self._decide_by_policy()
-            await self._open_gate()
+            if not resumed:
+                await self._gather_evaluate_summarize()
+                assert self._evaluation is not None
+                if not self._evaluation.requires_human and self._gate is None:
+                    return self._decide_by_policy()
+                await self._open_gate()
+            resumed = False
             decision = await self._wait_for_decision()
             if decision.outcome != DecisionOutcome.REQUEST_INFO.value:
                 return decision
@@ -386,7 +668,7 @@ class CaseWorkflow:
                 kind=self.spec.kind,
                 amount_band=self.spec.band(self._request),
                 tags=self._tags,
-                exclude_case_id=workflow.info().workflow_id,
+                exclude_case_id=None if self._hardened else workflow.info().workflow_id,
             ),
             result_type=PrecedentMatches,
             activity_id=f"find-precedents-{round_no}",
@@ -406,7 +688,8 @@ class CaseWorkflow:
                 evaluation=self._evaluation,
                 precedents=self._precedents,
                 headline=self._headline,
-                questions=self._questions,
+                questions=self._questions[-bounds.QUESTIONS_IN_BRIEF :] if self._hardened else self._questions,
+                earlier_questions=max(0, len(self._questions) - bounds.QUESTIONS_IN_BRIEF) if self._hardened else 0,
                 advise_inline=not self._lean,
             ),
             result_type=CaseSummary,
@@ -421,6 +704,7 @@ class CaseWorkflow:
                 result_type=AgentNote,
                 activity_id=f"advise-{round_no}",
                 start_to_close_timeout=ADVISE_TIMEOUT,
+                heartbeat_timeout=self._heartbeat(),
                 summary="ask the agent for advice on the brief",
             )
             summary = summary.model_copy(update={"agent": agent, "advice_pending": False})
@@ -464,6 +748,7 @@ class CaseWorkflow:
                 result_type=ConnectorResult,
                 activity_id=f"gather-{source.source}-{round_no}",
                 start_to_close_timeout=QUICK,
+                heartbeat_timeout=self._heartbeat(),
                 retry_policy=GATHER_RETRY,
                 summary=f"{source.source}: {', '.join(source.items)}",
             )
@@ -473,6 +758,9 @@ class CaseWorkflow:
             return ConnectorResult(
                 source=source.source, missing=[MissingContext(source=source.source, item=i, error=error) for i in source.items]
             )
+
+    def _heartbeat(self) -> timedelta | None:
+        return HEARTBEAT_TIMEOUT if self._hardened else None
 
     def _decide_by_policy(self) -> AcceptedDecision:
         assert self._policy is not None and self._evaluation is not None
@@ -518,18 +806,21 @@ class CaseWorkflow:
     async def _wait_for_decision(self) -> AcceptedDecision:
         gate = self._gate
         assert gate is not None
-        reminded_level = -1
         while True:
             level = gate.definition.levels[gate.level]
-            if reminded_level != gate.level:
+            # reminded at this level since it started (derived from the gate, so it survives continue-as-new)
+            reminded = any(r.level == gate.level and r.at >= gate.level_started_at for r in gate.reminders)
+            if not reminded:
                 outcome = await self._wait_at_gate(gate.remind_at(), f"remind {gate.current_group}")
                 if outcome == "decided":
                     return gate.decision  # type: ignore[return-value]
                 if outcome == "escalate":
                     await self._escalate(f"operator {self._escalation_requested.operator}: {self._escalation_requested.reason}")  # type: ignore[union-attr]
                     continue
+                if outcome == "continue":
+                    await self._continue_as_new()
+                    continue
                 gate.record_reminder(workflow.now())
-                reminded_level = gate.level
                 await self._notify("reminder", f"Reminder: {self.spec.ask(self._request)} is waiting for {level.title}.")  # type: ignore[arg-type]
                 self._publish()
             action = "time out" if gate.is_last_level() else f"escalate to {gate.group_at(gate.level + 1)}"
@@ -538,6 +829,9 @@ class CaseWorkflow:
                 return gate.decision  # type: ignore[return-value]
             if outcome == "escalate":
                 await self._escalate(f"operator {self._escalation_requested.operator}: {self._escalation_requested.reason}")  # type: ignore[union-attr]
+                continue
+            if outcome == "continue":
+                await self._continue_as_new()
                 continue
             if gate.is_last_level():
                 decision = gate.time_out(workflow.now())
@@ -557,25 +851,50 @@ class CaseWorkflow:
         self._publish()
 
     async def _wait_at_gate(self, until, action: str) -> str:
-        """Wait for a decision, an operator's escalation, or the deadline: 'decided', 'escalate' or 'deadline'."""
+        """Wait for a decision, an operator's escalation, the deadline, or the time to continue as
+        new: 'decided', 'escalate', 'deadline' or 'continue'."""
         gate = self._gate
         assert gate is not None
 
         def settled() -> bool:
-            return not gate.open or self._escalation_requested is not None
+            return not gate.open or self._escalation_requested is not None or self._continue_as_new_due()
 
         timeout = until - workflow.now()
         if timeout > timedelta(0) and not settled():
             self._parked_at_gate = True
             try:
                 await workflow.wait_condition(settled, timeout=timeout, timeout_summary=f"{action} after {timeout}")
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 self._parked_at_gate = False
         if not gate.open:
             return "decided"
-        return "escalate" if self._escalation_requested is not None else "deadline"
+        if self._escalation_requested is not None:
+            return "escalate"
+        if self._continue_as_new_due() and until > workflow.now():
+            return "continue"
+        return "deadline"
+
+    def _continue_as_new_due(self) -> bool:
+        """Temporal suggests it (history size or length), or this run took many signals (the server
+        refuses more than SERVER_MAX_SIGNALS_PER_RUN per run)."""
+        return bool(self._hardened) and (
+            workflow.info().is_continue_as_new_suggested()
+            or self._signals_this_run >= bounds.CONTINUE_AS_NEW_AFTER_SIGNALS
+        )
+
+    async def _continue_as_new(self) -> None:
+        """Hand the waiting case to a fresh run with its state; returns only if a decision or an
+        escalation came first (the loop handles it, then the case continues as new)."""
+        gate = self._gate
+        assert gate is not None
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() or not gate.open or self._escalation_requested is not None
+        )
+        if not gate.open or self._escalation_requested is not None:
+            return
+        workflow.continue_as_new(self._carry_over())
 
     async def _notify(self, kind: str, message: str) -> None:
         gate = self._gate
@@ -597,6 +916,7 @@ class CaseWorkflow:
                 ),
                 activity_id=f"notify-{kind}-r{gate.round}-level-{gate.level}",
                 start_to_close_timeout=QUICK,
+                heartbeat_timeout=self._heartbeat(),
                 retry_policy=NOTIFY_RETRY,
                 summary=f"{kind}: {gate.current_group}",
             )
@@ -651,16 +971,63 @@ class CaseWorkflow:
             opened_at=started,
             gate_opened_at=gate.opened_at if gate else None,
             decided_at=decision.at,
+            trimmed=self._trimmed,
         )
-        return await workflow.execute_activity(
+        decision_key = f"{info.workflow_id}#{info.first_execution_run_id}"
+        if self._hardened:
+            trace = self._fitted(trace)
+        received = self._attempts_received()
+        receipt = await workflow.execute_activity(
             "record_decision",
-            RecordDecisionInput(decision_key=f"{info.workflow_id}#{info.first_execution_run_id}", trace=trace),
+            RecordDecisionInput(decision_key=decision_key, trace=trace),
             result_type=RecordReceipt,
             activity_id="record-decision",
             start_to_close_timeout=QUICK,
+            heartbeat_timeout=self._heartbeat(),
             retry_policy=RECORD_RETRY,
             summary=f"record {decision.outcome} by {decision.decided_by}",
         )
+        if self._hardened:
+            await self._record_late_attempts(decision_key, received)
+        return receipt
+
+    def _fitted(self, trace: DecisionTrace) -> DecisionTrace:
+        """The trace under the payload limit, with what was cut named in `trimmed` (gates/fit.py)."""
+        fitted, notes = fit_json(
+            trace.model_dump(mode="json"),
+            bounds.MAX_CASE_PAYLOAD_BYTES,
+            protect=("entities", "case_id", "workflow_id", "run_id", "outcome", "decided_by", "features", "decided_via"),
+            droppable=("rejected_attempts", "operator_actions", "reminders"),
+        )
+        if notes:
+            fitted["trimmed"] = list(fitted.get("trimmed") or []) + notes
+        return DecisionTrace.model_validate(fitted)
+
+    async def _record_late_attempts(self, decision_key: str, recorded: int) -> None:
+        """Decisions signalled while the trace was being written are refused ("already decided") and
+        kept; add them to the trace until none is left unrecorded, so the record has every attempt."""
+        round_no = 0
+        while True:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            received = self._attempts_received()
+            if received == recorded:
+                return
+            round_no += 1
+            gate = self._gate
+            attempts = sorted(self._early_attempts + (gate.rejected_attempts if gate else []), key=lambda a: a.at)
+            fitted, _ = fit_json(
+                [a.model_dump(mode="json") for a in attempts], bounds.MAX_CASE_PAYLOAD_BYTES // 2, droppable=()
+            )
+            await workflow.execute_activity(
+                "record_late_attempts",
+                LateAttempts(decision_key=decision_key, rejected_attempts=fitted),
+                activity_id=f"record-late-attempts-{round_no}",
+                start_to_close_timeout=QUICK,
+                heartbeat_timeout=self._heartbeat(),
+                retry_policy=RECORD_RETRY,
+                summary=f"add {received - recorded} late attempt(s) to the trace",
+            )
+            recorded = received
 
     # -- what the UI and the inbox see ------------------------------------------------------
 
@@ -685,7 +1052,14 @@ class CaseWorkflow:
         if self._decision is not None:
             updates.append(sa.OUTCOME.value_set(self._decision.outcome))
         self._upsert(updates)
-        workflow.set_current_details(self._current_details())
+        workflow.set_current_details(
+            current_details(
+                state=self._state.value,
+                decision=self._decision,
+                gate=gate,
+                brief=self._summary.brief if self._summary is not None else None,
+            )
+        )
 
     def _publish_from_handler(self) -> None:
         """Publish after a decision handler, unless the main loop is about to in this same activation.
@@ -695,6 +1069,8 @@ class CaseWorkflow:
         one upsert instead of two."""
         if self._lean and self._parked_at_gate and self._gate is not None and not self._gate.open:
             return
+        if self._hardened and self._request is None:
+            return  # before the run's first step: the case publishes its own attributes once admitted
         self._publish()
 
     def _upsert(self, updates: list) -> None:
@@ -706,36 +1082,3 @@ class CaseWorkflow:
             if not updates:
                 return
         workflow.upsert_search_attributes(updates)
-
-    def _current_details(self) -> str:
-        """Markdown for the UI's Current Details panel: what a reviewer needs to decide from the case page."""
-        gate = self._gate
-        lines = [f"## {self._state.value.capitalize()}", ""]
-        if self._decision is not None:
-            d = self._decision
-            lines += [f"**{d.outcome}** by {d.decided_by} ({d.via}): {d.reason}", ""]
-        if gate is not None and gate.open:
-            level = gate.definition.levels[gate.level]
-            lines += [
-                f"- **{gate.definition.title} gate**, level {gate.level + 1} of {len(gate.definition.levels)}: "
-                f"{level.title} (`{gate.current_group}`)",
-                f"- **May decide now**: {', '.join(gate.may_decide()) or 'nobody on the roster'}",
-                f"- **Reminder** {gate.remind_at():%Y-%m-%d %H:%M} UTC; "
-                + ("**times out**" if gate.is_last_level() else "**escalates**")
-                + f" {gate.escalate_at():%Y-%m-%d %H:%M} UTC",
-                "",
-                "Decide with **More Actions → Send a Signal → `decide`**, data:",
-                "",
-                "```json",
-                json.dumps({"outcome": "approve", "reviewer": "<your id>", "reason": "<why>"}),
-                "```",
-                "",
-                "`outcome` is `approve`, `reject` or `request_info`. Press **R** to refresh this panel after sending.",
-                "",
-            ]
-            if gate.rejected_attempts:
-                last = gate.rejected_attempts[-1]
-                lines += [f"Last rejected attempt: {last.reviewer or 'unknown'}: {last.error}", ""]
-        if self._summary is not None:
-            lines.append(self._summary.brief)
-        return "\n".join(lines)

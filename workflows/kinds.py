@@ -1,9 +1,10 @@
 """One thin workflow class per kind of case: the type name shows in the UI, in visibility
 queries and in replay fixtures, and a change to one kind cannot break another kind's histories.
 
-`run` takes the raw payload and validates it itself: a payload the SDK could not decode into the
-model would otherwise fail the workflow task forever and wedge the case. An invalid payload fails
-the case at once, with the validation errors as its failure message."""
+`run` takes whatever payloads the start carries and the shared loop judges them
+(`workflows/guard.py`): a start with no payload, two payloads, undecodable bytes or an invalid case
+would otherwise fail the workflow task forever and wedge the case. Such a start fails at once,
+with the reason as its failure message."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ class RenewalDiscountExceptionWorkflow(CaseWorkflow):
     spec = RENEWAL
 
     @workflow.run
-    async def run(self, request: RawValue) -> CaseResult:
-        return await self.run_case(self.validate_request(request))
+    async def run(self, *payloads: RawValue) -> CaseResult:
+        return await self.run_case(payloads)
 
 
 @workflow.defn(name=WORKFLOW_TYPES[CaseKind.PROCUREMENT])
@@ -36,8 +37,8 @@ class ProcurementThresholdBreachWorkflow(CaseWorkflow):
     spec = PROCUREMENT
 
     @workflow.run
-    async def run(self, request: RawValue) -> CaseResult:
-        return await self.run_case(self.validate_request(request))
+    async def run(self, *payloads: RawValue) -> CaseResult:
+        return await self.run_case(payloads)
 
 
 @workflow.defn(name=WORKFLOW_TYPES[CaseKind.ACCESS])
@@ -47,8 +48,8 @@ class AccessEscalationWorkflow(CaseWorkflow):
     spec = ACCESS
 
     @workflow.run
-    async def run(self, request: RawValue) -> CaseResult:
-        return await self.run_case(self.validate_request(request))
+    async def run(self, *payloads: RawValue) -> CaseResult:
+        return await self.run_case(payloads)
 
 
 CASE_WORKFLOWS: dict[CaseKind, type[CaseWorkflow]] = {

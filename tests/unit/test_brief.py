@@ -170,7 +170,7 @@ def brief() -> str:
 def test_brief_opens_with_the_ask_and_who_asked(brief):
     lines = brief.splitlines()
     assert lines[0] == "### 28% renewal discount for acme_enterprise (fy26)"
-    assert "Requested by **sam.sales**: Customer had two sev1 outages this year" in brief
+    assert "Requested by **sam.sales**, in their words:\n\n```text\nCustomer had two sev1 outages this year\n```" in brief
 
 
 def test_brief_lists_every_evidence_item_with_its_source_label(brief):
@@ -184,7 +184,7 @@ def test_brief_lists_every_evidence_item_with_its_source_label(brief):
 
 
 def test_brief_marks_missing_items_with_the_reason(brief):
-    assert "- **missing** `crm: contract_terms`: not found" in brief
+    assert "- **missing** `crm: contract_terms`: `not found`" in brief
 
 
 def test_brief_lists_every_finding_by_rule_id(brief):
@@ -204,7 +204,7 @@ def test_brief_shows_the_precedent_headline_and_cases(brief):
 
 
 def test_brief_shows_reviewer_questions(brief):
-    assert "- round 1, rita.reviewer: Is the outage credited already?" in brief
+    assert "- round 1, rita.reviewer: `Is the outage credited already?`" in brief
 
 
 def test_brief_ends_with_the_proposal(brief):

@@ -1,0 +1,117 @@
+"""What the Temporal Web UI shows of a case: the static summary and details given at start, and the
+Current Details panel the workflow keeps up to date.
+
+Pure functions (no Temporal imports), so the workflow can compare a start's metadata with what
+the request should produce, and the tests can throw any text at them. The UI renders all three as
+Markdown: the system's own lines (gate, who may decide, deadlines, how to decide) stay plain; what
+requesters, reviewers and senders wrote goes through `gates.text` as code spans and blocks, labelled
+with whose words they are.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from decimal import Decimal
+
+from gates.cases import CaseRequest, Text
+from gates.gate import AcceptedDecision, GateState
+from gates.kinds import SPECS
+from gates.text import md_block, md_inline
+
+# The pydantic metadata that marks a request field as a person's words (see gates.cases.Text).
+_PERSON_TEXT = typing.get_args(Text)[1:]
+# Of a rejected attempt's error and an accepted reason, what the panel shows (the rest is in the case state).
+ERROR_CHARS = 300
+# Channels through which a person (not the policy or a timer) wrote the decision's reason.
+_PEOPLES_CHANNELS = frozenset({"update", "signal", "operator"})
+
+_DECIDE_EXAMPLE = json.dumps({"outcome": "approve", "reviewer": "<your id>", "reason": "<why>"})
+
+
+def static_summary(request: CaseRequest) -> str:
+    """The case's one line in the UI's workflow list: `Finance: 28% renewal discount for acme_enterprise (fy26)`."""
+    spec = SPECS[request.kind]
+    return f"{spec.gate_title}: {spec.ask(request)}"
+
+
+def _is_person_text(request: CaseRequest, name: str) -> bool:
+    metadata = type(request).model_fields[name].metadata
+    return all(item in metadata for item in _PERSON_TEXT)
+
+
+def _field_value(value: object) -> str:
+    """Numbers as we print them; identifiers and anything else from the payload as a code span."""
+    if isinstance(value, (Decimal, int)) and not isinstance(value, bool):
+        return str(value)
+    if value is None:
+        return "None"
+    return md_inline(str(value))
+
+
+def static_details(request: CaseRequest) -> str:
+    """The request as the UI's static details: its fields, then each person-written field as a block
+    labelled with who wrote it. Deterministic in the request."""
+    spec = SPECS[request.kind]
+    names = list(type(request).model_fields)
+    fields = [f"- **{n}**: {_field_value(getattr(request, n))}" for n in names if not _is_person_text(request, n)]
+    words = [
+        f"**{n}**, as {md_inline(request.requester)} wrote it:\n\n{md_block(getattr(request, n))}"
+        for n in names
+        if _is_person_text(request, n)
+    ]
+    return "\n\n".join(
+        [
+            f"**{request.kind.value}** at the {spec.gate_title} gate",
+            f"Business key {md_inline(request.business_key())}",
+            "\n".join(fields),
+            *words,
+            "Live state, who may decide and the exact `decide` signal are under **Current Details**.",
+        ]
+    )
+
+
+def _decision_line(d: AcceptedDecision) -> str:
+    """`**approve** by fin_rev_ana (signal): `their reason` (their words)`."""
+    label = " (their words)" if d.via in _PEOPLES_CHANNELS else ""
+    return f"**{d.outcome}** by {d.decided_by} ({d.via}): {md_inline(d.reason)}{label}"
+
+
+def _gate_lines(gate: GateState) -> list[str]:
+    level = gate.definition.levels[gate.level]
+    where = f"level {gate.level + 1} of {len(gate.definition.levels)}: {level.title} ({md_inline(gate.current_group)})"
+    deadline = "**times out**" if gate.is_last_level() else "**escalates**"
+    lines = [
+        f"- **{gate.definition.title} gate**, {where}",
+        f"- **May decide now**: {', '.join(gate.may_decide()) or 'nobody on the roster'}",
+        f"- **Reminder** {gate.remind_at():%Y-%m-%d %H:%M} UTC; {deadline} {gate.escalate_at():%Y-%m-%d %H:%M} UTC",
+        "",
+        "Decide with **More Actions → Send a Signal → `decide`**, data:",
+        "",
+        "```json",
+        _DECIDE_EXAMPLE,
+        "```",
+        "",
+        "`outcome` is `approve`, `reject` or `request_info`. Press **R** to refresh this panel after sending.",
+        "",
+    ]
+    if gate.rejected_attempts:
+        last = gate.rejected_attempts[-1]
+        who = md_inline(last.reviewer) if last.reviewer else "not given"
+        error = md_inline(last.error, max_chars=ERROR_CHARS)
+        lines += [f"Last rejected attempt: reviewer {who} (as the sender wrote it), refused: {error}", ""]
+    return lines
+
+
+def current_details(*, state: str, decision: AcceptedDecision | None, gate: GateState | None, brief: str | None) -> str:
+    """Markdown for the UI's Current Details panel: what a reviewer needs to decide from the case page.
+
+    `brief` is the summarizer's brief, already safe (gates.brief renders its untrusted parts as code)."""
+    lines = [f"## {state.capitalize()}", ""]
+    if decision is not None:
+        lines += [_decision_line(decision), ""]
+    if gate is not None and gate.open:
+        lines += _gate_lines(gate)
+    if brief is not None:
+        lines.append(brief)
+    return "\n".join(lines)
