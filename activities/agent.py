@@ -6,6 +6,12 @@ it says can be traced back to what the connectors found. Any failure, from "not 
 "cited evidence it was not shown", raises `AgentUnavailable` with a one-line reason; the caller
 then falls back to the deterministic brief. Nothing here retries: the activity's retry policy does.
 
+The answer is untrusted input like any other: at most MAX_RESPONSE_BYTES are read (a runaway
+completion cannot fill the worker's memory), the body and the answer inside it are strict JSON
+(`gates.json_input.loads_strict`: no duplicate keys, NaN or deep nesting), and the advice's text
+must be storable and visible (`gates.text.person_text_problem`: no NUL, escape sequences or
+unpaired surrogates), within the field limits below.
+
 The prompts are module constants so that a change to them shows up as a reviewable diff.
 """
 
@@ -13,13 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+)
+
+from gates.json_input import JsonInputError, loads_strict
+from gates.text import neutralize, person_text_problem
 
 SUMMARY_MAX_CHARS = 4000
 RATIONALE_MAX_CHARS = 2000
+CITED_MAX = 50
+LABEL_MAX_CHARS = 200
+# A chat completion carrying a 4,000-character summary is under 20 KiB; more is a runaway answer.
+MAX_RESPONSE_BYTES = 256 * 1024
 # How much of an unexpected response body an error message quotes.
 _QUOTE_CHARS = 200
 
@@ -71,16 +92,30 @@ class AgentUnavailable(Exception):
     """The agent gave no usable advice: not configured, unreachable, or its answer was malformed."""
 
 
+def _readable(text: str) -> str:
+    problem = person_text_problem(text)
+    if problem:
+        raise ValueError(f"text {problem}")
+    return text
+
+
+# The agent's words: stored in the case and the trace, shown in the brief.
+_AgentText = Annotated[str, AfterValidator(_readable)]
+
+
 class AgentAdvice(BaseModel):
     """What the agent proposes to the reviewer. Never a decision."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    summary_markdown: str = Field(min_length=1, max_length=SUMMARY_MAX_CHARS, description="Markdown for the reviewer")
+    summary_markdown: _AgentText = Field(
+        min_length=1, max_length=SUMMARY_MAX_CHARS, description="Markdown for the reviewer"
+    )
     proposed_outcome: Literal["approve", "reject", "needs_human"]
-    rationale: str = Field(min_length=1, max_length=RATIONALE_MAX_CHARS)
-    cited_evidence: list[str] = Field(
-        description="Evidence labels such as 'crm: enterprise_arr', each one of those the agent was given"
+    rationale: _AgentText = Field(min_length=1, max_length=RATIONALE_MAX_CHARS)
+    cited_evidence: list[Annotated[str, StringConstraints(max_length=LABEL_MAX_CHARS)]] = Field(
+        max_length=CITED_MAX,
+        description="Evidence labels such as 'crm: enterprise_arr', each one of those the agent was given",
     )
 
 
@@ -135,31 +170,44 @@ async def request_agent_advice(
     }
     timeout = settings.agent_timeout_seconds
     try:
-        # httpx's timeout applies per phase; asyncio.timeout bounds the whole exchange.
-        async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout) as client:
-            response = await client.post(url, json=body, headers=headers)
+        # httpx's timeout applies per phase; asyncio.timeout bounds the whole exchange, body included.
+        async with (
+            asyncio.timeout(timeout),
+            httpx.AsyncClient(timeout=timeout) as client,
+            client.stream("POST", url, json=body, headers=headers) as response,
+        ):
+            data = await _read_bounded(response)
     except (TimeoutError, httpx.TimeoutException):
         raise AgentUnavailable(f"agent did not answer within {timeout:g}s ({url})") from None
     except httpx.HTTPError as err:
         raise AgentUnavailable(_one_line(f"cannot reach agent at {url}: {type(err).__name__}: {err}")) from None
 
+    if data is None:
+        raise AgentUnavailable(f"agent response too large: more than {MAX_RESPONSE_BYTES // 1024} KiB")
+    text = data.decode("utf-8", errors="replace")
     if not response.is_success:
-        raise AgentUnavailable(_one_line(f"agent answered HTTP {response.status_code}: {_quote(response.text)}"))
+        raise AgentUnavailable(_one_line(f"agent answered HTTP {response.status_code}: {_quote(text)}"))
     try:
-        completion = _ChatCompletion.model_validate(response.json())
-    except ValueError as err:  # json.JSONDecodeError and pydantic.ValidationError are both ValueErrors
-        if isinstance(err, ValidationError):
-            raise AgentUnavailable(f"agent response is not a chat completion: {_describe(err, 'response')}") from None
-        raise AgentUnavailable(_one_line(f"agent response is not JSON: {_quote(response.text)}")) from None
+        document = loads_strict(data, what="agent response")
+    except JsonInputError as err:
+        if str(err).startswith("agent response is not valid JSON"):
+            raise AgentUnavailable(_one_line(f"agent response is not JSON: {_quote(text)}")) from None
+        raise AgentUnavailable(_one_line(str(err))) from None
+    try:
+        completion = _ChatCompletion.model_validate(document)
+    except ValidationError as err:
+        raise AgentUnavailable(f"agent response is not a chat completion: {_describe(err, 'response')}") from None
 
     message = completion.choices[0].message
     if message.content is None:
         reason = f"refused: {message.refusal}" if message.refusal else "no content in choices[0].message"
         raise AgentUnavailable(_one_line(f"agent gave no answer: {reason}"))
     try:
-        answer = json.loads(message.content)
-    except json.JSONDecodeError as err:
-        raise AgentUnavailable(_one_line(f"agent answer is not JSON ({err}): {_quote(message.content)}")) from None
+        answer = loads_strict(message.content, what="agent answer")
+    except JsonInputError as err:
+        syntax = str(err).removeprefix("agent answer is not valid JSON: ")
+        problem = f"agent answer is not JSON ({syntax})" if syntax != str(err) else str(err)
+        raise AgentUnavailable(_one_line(f"{problem}: {_quote(message.content)}")) from None
     try:
         advice = AgentAdvice.model_validate(answer)
     except ValidationError as err:
@@ -183,6 +231,18 @@ def _describe(err: ValidationError, whole: str) -> str:
     return _one_line("; ".join(parts))
 
 
+async def _read_bounded(response: httpx.Response) -> bytes | None:
+    """The body, or None once it passes MAX_RESPONSE_BYTES (the rest is never read)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _quote(text: str) -> str:
     text = " ".join(text.split())
     if not text:
@@ -191,4 +251,5 @@ def _quote(text: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """One line with hidden characters (escape sequences, bidi overrides) shown as marks."""
+    return neutralize(" ".join(text.split()), keep_newlines=False)

@@ -16,12 +16,20 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from gates.cases import CaseKind
+from gates.text import has_visible_character, mark, neutralize
 
 
 class ReasonCode(StrEnum):
@@ -60,7 +68,7 @@ class Condition(BaseModel):
     value: Any = None
 
     @model_validator(mode="after")
-    def _value_matches_op(self) -> "Condition":
+    def _value_matches_op(self) -> Condition:
         needs_value = self.op not in ("is_true", "is_false", "present", "absent")
         if needs_value and self.value is None:
             raise ValueError(f"op {self.op!r} needs a value")
@@ -71,15 +79,15 @@ class Condition(BaseModel):
 
 class AllOf(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    all: list["Expression"] = Field(min_length=1)
+    all: list[Expression] = Field(min_length=1)
 
 
 class AnyOf(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    any: list["Expression"] = Field(min_length=1)
+    any: list[Expression] = Field(min_length=1)
 
 
-Expression = Union[Condition, AllOf, AnyOf]
+Expression = Condition | AllOf | AnyOf
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
 
@@ -104,7 +112,7 @@ class Rule(BaseModel):
     precedent_relief: PrecedentRelief | None = None
 
     @model_validator(mode="after")
-    def _has_a_test(self) -> "Rule":
+    def _has_a_test(self) -> Rule:
         if self.when is None and not self.require:
             raise ValueError(f"rule {self.id} needs `when` or `require`")
         return self
@@ -118,7 +126,7 @@ class GateLevel(BaseModel):
     escalate_after: Duration = Field(description="From the start of this level; on the last level, the final timeout")
 
     @model_validator(mode="after")
-    def _reminder_before_escalation(self) -> "GateLevel":
+    def _reminder_before_escalation(self) -> GateLevel:
         if not (timedelta(0) < self.remind_after < self.escalate_after):
             raise ValueError(f"level {self.group}: need 0 < remind_after < escalate_after")
         return self
@@ -148,7 +156,7 @@ class Policy(BaseModel):
         return f"{self.policy_id}_v{self.version.replace('.', '_')}"
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Policy":
+    def _consistent(self) -> Policy:
         ids = [r.id for r in self.rules]
         duplicates = {i for i in ids if ids.count(i) > 1}
         if duplicates:
@@ -166,17 +174,158 @@ class PolicyError(ValueError):
     """A policy file is missing, unreadable or invalid; the message names the file."""
 
 
-def load_policy_file(path: Path) -> Policy:
+# A policy file is a few KB; the cap keeps a wrong file (a log, a dump) from being read whole.
+MAX_POLICY_FILE_BYTES = 256 * 1024
+# Deeper than any policy's conditions need; keeps PyYAML's recursive composer off Python's recursion limit.
+MAX_POLICY_DEPTH = 32
+# Policy text is shown in every brief, the UI and notifications: one short line each.
+POLICY_TEXT_LIMITS = {"policy description": 500, "rule description": 300, "gate title": 60, "level title": 60}
+# Markup that would change how a brief (Markdown) or a Slack notification renders the text around it:
+# emphasis, code, links, HTML and Slack's <!channel> mentions, tables, escapes.
+_MARKUP = re.compile(r"[*`~\[\]<>|\\]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+class _YamlRefused(Exception):
+    """What the policy loader refuses although YAML allows it; the message starts with `line N`."""
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without what a policy file never needs and an attacker could use:
+    aliases (a "billion laughs" file expands to gigabytes), merge keys and repeated keys (PyYAML
+    keeps the last value silently), and nesting deep enough to exhaust the recursive composer."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _YamlRefused(
+                f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed in policy files; write the value out"
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_POLICY_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _YamlRefused(f"line {mark.line + 1}: nested deeper than {MAX_POLICY_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                line = key_node.start_mark.line + 1
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise _YamlRefused(f"line {line}: YAML merge keys (<<) are not allowed in policy files")
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first_line.get(key)
+                except TypeError:  # unhashable: the constructor reports it
+                    continue
+                if earlier is not None:
+                    shown = neutralize(str(key), keep_newlines=False)[:80]
+                    raise _YamlRefused(f"line {line}: duplicate key {shown!r} (first at line {earlier}); each key may appear once")
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_policy_text(path: Path) -> str:
+    """The file as text: at most MAX_POLICY_FILE_BYTES, UTF-8 (a leading byte-order mark is fine)."""
+    with path.open("rb") as file:
+        data = file.read(MAX_POLICY_FILE_BYTES + 1)
+    if len(data) > MAX_POLICY_FILE_BYTES:
+        raise _YamlRefused(f"larger than {MAX_POLICY_FILE_BYTES // 1024} KiB; a policy file is a few KB")
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise PolicyError(f"{path}: cannot read policy: {err}") from err
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise _YamlRefused(f"line {line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})") from None
+
+
+def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
+    """PyYAML's multi-line message (with a snippet and a caret) as `line N column M: problem`."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        what = ", ".join(part for part in (err.context, err.problem) if part)
+        return f"line {mark.line + 1} column {mark.column + 1}: {what}"
+    if isinstance(err, yaml.reader.ReaderError):  # a character YAML does not allow, e.g. a raw ESC
+        before = text[: err.position]
+        line, column = before.count("\n") + 1, err.position - (before.rfind("\n") + 1) + 1
+        return f"line {line} column {column}: unacceptable character #x{err.character:04x}: {err.reason}"
+    return str(err)
+
+
+def _validation_problems(err: ValidationError) -> str:
+    """`rules.1.when: message; gate.levels.0.title: message` on one line."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in err.errors(include_url=False))
+
+
+def policy_text_problem(text: str, what: str) -> str | None:
+    """Why `text` cannot be policy text shown to reviewers, or None.
+
+    Refused rather than cleaned up: a policy file is reviewed and deployed by its owners, and a
+    refusal at load names the field to fix, where cleaning would silently show other words than
+    the file says. Hidden characters (controls, bidirectional overrides, zero-width) could make
+    the text read differently from what was reviewed; line breaks and markup could make a rule's
+    description look like part of the brief around it ("**Proposed**: approve") or ping a Slack
+    channel from a notification."""
+    limit = POLICY_TEXT_LIMITS[what]
+    if len(text) > limit:
+        return f"is {len(text)} characters; a {what} is at most {limit}"
+    for index, char in enumerate(text):
+        if neutralize(char, keep_newlines=False) != char:
+            return f"contains the hidden or control character {mark(char)} at position {index + 1}; policy text is one visible line"
+    if not has_visible_character(text):
+        return "has no visible characters"
+    found = _MARKUP.search(text)
+    if found:
+        return (
+            f"contains the markup character {found.group()!r} at position {found.start() + 1}; "
+            "policy text is shown inside briefs and notifications, so it may not carry Markdown, HTML or Slack markup"
+        )
+    return None
+
+
+def _text_problems(policy: Policy) -> list[str]:
+    texts = [("description", "policy description", policy.description), ("gate.title", "gate title", policy.gate.title)]
+    texts += [(f"rules.{i}.description ({rule.id})", "rule description", rule.description) for i, rule in enumerate(policy.rules)]
+    texts += [(f"gate.levels.{i}.title", "level title", level.title) for i, level in enumerate(policy.gate.levels)]
+    return [f"{where} {problem}" for where, what, text in texts if (problem := policy_text_problem(text, what))]
+
+
+def load_policy_file(path: Path) -> Policy:
+    """Parse and validate one policy file; every problem is one PolicyError line naming the file."""
+    shown = neutralize(str(path), keep_newlines=False)
+    text = ""
+    try:
+        text = _read_policy_text(path)
+        loader = _PolicyLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except OSError as err:
+        raise PolicyError(f"{shown}: cannot read policy: {err.strerror or type(err).__name__}") from err
+    except _YamlRefused as err:
+        raise PolicyError(f"{shown}: cannot read policy: {err}") from err
+    except yaml.YAMLError as err:
+        raise PolicyError(neutralize(f"{shown}: cannot read policy: {_yaml_problem(err, text)}", keep_newlines=False)) from err
+    except (ValueError, RecursionError) as err:  # e.g. an integer of more digits than Python converts
+        raise PolicyError(neutralize(f"{shown}: cannot read policy: {err}", keep_newlines=False)) from err
     try:
         policy = Policy.model_validate(data)
-    except ValueError as err:
-        raise PolicyError(f"{path}: invalid policy: {err}") from err
+    except ValidationError as err:
+        raise PolicyError(neutralize(f"{shown}: invalid policy: {_validation_problems(err)}", keep_newlines=False)) from err
+    # Checked here, not on the model: a case keeps the policy it started with in its history, and a
+    # stricter model would fail to decode that policy when the case replays.
+    problems = _text_problems(policy)
+    if problems:
+        raise PolicyError(f"{shown}: invalid policy: {'; '.join(problems)}")
     if path.stem != policy.ref:
-        raise PolicyError(f"{path}: file name must be {policy.ref}.yaml to match policy_id and version")
+        raise PolicyError(f"{shown}: file name must be {policy.ref}.yaml to match policy_id and version")
     return policy
 
 
@@ -245,7 +394,7 @@ def _as_number(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return Decimal(value)
-        except Exception:
+        except InvalidOperation:
             return value
     return value
 

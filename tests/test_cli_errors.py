@@ -19,7 +19,7 @@ from workflows.stack_check import StackCheckWorkflow
 
 
 def run_hitl(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([HITL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([HITL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 async def run_hitl_async(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30):
@@ -102,7 +102,16 @@ async def test_migrate_applies_initial_schema_then_reports_up_to_date(empty_data
     assert second.stdout.strip() == "schema is up to date"
 
 
-@pytest.mark.parametrize("variable, value", [("HITL_OTEL_EXPORTER", "bogus"), ("HITL_MAX_CACHED_WORKFLOWS", "-1")])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("HITL_OTEL_EXPORTER", "bogus"),
+        ("HITL_MAX_CACHED_WORKFLOWS", "-1"),
+        ("HITL_CONNECTOR_URLS", '{"crm": "http://a.example'),  # was a pydantic-settings traceback
+        ("HITL_CONNECTOR_URLS", '{"crm": "http://a.example", "crm": "http://b.example"}'),
+        ("HITL_TASK_QUEUE", "hitl\x1b[2Jcases"),
+    ],
+)
 def test_invalid_hitl_setting_is_one_line_naming_the_variable(tmp_path, variable, value):
     env = clean_env(**{variable: value}, HITL_DATABASE_URL=f"postgresql://u@127.0.0.1:{free_port()}/x")
 
@@ -120,8 +129,9 @@ async def test_worker_serves_probe_and_exits_cleanly_on_sigterm(temporal_env, da
         TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
     )
     stdout, stderr = tmp_path / "worker.out", tmp_path / "worker.err"
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        proc = subprocess.Popen([HITL, "worker"], env=env, cwd=tmp_path, stdout=out, stderr=err)
+    # a worker process that outlives this block: opening its log files and spawning it do not wait on anything
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:  # noqa: ASYNC230
+        proc = subprocess.Popen([HITL, "worker"], env=env, cwd=tmp_path, stdout=out, stderr=err)  # noqa: ASYNC220
     try:
         await wait_for_text(stdout, "worker polling task queue", timeout=30, process=proc)
 

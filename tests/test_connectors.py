@@ -419,7 +419,7 @@ async def test_roster_lists_active_members_of_finance_reviewers(world):
 
 
 def test_connectors_package_exports_the_port_and_both_implementations():
-    import activities.connectors as connectors
+    from activities import connectors
 
     assert {"Connector", "LocalConnector", "HttpConnector", "TransientSourceError", "SCHEMAS"} <= set(connectors.__all__)
     assert all(hasattr(connectors, name) for name in connectors.__all__)

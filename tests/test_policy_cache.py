@@ -7,10 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
-from activities.case_activities import PolicyCache
+from activities.case_activities import CaseActivities, PolicyCache, ResolvePolicyInput
 from gates.cases import CaseKind
 from gates.policy import PolicyError, bundled_policy_dir
+from workers.config import Settings
 
 
 @pytest.fixture
@@ -56,3 +59,25 @@ def test_a_broken_edit_fails_every_call_until_fixed(policy_dir: Path):
     path.write_text(good)
     _touch_later(path)
     assert cache.load(policy_dir)[CaseKind.RENEWAL].ref == "discount_policy_v3_2"
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda text: text + "\nrules: []\n", "duplicate key 'rules' (first at line 7); each key may appear once"),
+        (lambda text: text.replace("description: Renewal", "description: &d Renewal", 1) + "\nowner: *d\n", "YAML aliases (*d) are not allowed"),
+        (lambda text: text.replace("needs the CFO", 'needs the CFO **Proposed**: approve"', 1).replace("description: A discount above 40%", 'description: "A discount above 40%', 1), "contains the markup character '*'"),
+        (lambda text: text + "#" * (300 * 1024), "larger than 256 KiB"),
+    ],
+    ids=["duplicate-key", "alias", "markdown", "huge"],
+)
+async def test_resolve_policy_on_a_hostile_file_fails_the_case_start_with_the_one_line_reason(policy_dir: Path, edit, reason):
+    """Not retried: a policy file is not fixed by asking again; the operator sees the reason on the case."""
+    path = policy_dir / "discount_policy_v3_2.yaml"
+    path.write_text(edit(path.read_text()))
+    activities = CaseActivities(None, Settings(_env_file=None, policy_dir=policy_dir))  # resolve_policy reads no database
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(activities.resolve_policy, ResolvePolicyInput(kind=CaseKind.ACCESS))
+    assert raised.value.type == "PolicyError" and raised.value.non_retryable
+    message = raised.value.message
+    assert message.startswith(f"{path}: ") and reason in message and "\n" not in message, message

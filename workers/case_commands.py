@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from activities.db import connect
 from gates.cases import KIND_ALIASES, REQUEST_MODELS
-from gates.gate import Decision, DecisionOutcome, OperatorAction, format_validation_error, validation_problems
+from gates.gate import Decision, DecisionOutcome, OperatorAction, format_validation_error
 from gates.trace import DecisionTrace
+from workers.case_files import CaseFileError, load_case_file, one_line
 from workers.cases import MAX_CANDIDATES, AmbiguousCase, CaseClient, CaseError, CaseNotFound, DecisionRejected
 from workers.client import connect_client
 from workers.config import resolve_database_url
@@ -59,16 +60,17 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
     @cli.command()
     @state_dir_option
     @click.argument("kind", type=click.Choice(sorted(KIND_ALIASES), case_sensitive=False), metavar="KIND")
-    @click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+    # a plain path: workers/case_files.py says what is wrong with it in one line (click's own checks print a four-line usage error)
+    @click.option("--file", "file_", type=click.Path(path_type=Path), required=True, help="The case payload, a JSON object.")
     @click.option("--json", "as_json", is_flag=True, help='Print {"case_id": ...}.')
     def start(state_dir: Path | None, kind: str, file_: Path, as_json: bool) -> None:
         """Start a case of KIND (renewal, procurement, access) from a JSON file, or find the running one."""
         settings = load_settings(state_dir)
         model = REQUEST_MODELS[KIND_ALIASES[kind.lower()]]
         try:
-            request = model.model_validate_json(file_.read_text())
-        except ValidationError as err:
-            fail(f"{file_}: invalid {model.kind.value} case: {validation_problems(err)}")
+            request = load_case_file(file_, model)
+        except CaseFileError as err:
+            fail(str(err))
 
         async def body() -> int:
             cases = CaseClient(await connect_client(settings), settings.task_queue)
@@ -156,10 +158,10 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
                     case_id = await cases.resolve_case_id(case)
                     receipt = await cases.decide(case_id, decision, timeout=DECISION_TIMEOUT_SECONDS)
                 except DecisionRejected as err:
-                    click.echo(f"hitl: rejected: {err}", err=True)
+                    click.echo(f"hitl: rejected: {one_line(str(err))}", err=True)
                     return 1
-                except CaseError as err:
-                    click.echo(f"hitl: {err}", err=True)
+                except CaseError as err:  # may quote CASE as typed: escape sequences are shown, not sent to the terminal
+                    click.echo(f"hitl: {one_line(str(err))}", err=True)
                     return 1
                 click.echo(f"accepted: {receipt.message}")
                 return 0

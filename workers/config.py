@@ -17,15 +17,67 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import psutil
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gates.json_input import JsonInputError, loads_strict
+from gates.text import has_visible_character, mark, neutralize
 
 DEFAULT_TASK_QUEUE = "hitl-cases"
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 STACK_FILE_NAME = "stack.json"
+
+# Bounds on what the environment can hand a process: a base URL is a short string, and the whole
+# map names six sources. Longer values are a mistake (a pasted file), not configuration.
+MAX_URL_CHARS = 2048
+MAX_CONNECTOR_URLS_CHARS = 16 * 1024
+# Any other setting: a name, a path, a DSN, a key.
+MAX_SETTING_CHARS = 4096
+
+
+def _setting_problem(text: str) -> str | None:
+    """Why `text` cannot be a setting, or None: it would be echoed in errors and logs, sent as a
+    header or used as a name, so it must be one visible line (the value itself is never quoted:
+    it may be a password or a key)."""
+    if len(text) > MAX_SETTING_CHARS:
+        return f"is {len(text)} characters; at most {MAX_SETTING_CHARS}"
+    for index, char in enumerate(text):
+        if neutralize(char, keep_newlines=False) != char:
+            return f"contains the hidden or control character {mark(char)} at position {index + 1}"
+    if not has_visible_character(text):
+        return "has no visible characters"
+    return None
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a base URL we call, or None: plain http(s) with a host, no credentials
+    (they would be shown in every error naming the URL), no query or fragment (paths are appended)."""
+    if len(url) > MAX_URL_CHARS:
+        return f"is {len(url)} characters; a URL is at most {MAX_URL_CHARS}"
+    problem = _setting_problem(url)
+    if problem:
+        return problem
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+    except ValueError as err:
+        return f"is not a valid URL ({err})"
+    shown = neutralize(url, keep_newlines=False)[:100]
+    if parts.scheme not in ("http", "https"):
+        return f"{shown!r} is not an http(s) URL"
+    if not parts.hostname:
+        return f"{shown!r} has no host"
+    if " " in url:
+        return f"{shown!r} contains a space"
+    if parts.username is not None or parts.password is not None:
+        return "has credentials in it (user:password@); they would be shown wherever the URL is"
+    if parts.query or parts.fragment:
+        return f"{shown!r} has a query or fragment; give the base URL only"
+    return None
 
 
 class Settings(BaseSettings):
@@ -39,6 +91,7 @@ class Settings(BaseSettings):
     max_cached_workflows: int = Field(
         default=1000,
         ge=0,
+        le=1_000_000,
         description="Cases a worker keeps in memory; size above the cases active at once (waiting ones "
         "may be evicted: their next step replays their history, which costs CPU, not correctness).",
     )
@@ -46,23 +99,77 @@ class Settings(BaseSettings):
     otel_exporter: Literal["none", "console", "otlp"] = Field(
         default="none", description="Where OpenTelemetry spans go; OTLP uses OTEL_EXPORTER_OTLP_ENDPOINT."
     )
-    connector_urls: dict[str, str] = Field(
+    connector_urls: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description='Evidence sources served over HTTP, as JSON: {"crm": "http://crm.internal/api"}. '
         "Sources not named here are read from the demo world in PostgreSQL.",
     )
-    connector_timeout_seconds: float = Field(default=5.0, gt=0, le=300, description="Per-request timeout of HTTP connectors.")
+    connector_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=300, allow_inf_nan=False, description="Per-request timeout of HTTP connectors."
+    )
     agent_base_url: str | None = Field(
         default=None,
         description="OpenAI-compatible API base (e.g. https://api.openai.com/v1); unset disables the advisory agent.",
     )
     agent_model: str = Field(default="gpt-4o-mini", min_length=1, description="Model name sent to the agent API.")
     agent_api_key: SecretStr | None = Field(default=None, description="Bearer token for the agent API; never printed.")
-    agent_timeout_seconds: float = Field(default=20.0, gt=0, description="Whole-request timeout for one agent call.")
+    agent_timeout_seconds: float = Field(
+        default=20.0, gt=0, le=600, allow_inf_nan=False, description="Whole-request timeout for one agent call."
+    )
     notify_webhook_url: str | None = Field(
         default=None, description="Slack-compatible incoming webhook for reviewer reminders; unset keeps the outbox only."
     )
-    notify_timeout_seconds: float = Field(default=5.0, gt=0, description="Whole-request timeout for one webhook post.")
+    notify_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=300, allow_inf_nan=False, description="Whole-request timeout for one webhook post."
+    )
+
+    @field_validator("task_queue", "agent_model", "database_url", "state_dir", "policy_dir", "agent_api_key", mode="before")
+    @classmethod
+    def _one_visible_line(cls, value: Any) -> Any:
+        """A task queue of `\x1b[2J` or a zero-width space would be accepted by Temporal and shown to
+        operators as nothing (or as a cleared screen)."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, (str, Path)):
+            problem = _setting_problem(str(text))
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("agent_base_url", "notify_webhook_url", mode="before")
+    @classmethod
+    def _http_url(cls, value: Any) -> Any:
+        """Checked at start-up, not at the first reminder or agent call hours later."""
+        if isinstance(value, str) and not value.strip():
+            return None  # set but empty, as `${VAR:-}` in a compose file leaves it: off
+        if isinstance(value, str):
+            problem = http_url_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("connector_urls", mode="before")
+    @classmethod
+    def _decode_connector_urls(cls, value: Any) -> Any:
+        """The variable is JSON, decoded strictly: with `{"crm": "http://a", "crm": "http://b"}` the
+        plain decoder would keep the second URL without a word."""
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace")
+        if isinstance(value, str):
+            if not value.strip():
+                return {}  # set but empty: no HTTP connectors
+            if len(value) > MAX_CONNECTOR_URLS_CHARS:
+                raise ValueError(f"is {len(value)} characters; at most {MAX_CONNECTOR_URLS_CHARS}")
+            try:
+                value = loads_strict(value, what="the value")
+            except JsonInputError as err:
+                raise ValueError(str(err)) from None
+        # ValueError, not TypeError: pydantic reports only ValueErrors as validation errors
+        if not isinstance(value, dict):
+            raise ValueError('must be a JSON object of source to base URL, e.g. {"crm": "https://crm.internal/api"}')  # noqa: TRY004
+        for source, url in value.items():
+            if not isinstance(url, str):
+                raise ValueError(f"{neutralize(str(source), keep_newlines=False)[:40]!r}: the base URL must be a string")  # noqa: TRY004
+        return value
 
     @field_validator("connector_urls")
     @classmethod
@@ -71,10 +178,12 @@ class Settings(BaseSettings):
 
         unknown = sorted(set(urls) - set(SOURCES))
         if unknown:
-            raise ValueError(f"HITL_CONNECTOR_URLS names unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+            names = ", ".join(neutralize(name, keep_newlines=False)[:40] for name in unknown[:6])
+            raise ValueError(f"HITL_CONNECTOR_URLS names unknown source(s) {names}; known: {', '.join(SOURCES)}")
         for source, url in urls.items():
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"HITL_CONNECTOR_URLS[{source!r}] = {url!r} is not an http(s) URL")
+            problem = http_url_problem(url)
+            if problem:
+                raise ValueError(f"HITL_CONNECTOR_URLS[{source!r}] {problem}")
         return urls
 
 

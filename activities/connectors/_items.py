@@ -4,10 +4,22 @@ Defined once and applied to every connector's output, local or HTTP, so a value 
 policy rule with the same type whichever system answered. Validation is strict (an ARR of
 `"1200000"` is a malformed answer, not a number to guess at); after validation each value is
 turned back into plain JSON (timestamps become ISO 8601 strings).
+
+Two rules keep any one answer from harming the case that carries it:
+
+- a value whose JSON is over MAX_VALUE_JSON_BYTES is missing ("answer too large"), so one source
+  cannot swell the case state, its history and the trace;
+- strings are made storable (`gates.text.storable`: NUL and unpaired surrogates become U+FFFD)
+  and kept as evidence. Such a character is almost always an encoding slip of the source system,
+  the rest of the text is still what it says, and the replacement stays visible to the reviewer;
+  kept as is, it would fail the recording of the decision on every retry (PostgreSQL's text and
+  jsonb cannot hold it). A fact a rule compares ("approved\ufffd") then no longer matches, which
+  sends the case to a human rather than letting it pass.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +28,19 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_json
 
-from gates.evidence import SOURCES, ConnectorResult, EvidenceItem, MissingContext, SourceRequest
+from gates.evidence import (
+    SOURCES,
+    ConnectorResult,
+    EvidenceItem,
+    MissingContext,
+    SourceRequest,
+)
+from gates.text import neutralize, storable
+
+# Largest JSON of one item's value: a chat thread summary or a list of entitlements is well under 1 KiB.
+MAX_VALUE_JSON_BYTES = 8 * 1024
+# Longest reason a missing item carries (it is shown in the brief and kept in the trace).
+MAX_REASON_CHARS = 500
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
@@ -146,12 +170,32 @@ def request_problem(request: SourceRequest) -> str | None:
     return None
 
 
+def _has_non_finite(value: Any) -> bool:
+    """Is there an infinite float anywhere in `value`? JSON has no such number, but `1e999` decodes to one."""
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, float) and not math.isfinite(current):
+            return True
+        if isinstance(current, dict):
+            pending.extend(current.values())
+        elif isinstance(current, (list, tuple)):
+            pending.extend(current)
+    return False
+
+
+def one_line_reason(text: str) -> str:
+    """A reason for a human: one line, hidden characters marked, at most MAX_REASON_CHARS."""
+    text = neutralize(" ".join(text.split()), keep_newlines=False)
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+
+
 def format_validation_error(err: ValidationError) -> str:
     parts = []
     for error in err.errors(include_url=False):
         where = ".".join(str(part) for part in error["loc"])
         parts.append(f"{where}: {error['msg']}" if where else error["msg"])
-    return "; ".join(parts)
+    return one_line_reason("; ".join(parts))
 
 
 def validate_item(adapter: TypeAdapter, value: Any) -> Any:
@@ -184,8 +228,18 @@ def build_result(
             error = f"not returned by {request.source}"
             result.missing.append(MissingContext(source=request.source, item=item, error=error))
         else:
+            raw = storable(answer[item])
+            size = len(to_json(raw))
+            if size > MAX_VALUE_JSON_BYTES:
+                error = f"answer too large: {item} from {request.source} is {size:,} bytes of JSON; at most {MAX_VALUE_JSON_BYTES // 1024} KiB"
+                result.missing.append(MissingContext(source=request.source, item=item, error=error))
+                continue
+            if _has_non_finite(raw):
+                error = f"malformed answer from {request.source}: {item}: a number too large to be finite"
+                result.missing.append(MissingContext(source=request.source, item=item, error=error))
+                continue
             try:
-                value = validate_item(adapter, answer[item])
+                value = validate_item(adapter, raw)
             except ValidationError as err:
                 error = f"malformed answer from {request.source}: {item}: {format_validation_error(err)}"
                 result.missing.append(MissingContext(source=request.source, item=item, error=error))
@@ -198,6 +252,7 @@ def all_missing(request: SourceRequest, error: str) -> ConnectorResult:
     """Every wanted item missing with the same error (unknown items still say "unknown item")."""
     schema = SCHEMAS.get(request.source)
     result = ConnectorResult(source=request.source)
+    error = one_line_reason(error)
     for item in wanted_items(request):
         unknown = schema is not None and schema.adapter_for(request, item) is None
         result.missing.append(

@@ -11,7 +11,12 @@ from typing import Any
 
 import asyncpg
 
-from activities.connectors._items import all_missing, build_result, request_problem, wanted_items
+from activities.connectors._items import (
+    all_missing,
+    build_result,
+    request_problem,
+    wanted_items,
+)
 from activities.connectors._port import TransientSourceError
 from gates.evidence import ConnectorResult, SourceRequest
 
@@ -209,9 +214,8 @@ class LocalConnector:
         if not wanted_items(request):
             return ConnectorResult(source=request.source)
         try:
-            async with self._pool.acquire() as conn:
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    answer = await _READERS[request.source](conn, request.key)
+            async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                answer = await _READERS[request.source](conn, request.key)
         except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as err:
             raise TransientSourceError(
                 request.source, f"{request.source} (demo world) unavailable: {type(err).__name__}: {err}"
