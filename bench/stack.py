@@ -2,7 +2,8 @@
 
 Same servers and flags as `hitl dev` (workers/dev.py): embedded PostgreSQL (migrations + seed,
 default durability settings), the Temporal dev server with the project's search attributes,
-WAL SQLite pragmas and a Web UI port, all in a temporary directory that is removed afterwards.
+the server limits of gates/bounds.py (`dynamic_config_flags`), WAL SQLite pragmas and a Web UI
+port, all in a temporary directory that is removed afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import psutil
 
 from activities.db import connect
 from activities.migrations import apply_migrations
-from activities.seed import seed_demo_world
+from activities.seed import add_lookalike_people, seed_demo_world
 from workers.devstack import (
     Child,
     ChildFailed,
@@ -127,12 +128,21 @@ def _mirror(path: Path) -> Path:
     return PYCACHE / path.resolve().relative_to(path.resolve().anchor)
 
 
+# People who look like the access example's subject to the IAM connector (activities/seed.py),
+# enough for every access case one bench run opens (bench/driver.py numbers them).
+ACCESS_SUBJECT = "eng_lee"
+ACCESS_LOOKALIKE_PREFIX = "eng_lee_b"
+ACCESS_LOOKALIKES = 10_000
+
+
 async def _prepare_database(port: int) -> None:
     await ensure_database(port)
     conn = await connect(postgres_dsn(port), source="the bench PostgreSQL")
     try:
         await apply_migrations(conn)
         await seed_demo_world(conn)
+        # access cases need distinct users: each runs under its own user/system/entitlement key
+        await add_lookalike_people(conn, ACCESS_SUBJECT, ACCESS_LOOKALIKES, prefix=ACCESS_LOOKALIKE_PREFIX)
         await conn.execute(BARE_TABLE_SQL)
     finally:
         await conn.close()

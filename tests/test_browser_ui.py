@@ -32,7 +32,7 @@ from tests.case_helpers import example, trace_row, wait_until_waiting
 from tests.helpers import new_worker
 from workers.cases import CaseClient
 from workers.client import DATA_CONVERTER, client_interceptors
-from workers.devstack import free_port, temporal_binary
+from workers.devstack import dynamic_config_flags, free_port, temporal_binary
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 # Bounded waits (ms). The first page load compiles the UI's bundle and runs the metadata query.
@@ -72,7 +72,7 @@ async def ui_server():
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         data_converter=DATA_CONVERTER,
         interceptors=client_interceptors(),
-        dev_server_extra_args=["--ui-disable-news-fetch"],
+        dev_server_extra_args=["--ui-disable-news-fetch", *dynamic_config_flags()],
     ) as env:
         url = f"http://127.0.0.1:{ui_port}"
         await wait_for_http(f"{url}/api/v1/settings")

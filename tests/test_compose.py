@@ -2,7 +2,7 @@
 
 No Docker needed: the file is checked against the Compose specification's JSON schema
 (check-jsonschema ships it, so this runs offline) and compared with the Python sources of
-truth (search attributes, task queue).
+truth (search attributes, task queue, the server limits of gates/bounds.py).
 """
 
 from __future__ import annotations
@@ -10,18 +10,23 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 
+from gates.bounds import dev_server_dynamic_config
 from workers.config import DEFAULT_TASK_QUEUE
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES, cli_type_name
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+
+DYNAMIC_CONFIG_FILE = REPO / "deploy" / "temporal" / "dynamicconfig" / "hitl.yaml"
+# The temporalio/server image runs from here: DYNAMIC_CONFIG_FILE_PATH is relative to it.
+SERVER_WORKDIR = PurePosixPath("/etc/temporal")
 
 WORKER = "hitl-worker"
 MIGRATE = "hitl-migrate"
@@ -38,6 +43,7 @@ def validate_compose(path: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         cwd=REPO,
+        check=False,  # the return code is the verdict the tests assert on
     )
 
 
@@ -161,3 +167,24 @@ def test_worker_and_migrate_are_built_from_the_dockerfile(services: dict[str, An
         assert (REPO / context / dockerfile).is_file(), f"{name} is not built from the project's Dockerfile"
         assert svc.get("command") == [cmd]
     assert "ENTRYPOINT [\"hitl\"]" in (REPO / "Dockerfile").read_text()
+
+
+def mounted_dynamic_config(temporal: dict[str, Any]) -> Path:
+    """The host file the server reads as DYNAMIC_CONFIG_FILE_PATH, through the service's bind mounts."""
+    inside = SERVER_WORKDIR / environment(temporal)["DYNAMIC_CONFIG_FILE_PATH"]
+    for volume in temporal.get("volumes") or []:
+        source, target = (volume.split(":")[:2] if isinstance(volume, str) else (volume["source"], volume["target"]))
+        if inside.is_relative_to(target):
+            return (REPO / source / inside.relative_to(target)).resolve()
+    raise AssertionError(f"{inside} is not under any volume of the temporal service")
+
+
+def test_temporal_reads_the_server_limits_of_the_code(services: dict[str, Any]) -> None:
+    """The compose server sets exactly the values `hitl dev` and the tests pass as --dynamic-config-value."""
+    assert mounted_dynamic_config(services[TEMPORAL]) == DYNAMIC_CONFIG_FILE.resolve()
+    config = yaml.safe_load(DYNAMIC_CONFIG_FILE.read_text())
+    for key, value in dev_server_dynamic_config().items():
+        assert config.get(key) == [{"value": value, "constraints": {}}], (
+            f"{DYNAMIC_CONFIG_FILE.relative_to(REPO)}: {key} must be {value} for every namespace "
+            f"(gates/bounds.py), found {config.get(key)!r}"
+        )

@@ -12,13 +12,15 @@ import asyncio
 import json
 import subprocess
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from gates.cases import CaseKind
+from gates.cases import CaseKind, RenewalDiscountRequest
 from gates.gate import Decision, OperatorAction
 from tests.case_helpers import example, start_case, wait_until_waiting
 from tests.helpers import assert_eventually, new_worker, run_hitl, unique_task_queue
@@ -29,6 +31,7 @@ from workers.inbox import (
     inbox_query,
     reviewer_groups,
 )
+from workers.ops_commands import StuckKind, find_stuck
 from workers.render import inbox_footer, inbox_table, plain
 from workflows import search_attributes as sa
 
@@ -193,9 +196,12 @@ async def test_reviewer_inbox_shows_what_they_may_decide_now_and_never_their_own
 # -- the oldest page ---------------------------------------------------------------------------
 
 
-async def start_stand_in(client: Client, task_queue: str, gate: str, name: str, opened: datetime) -> WorkflowHandle:
-    """A running workflow with a waiting case's search attributes, set at start (no worker runs it):
-    cases with any opening time, in seconds rather than the minute real cases would take."""
+async def start_stand_in(
+    client: Client, task_queue: str, gate: str, name: str, opened: datetime, *, workflow_type: str = "RenewalDiscountException"
+) -> WorkflowHandle:
+    """A running workflow of one of our types with a waiting case's search attributes, set at start, on
+    a task queue no worker polls (its CaseClient uses that queue): cases with any opening time, in
+    seconds rather than the minute real cases would take."""
     attributes = TypedSearchAttributes([
         SearchAttributePair(sa.CASE_KIND, "renewal_discount_exception"),
         SearchAttributePair(sa.BUSINESS_KEY, f"{name}/fy26"),
@@ -211,7 +217,7 @@ async def start_stand_in(client: Client, task_queue: str, gate: str, name: str, 
         SearchAttributePair(sa.NEXT_DEADLINE, opened + timedelta(hours=24)),
     ])
     return await client.start_workflow(
-        "InboxStandIn", id=f"renewal_discount_exception:{name}/fy26", task_queue=task_queue, search_attributes=attributes
+        workflow_type, id=f"renewal_discount_exception:{name}/fy26", task_queue=task_queue, search_attributes=attributes
     )
 
 
@@ -221,7 +227,7 @@ async def test_the_inbox_shows_the_oldest_page_and_the_total(temporal_env, cli_e
     gate = f"paging_{tag}"  # a gate of its own: no other test's case is counted
     queue = unique_task_queue("inbox-stand-in")
     cases = CaseClient(client, queue)
-    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=50)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=50)
     opened = [
         base + timedelta(minutes=1, microseconds=250_000),
         base + timedelta(minutes=2, microseconds=746_506),  # the store rounds it up to .747
@@ -241,7 +247,7 @@ async def test_the_inbox_shows_the_oldest_page_and_the_total(temporal_env, cli_e
     expected = ids[:5] + [ids[8], ids[7], ids[6], ids[5], ids[10], ids[9], ids[11]]
     try:
         async def all_visible():
-            assert (await client.count_workflows(inbox_query(gate=gate))).count == len(opened)
+            assert (await client.count_workflows(inbox_query(task_queue=queue, gate=gate))).count == len(opened)
 
         await assert_eventually(all_visible, timeout=VISIBILITY_TIMEOUT, interval=0.3)
 
@@ -254,9 +260,9 @@ async def test_the_inbox_shows_the_oldest_page_and_the_total(temporal_env, cli_e
         assert (await cases.inbox(gate=gate, limit=5)).items[1].gate_opened_at == opened[1]
 
         # the cutoff search against the real store, pushed to list not one case more than it must
-        query = inbox_query(gate=gate)
+        query = inbox_query(task_queue=queue, gate=gate)
         for limit in range(1, 12):
-            search = CutoffSearch(limit, datetime.now(timezone.utc), slack=0)
+            search = CutoffSearch(limit, datetime.now(UTC), slack=0)
             while windows := search.probes():
                 for window in windows:
                     search.record(window, (await client.count_workflows(window.query(query))).count)
@@ -287,6 +293,65 @@ async def test_the_inbox_shows_the_oldest_page_and_the_total(temporal_env, cli_e
     assert both.returncode == 2 and "--limit and --all" in both.stderr
 
 
+@workflow.defn(name="RenewalDiscountException")
+class BrokenRenewal:
+    """A bad deployment of the renewal workflow: every workflow task it takes fails."""
+
+    @workflow.run
+    async def run(self, request: RenewalDiscountRequest) -> None:
+        raise RuntimeError("renewal code is broken in this build")
+
+
+async def test_the_inbox_lists_only_healthy_cases_of_ours(temporal_env, world_pool, cli_env):
+    """Attributes set by whoever starts a workflow stay until the workflow upserts its own: a workflow
+    of another type, or one of our types on a task queue our worker never polls, could pose as a
+    waiting case forever; and a case whose workflow task keeps failing cannot take a decision now."""
+    client = temporal_env.client
+    tag = unique()
+    now = datetime.now(UTC)
+    elsewhere = unique_task_queue("inbox-elsewhere")  # polled by nobody
+    posing = await start_stand_in(client, elsewhere, "finance", f"posing{tag}", now)
+    other_type = await start_stand_in(client, elsewhere, "finance", f"othertype{tag}", now, workflow_type="InboxPhantom")
+    async with new_worker(client, world_pool) as worker:
+        queue = worker.task_queue
+        healthy = await start_case(client, example(CaseKind.RENEWAL, human=True, renewal=f"fy26-ok-{tag}"), queue)
+        failing = await start_case(client, example(CaseKind.RENEWAL, human=True, renewal=f"fy26-bad-{tag}"), queue)
+        await wait_until_waiting(healthy)
+        await wait_until_waiting(failing)
+    ours, theirs = CaseClient(client, queue), CaseClient(client, elsewhere)
+    stand_ins = [posing, other_type, healthy, failing]
+    try:
+        await eventually_listed(ours, [healthy.id], [posing.id, other_type.id])
+        await eventually_listed(ours, [failing.id])  # listed while it is healthy
+        await eventually_listed(theirs, [posing.id], [other_type.id])  # our type on its own queue: listed there
+
+        # a bad build takes over the queue: the failing case's next task (the signal wakes it) fails, again and again
+        async with Worker(client, task_queue=queue, workflows=[BrokenRenewal], workflow_runner=UnsandboxedWorkflowRunner()):
+            await failing.signal("decide", {"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "wakes it up"})
+
+            async def flagged():
+                query = f"TemporalReportedProblems IS NOT NULL AND WorkflowId = '{failing.id}'"
+                assert (await client.count_workflows(query)).count == 1, "not flagged yet"
+
+            await assert_eventually(flagged, timeout=60, interval=0.5)
+            await eventually_listed(ours, [healthy.id], [failing.id, posing.id, other_type.id])
+            here, there = await asyncio.gather(
+                hitl(cli_env(queue), "inbox", "--all", "--json"), hitl(cli_env(elsewhere), "inbox", "--all", "--json")
+            )
+            stuck = await find_stuck(client, task_queue=queue)
+    finally:
+        for handle in stand_ins:
+            await handle.terminate(reason="test over")
+
+    mine = {handle.id for handle in stand_ins}
+    assert [i for i in ids_in_json(here) if i in mine] == [healthy.id]
+    assert [i for i in ids_in_json(there) if i in mine] == [posing.id]
+    # the failing case is the operator's: `hitl ops stuck` reports it
+    [reported] = [c for c in stuck.stuck if c.case_id == failing.id]
+    assert StuckKind.WORKFLOW_TASK_FAILING in [r.kind for r in reported.reasons]
+    assert "renewal code is broken in this build" in reported.reasons[0].detail
+
+
 def test_inbox_footer_counts_with_thousands_separators():
     assert inbox_footer(50, 1667) == "50 of 1,667 waiting, oldest first (--limit N or --all for more)"
     assert inbox_footer(3, 3) == "3 waiting, oldest first"
@@ -299,21 +364,34 @@ async def test_reviewer_groups_come_from_the_directory(world_pool):
     assert await reviewer_groups(world_pool, "ae_sam") == []
 
 
+HEALTHY_CASES_OF_OURS = (
+    "HitlCaseState = 'waiting' AND ExecutionStatus = 'Running' AND "
+    "WorkflowType IN ('RenewalDiscountException', 'ProcurementThresholdBreach', 'AccessEscalation') AND "
+    "TaskQueue = 'hitl-cases' AND TemporalReportedProblems IS NULL"
+)
+
+
 def test_inbox_query_is_one_visibility_query_over_the_search_attributes():
-    assert inbox_query() == "HitlCaseState = 'waiting' AND ExecutionStatus = 'Running'"
+    assert inbox_query(task_queue="hitl-cases") == HEALTHY_CASES_OF_OURS
     assert inbox_query(
-        gate="finance", kind="renewal_discount_exception", eligible_groups=["finance_reviewers"], exclude_requester="fin_rev_ana"
+        task_queue="hitl-cases",
+        gate="finance",
+        kind="renewal_discount_exception",
+        eligible_groups=["finance_reviewers"],
+        exclude_requester="fin_rev_ana",
     ) == (
-        "HitlCaseState = 'waiting' AND ExecutionStatus = 'Running' AND HitlGate = 'finance' AND "
+        f"{HEALTHY_CASES_OF_OURS} AND HitlGate = 'finance' AND "
         "HitlCaseKind = 'renewal_discount_exception' AND HitlEligibleGroups IN ('finance_reviewers') AND "
         "HitlRequester != 'fin_rev_ana'"
     )
     with pytest.raises(ValueError):
-        inbox_query(gate="finance' OR 1=1")
+        inbox_query(task_queue="hitl-cases", gate="finance' OR 1=1")
+    with pytest.raises(ValueError):
+        inbox_query(task_queue="hitl-cases' OR TaskQueue != 'x")
 
 
 def test_piped_table_keeps_long_case_ids_whole_and_adds_no_ansi_codes():
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     case_id = "access_escalation:" + "a-very-long-user-name" * 4 + "/prod_db/admin"
     item = InboxItem(
         case_id=case_id, kind="access_escalation", ask="admin " * 60, gate="security", escalation_level=2,

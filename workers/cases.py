@@ -10,18 +10,26 @@
     page.items, page.total                # the oldest 50 waiting, and how many wait in all
 
 Idempotent by business key: the case ID is derived from it, and starting a case that exists
-returns the existing one. Usable from any asyncio service.
+returns the existing one (unless it ended without a recorded outcome: then it starts again).
+Usable from any asyncio service.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import AsyncIterator, Sequence
+from datetime import UTC, datetime
 
-from temporalio.api.workflow.v1 import WorkflowExecutionInfo
-from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, HistoryEventFilterType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflow.v1 import WorkflowExecutionConfig, WorkflowExecutionInfo
+from temporalio.api.workflowservice.v1 import (
+    GetWorkflowExecutionHistoryRequest,
+    ListWorkflowExecutionsRequest,
+)
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -36,7 +44,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from gates.cases import KIND_ALIASES, WORKFLOW_TYPES, CaseKind, CaseRequest, case_id_for
 from gates.gate import Decision, DecisionReceipt
-from gates.kinds import SPECS
+from gates.presentation import static_details, static_summary
 from gates.trace import CaseResult, CaseView
 from workers.config import DEFAULT_TASK_QUEUE
 from workers.inbox import (
@@ -44,6 +52,7 @@ from workers.inbox import (
     InboxPage,
     InvalidQueryValue,
     Window,
+    case_types_clause,
     inbox_item,
     inbox_query,
     oldest_first,
@@ -76,6 +85,27 @@ class NoWorker(CaseError):
     """Nobody answered: no worker polls the case's task queue (or it is overloaded)."""
 
 
+class CaseEnded(CaseError):
+    """The case's workflow ended without a recorded outcome (terminated, timed out or failed, e.g. a
+    refused start): a query would replay its history and show it as it was, so it is refused instead.
+    `status` is "terminated", "timed out" or "failed"; `why` what its closing event says."""
+
+    def __init__(self, message: str, *, status: str, why: str):
+        super().__init__(message)
+        self.status = status
+        self.why = why
+
+
+# Closed without the workflow returning a result, so the case recorded no outcome. (A cancelled case
+# records 'cancelled' before it stops; a completed one its decision.) Also the runs `start_case`
+# may replace: what ID reuse policy ALLOW_DUPLICATE_FAILED_ONLY allows, minus cancelled.
+ENDED_WITHOUT_OUTCOME: dict[WorkflowExecutionStatus, str] = {
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "timed out",
+    WorkflowExecutionStatus.FAILED: "failed",
+}
+
+
 # How many candidates an ambiguous lookup names.
 MAX_CANDIDATES = 5
 
@@ -83,7 +113,10 @@ MAX_CANDIDATES = 5
 @dataclass(frozen=True)
 class StartedCase:
     case_id: str
-    created: bool  # False when the case already existed (running or decided)
+    created: bool  # False when the case already existed (running, decided or cancelled)
+    # When this start replaced a run that ended without a recorded outcome: how that run ended
+    # ("terminated", "timed out", "failed", e.g. a refused start under this case's ID).
+    replaced: str | None = None
 
 
 def workflow_type_for(kind: CaseKind) -> str:
@@ -104,29 +137,63 @@ class CaseClient:
         self.task_queue = task_queue
 
     async def start_case(self, request: CaseRequest) -> StartedCase:
-        spec = SPECS[request.kind]
+        """Start the case, or return the existing one (created=False) when it runs, was decided or was
+        cancelled. A run under this ID that ended without a recorded outcome (terminated, timed out,
+        failed: also someone else's payload refused under this case's ID) would otherwise block the
+        real case forever, so the case is started again over it (`replaced` says how it ended)."""
         case_id = request.case_id()
         try:
-            await self.client.start_workflow(
-                workflow_type_for(request.kind),
-                request,
-                id=case_id,
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                # a decided case stays decided: the same business key does not reopen it
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"{spec.gate_title}: {spec.ask(request)}",
-                static_details=_static_details(request),
-            )
+            # a decided case stays decided: the same business key does not reopen it
+            await self._start(request, WorkflowIDReusePolicy.REJECT_DUPLICATE)
         except WorkflowAlreadyStartedError:
-            return StartedCase(case_id=case_id, created=False)
+            ended = await self._ended_status(case_id)
+            if ended is None:
+                return StartedCase(case_id=case_id, created=False)
+            try:
+                # the server checks the latest run again: a run started or decided meanwhile wins
+                await self._start(request, WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
+            except WorkflowAlreadyStartedError:
+                return StartedCase(case_id=case_id, created=False)
+            return StartedCase(case_id=case_id, created=True, replaced=ended)
         return StartedCase(case_id=case_id, created=True)
+
+    async def _start(self, request: CaseRequest, reuse: WorkflowIDReusePolicy) -> None:
+        # the case's own UI text (gates/presentation.py): the case refuses a start that shows any other
+        await self.client.start_workflow(
+            workflow_type_for(request.kind),
+            request,
+            id=request.case_id(),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=reuse,
+            static_summary=static_summary(request),
+            static_details=static_details(request),
+        )
+
+    async def _ended_status(self, case_id: str) -> str | None:
+        """How the latest run under `case_id` ended, if it ended without a recorded outcome."""
+        try:
+            description = await self.handle(case_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise _translate(case_id, err) from err
+        return ENDED_WITHOUT_OUTCOME.get(description.status) if description.status else None
 
     def handle(self, case_id: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(case_id)
 
     async def get_case(self, case_id: str) -> CaseView:
+        """The case as `hitl show` prints it. Described first: a case that ended without a recorded
+        outcome raises CaseEnded (saying why) rather than a view replayed from its history."""
         try:
+            description = await self.handle(case_id).describe()
+            status = ENDED_WITHOUT_OUTCOME.get(description.status) if description.status else None
+            if status is not None:
+                why = await why_ended(
+                    self.client, case_id, description.run_id, execution_config=description.raw_description.execution_config
+                )
+                raise CaseEnded(f"case {case_id} ended without a recorded outcome: {why}", status=status, why=why)
             return await self.handle(case_id).query("case_state", result_type=CaseView)
         except WorkflowQueryFailedError as err:  # e.g. "case is starting; ask again in a moment"
             raise CaseError(f"{case_id}: {err.message or err}") from err
@@ -142,7 +209,7 @@ class CaseClient:
         try:
             # the SDK keeps polling an update no worker has taken: bound the whole call, not one RPC
             return await (asyncio.wait_for(update, timeout) if timeout is not None else update)
-        except (asyncio.TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
             if timeout is None:
                 raise
             raise NoWorker(
@@ -216,10 +283,11 @@ class CaseClient:
 
     async def _visible_matches(self, text: str) -> tuple[list[str], list[str]]:
         """(IDs whose business key is `text`, IDs whose case ID or business key starts with it), sorted."""
-        types = ", ".join(quote(workflow_type_for(kind)) for kind in CaseKind)
         literal = quote(text)
+        # our types on our task queue: a workflow posing as a case (any ID and attributes its starter
+        # chose) on a queue our worker never polls is not one
         query = (
-            f"WorkflowType IN ({types}) AND "
+            f"{case_types_clause()} AND TaskQueue = {quote(self.task_queue)} AND "
             f"(WorkflowId STARTS_WITH {literal} OR {sa.BUSINESS_KEY.name} STARTS_WITH {literal})"
         )
         exact: set[str] = set()
@@ -259,6 +327,7 @@ class CaseClient:
         kind_value = (kind.value if isinstance(kind, CaseKind) else case_kind(kind).value) if kind else None
         try:
             query = inbox_query(
+                task_queue=self.task_queue,
                 gate=gate,
                 kind=kind_value,
                 eligible_groups=list(reviewer_groups) if reviewer is not None else None,  # type: ignore[arg-type]
@@ -266,7 +335,7 @@ class CaseClient:
             )
         except InvalidQueryValue as err:
             raise CaseError(str(err)) from err
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         total, window = 0, None
         try:
             if limit is not None:
@@ -328,11 +397,81 @@ def _translate(case_id: str, err: RPCError) -> CaseError:
     return CaseError(f"{case_id}: {err.message}")
 
 
-def _static_details(request: CaseRequest) -> str:
-    spec = SPECS[request.kind]
-    fields = "\n".join(f"- **{k}**: {v}" for k, v in request.model_dump(mode="json").items())
-    return (
-        f"**{request.kind.value}** at the {spec.gate_title} gate\n\n"
-        f"Business key `{request.business_key()}`\n\n{fields}\n\n"
-        "Live state, who may decide and the exact `decide` signal are under **Current Details**."
+def failure_text(failure) -> str:
+    """'Type: message' of a temporal.api.failure.v1.Failure (innermost cause kept short)."""
+    kind = failure.application_failure_info.type if failure.HasField("application_failure_info") else ""
+    text = f"{kind}: {failure.message}" if kind else failure.message
+    if failure.HasField("cause") and failure.cause.message and failure.cause.message not in text:
+        text += f" (cause: {failure_text(failure.cause)})"
+    return text
+
+
+def _duration(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return "".join(parts[:2]) or "0s"
+
+
+def _payload_texts(payloads) -> list[str]:
+    """Terminate details as text (JSON strings unquoted); undecodable ones are skipped."""
+    texts = []
+    for payload in payloads:
+        try:
+            value = json.loads(payload.data)
+        except ValueError:
+            continue
+        texts.append(value if isinstance(value, str) else json.dumps(value))
+    return texts
+
+
+def ended_reason(event: HistoryEvent, execution_config: WorkflowExecutionConfig | None = None) -> str:
+    """Why a run ended without an outcome, from its closing history event, one line: who terminated
+    it and why, which timeout passed (its starter chose it), or the failure (a refused start's reason)."""
+    closed = event.event_time.ToDatetime(tzinfo=UTC)
+    at = f" at {closed:%Y-%m-%d %H:%M}Z"
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+        attrs = event.workflow_execution_terminated_event_attributes
+        details = "; ".join(_payload_texts(attrs.details.payloads))
+        reason = attrs.reason or "no reason given"
+        return f"terminated{at} by {attrs.identity or 'unknown'}: {reason}" + (f" ({details})" if details else "")
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+        timeouts = []
+        if execution_config is not None:
+            execution = execution_config.workflow_execution_timeout.seconds
+            run = execution_config.workflow_run_timeout.seconds
+            if execution:
+                timeouts.append(f"execution timeout {_duration(execution)}")
+            if run and run != execution:  # the server sets the run timeout to the execution timeout
+                timeouts.append(f"run timeout {_duration(run)}")
+        chosen = ", ".join(timeouts) or "a timeout"
+        return f"timed out{at} ({chosen}, set by whoever started it)"
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        return f"failed{at}: {failure_text(event.workflow_execution_failed_event_attributes.failure)}"
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+        return f"cancelled{at}"
+    return f"closed{at} ({EventType.Name(event.event_type).removeprefix('EVENT_TYPE_').lower()})"
+
+
+async def why_ended(
+    client: Client, workflow_id: str, run_id: str, *, execution_config: WorkflowExecutionConfig | None = None
+) -> str:
+    """`ended_reason` of the run's closing event (one history call; a describe for a timeout's length
+    when `execution_config` is not given)."""
+    answer = await client.workflow_service.get_workflow_execution_history(
+        GetWorkflowExecutionHistoryRequest(
+            namespace=client.namespace,
+            execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+            history_event_filter_type=HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
+        ),
+        retry=True,
     )
+    if not answer.history.events:
+        return "no closing event in its history"
+    event = answer.history.events[-1]
+    if execution_config is None and event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+        description = await client.get_workflow_handle(workflow_id, run_id=run_id).describe()
+        execution_config = description.raw_description.execution_config
+    return ended_reason(event, execution_config)
+

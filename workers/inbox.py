@@ -4,8 +4,16 @@ One visibility query over the search attributes the case workflow publishes (see
 `workflows/search_attributes.py`), counted and listed, never a scan of workflows or a query per case:
 
     HitlCaseState = 'waiting' AND ExecutionStatus = 'Running'
+      AND WorkflowType IN ('RenewalDiscountException', 'ProcurementThresholdBreach', 'AccessEscalation')
+      AND TaskQueue = 'hitl-cases' AND TemporalReportedProblems IS NULL
       [AND HitlGate = 'finance'] [AND HitlCaseKind = 'renewal_discount_exception']
       [AND HitlEligibleGroups IN ('finance_reviewers', ...) AND HitlRequester != 'fin_rev_ana']
+
+Only healthy cases of ours: a starter sets any search attributes it likes (temporal-notes gotcha 13),
+so a workflow of another type, or one of our types on a task queue our worker never polls, could
+pose as waiting forever; and a case whose workflow task keeps failing (the server sets
+TemporalReportedProblems after two failures in a row, gates/bounds.py) cannot take a decision now:
+`hitl ops stuck` reports it instead.
 
 The dev server's SQLite visibility rejects `ORDER BY`, so the oldest-first order is applied here,
 and a page of the oldest cases is found without listing every waiting case: counts (cheap) find a
@@ -18,15 +26,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from pydantic import BaseModel, Field
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 
+from gates.cases import WORKFLOW_TYPES
 from workflows import search_attributes as sa
 
 # Values that may appear inside a visibility query: every id this project writes (kinds, gates,
@@ -68,15 +78,32 @@ class InboxItem(BaseModel):
     started_at: datetime
 
 
+# Set by the server on a workflow whose workflow task failed SERVER_REPORTED_PROBLEMS_AFTER times in a row.
+REPORTED_PROBLEMS = "TemporalReportedProblems"
+
+
+def case_types_clause() -> str:
+    """`WorkflowType IN (<our three types>)`: a workflow of any other type is not a case."""
+    return f"WorkflowType IN ({', '.join(quote(t) for t in WORKFLOW_TYPES.values())})"
+
+
 def inbox_query(
     *,
+    task_queue: str,
     gate: str | None = None,
     kind: str | None = None,
     eligible_groups: Sequence[str] | None = None,
     exclude_requester: str | None = None,
 ) -> str:
-    """The visibility query behind the inbox. `eligible_groups=[]` matches nothing: callers skip the query."""
-    parts = [f"{sa.CASE_STATE.name} = 'waiting'", "ExecutionStatus = 'Running'"]
+    """The visibility query behind the inbox: waiting cases of our types on `task_queue` (the one our
+    worker polls) whose workflow task is healthy. `eligible_groups=[]` matches nothing: callers skip the query."""
+    parts = [
+        f"{sa.CASE_STATE.name} = 'waiting'",
+        "ExecutionStatus = 'Running'",
+        case_types_clause(),
+        f"TaskQueue = {quote(task_queue)}",
+        f"{REPORTED_PROBLEMS} IS NULL",
+    ]
     if gate:
         parts.append(f"{sa.GATE.name} = {quote(gate)}")
     if kind:
@@ -122,7 +149,7 @@ def inbox_item(info: WorkflowExecutionInfo, now: datetime) -> InboxItem:
     opened = _attr(info, sa.GATE_OPENED_AT)
     deadline = _attr(info, sa.NEXT_DEADLINE)
     eligible = list(_attr(info, sa.ELIGIBLE_GROUPS) or [])
-    started = info.start_time.ToDatetime().replace(tzinfo=timezone.utc)
+    started = info.start_time.ToDatetime().replace(tzinfo=UTC)
     since = opened or started
     return InboxItem(
         case_id=info.execution.workflow_id,
@@ -148,7 +175,7 @@ def inbox_item(info: WorkflowExecutionInfo, now: datetime) -> InboxItem:
 
 
 def oldest_first(items: Iterable[InboxItem]) -> list[InboxItem]:
-    far = datetime.max.replace(tzinfo=timezone.utc)
+    far = datetime.max.replace(tzinfo=UTC)
     return sorted(items, key=lambda i: (i.gate_opened_at or far, i.started_at, i.case_id))
 
 
@@ -162,7 +189,7 @@ PROBE_AGES = (
     timedelta(minutes=1), timedelta(0), timedelta(days=-1),
 )
 # No gate opened before this: the lower end of the first bracket, with a count of 0 taken, not asked.
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Visibility keeps Datetime attributes to the millisecond: cutoffs finer than that cannot split rows.
 RESOLUTION = timedelta(milliseconds=1)
 MAX_REFINE_ROUNDS = 12
@@ -170,7 +197,7 @@ MAX_REFINE_ROUNDS = 12
 
 def cutoff_literal(at: datetime) -> str:
     """A Datetime literal for a visibility query: RFC 3339 in UTC, e.g. '2026-11-26T16:00:00.123000Z'."""
-    return f"'{at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%f}Z'"
+    return f"'{at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}Z'"
 
 
 def with_cutoff(query: str, cutoff: datetime) -> str:

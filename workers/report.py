@@ -13,17 +13,22 @@ Definitions (seeded rows, `decided_via = 'seed'`, are never counted):
 - **override rate** per gate: reviewer decisions whose brief proposed approve or reject and that
   went the other way / reviewer decisions with such a proposal.
 - **auto-decided share** per kind: cases policy decided alone / cases of that kind.
+- **ended without a recorded outcome** per kind (and its gate), from Temporal visibility, not the
+  traces: case workflows terminated, timed out or failed (refused starts among them) that closed
+  within the window. They have no trace, so the rates above cannot see them; visibility keeps
+  them only as long as the namespace retains closed workflows (the dev server: 1 day).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +109,30 @@ class KindStats(BaseModel):
     auto_decided_share: float
 
 
+class EndedStats(BaseModel):
+    """Cases of one kind that ended without a recorded outcome, by how they ended."""
+
+    kind: str
+    gate: str
+    terminated: int = 0
+    timed_out: int = 0
+    failed: int = 0
+    refused_starts: int = 0  # among `failed`: starts the case refused (HitlCaseState 'refused')
+
+    @property
+    def total(self) -> int:
+        return self.terminated + self.timed_out + self.failed
+
+
 class Report(BaseModel):
     since: datetime | None
     until: datetime
     cases: int
     gates: list[GateStats]
     kinds: list[KindStats]
+    # From Temporal (see `count_ended`); None when it was not asked, with `ended_note` saying why.
+    ended: list[EndedStats] | None = None
+    ended_note: str | None = None
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -173,6 +196,33 @@ async def fetch_report_rows(conn: asyncpg.Connection, *, since: datetime | None)
     return [TraceRow.from_record(r) for r in records]
 
 
+# Visibility's names of the statuses that close a case without an outcome, and EndedStats' fields.
+_ENDED_FIELDS = {"Terminated": "terminated", "TimedOut": "timed_out", "Failed": "failed"}
+
+
+async def count_ended(client, *, since: datetime | None) -> list[EndedStats]:
+    """Per kind, case workflows that closed without an outcome after `since`: one visibility count per
+    workflow type grouped by status, and one of its refused starts (a refused start has no HitlCaseKind,
+    hence the type)."""
+    from gates.cases import WORKFLOW_TYPES
+    from gates.kinds import SPECS
+    from workflows import search_attributes as sa
+
+    statuses = ", ".join(f"'{s}'" for s in _ENDED_FIELDS)
+    window = f" AND CloseTime > '{since.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}Z'" if since else ""
+
+    async def of_kind(kind) -> EndedStats:
+        query = f"WorkflowType = '{WORKFLOW_TYPES[kind]}' AND ExecutionStatus IN ({statuses}){window}"
+        by_status, refused = await asyncio.gather(
+            client.count_workflows(f"{query} GROUP BY ExecutionStatus"),
+            client.count_workflows(f"{query} AND ExecutionStatus = 'Failed' AND {sa.CASE_STATE.name} = 'refused'"),
+        )
+        counts = {_ENDED_FIELDS[str(group.group_values[0])]: group.count for group in by_status.groups}
+        return EndedStats(kind=kind.value, gate=SPECS[kind].gate_title.lower(), refused_starts=refused.count, **counts)
+
+    return list(await asyncio.gather(*(of_kind(kind) for kind in WORKFLOW_TYPES)))
+
+
 # -- output ---------------------------------------------------------------------------------------
 
 
@@ -224,6 +274,19 @@ def render_text(report: Report, *, width: int = 120) -> str:
         for k in report.kinds:
             kinds.add_row(k.kind, str(k.cases), f"{_pct(k.auto_decided_share)} ({k.auto_decided})")
         console.print(kinds)
+    if report.ended is not None:
+        title = f"Ended without a recorded outcome, {window} (from Temporal)"
+        if report.ended_note:
+            title += f"; {report.ended_note}"
+        console.print(title, soft_wrap=True)  # one line, however long: the note must stay readable when piped
+        ended = Table()
+        for name in ("kind", "gate", "terminated", "timed out", "failed", "of which refused starts"):
+            ended.add_column(name, justify="left" if name in ("kind", "gate") else "right")
+        for e in report.ended:
+            ended.add_row(e.kind, e.gate, str(e.terminated), str(e.timed_out), str(e.failed), str(e.refused_starts))
+        console.print(ended)
+    elif report.ended_note:
+        console.print(f"Ended without a recorded outcome: not counted: {report.ended_note}", soft_wrap=True)
     return console.file.getvalue().rstrip("\n")
 
 

@@ -219,7 +219,8 @@ class FaultStack:
     # Temporal ---------------------------------------------------------------------------------
 
     def start_temporal(self) -> None:
-        # Same db file and port every time, so a restart resumes every case and timer.
+        # Same db file and port every time, so a restart resumes every case and timer; the same
+        # argv as `hitl dev` (search attributes and the server limits of gates/bounds.py).
         self.temporal = start_temporal(self.root / "temporal.db", self.temporal_port, None, self.root / "temporal.log")
 
     def stop_temporal(self) -> int | None:
@@ -336,11 +337,18 @@ async def assert_decided_once(
         raise AssertionError(f"{handle.id} did not finish within {timeout:.0f}s\n{stack.log_tails()}") from None
     description = await handle.describe()
     assert description.status == WorkflowExecutionStatus.COMPLETED, description.status
-    rows = await stack.fetch("SELECT * FROM decision_traces WHERE case_id = $1", handle.id)
+    first_run = description.raw_description.workflow_execution_info.first_run_id or description.run_id
+    # this case's rows: not a seeded past decision, nor an earlier test's case under the same ID
+    rows = await stack.fetch(
+        "SELECT * FROM decision_traces WHERE case_id = $1 AND (decision_key = $2 OR run_id = $3)",
+        handle.id,
+        f"{handle.id}#{first_run}",
+        description.run_id,
+    )
     assert len(rows) == 1, f"expected exactly one decision row for {handle.id}, found {len(rows)}"
     row = rows[0]
     trace = json.loads(row["trace"])
-    assert row["decision_key"] == f"{handle.id}#{description.raw_description.workflow_execution_info.first_run_id or description.run_id}"
+    assert row["decision_key"] == f"{handle.id}#{first_run}"
     assert (row["outcome"], row["decided_by"], row["decided_via"]) == (result.outcome, result.decided_by, result.decided_via)
     assert (trace["outcome"], trace["decided_by"], trace["decided_via"]) == (row["outcome"], row["decided_by"], row["decided_via"])
     assert row["id"] == result.trace_id
@@ -349,7 +357,7 @@ async def assert_decided_once(
     if decided_by is not None:
         allowed = {decided_by} if isinstance(decided_by, str) else set(decided_by)
         assert row["decided_by"] in allowed, (handle.id, row["decided_by"], allowed)
-    precedents = await stack.fetch("SELECT outcome, decided_by FROM precedents WHERE case_id = $1", handle.id)
+    precedents = await stack.fetch("SELECT outcome, decided_by FROM precedents WHERE decision_trace_id = $1", row["id"])
     assert [(p["outcome"], p["decided_by"]) for p in precedents] == [(row["outcome"], row["decided_by"])]
     return trace
 
