@@ -45,7 +45,7 @@ from gates.trace import (
     AgentNote,
     CaseSummary,
     DecisionTrace,
-    LateAttempts,
+    LateAdditions,
     RecordDecisionInput,
     RecordReceipt,
 )
@@ -152,7 +152,7 @@ class CaseActivities:
             self.summarize_case,
             self.advise_case,
             self.record_decision,
-            self.record_late_attempts,
+            self.record_late_additions,
         ]
 
     @activity.defn(name="resolve_policy")
@@ -289,17 +289,19 @@ class CaseActivities:
         log.info("recorded decision trace %s for %s: %s by %s", trace_id, trace.case_id, trace.outcome, trace.decided_by)
         return RecordReceipt(trace_id=trace_id, newly_recorded=True, otel_trace_id=trace.otel_trace_id)
 
-    @activity.defn(name="record_late_attempts")
-    async def record_late_attempts(self, late: LateAttempts) -> None:
-        """Set the trace's rejected attempts to the case's full list: idempotent, and a later call
-        (with more attempts) supersedes an earlier one."""
+    @activity.defn(name="record_late_additions")
+    async def record_late_additions(self, late: LateAdditions) -> None:
+        """Set the trace's rejected attempts and operator actions to the case's full lists:
+        idempotent, and a later call (with more) supersedes an earlier one."""
         attempts = storable([a.model_dump(mode="json") for a in late.rejected_attempts])
+        actions = storable([a.model_dump(mode="json") for a in late.operator_actions])
         updated = await self._pool.execute(
-            """UPDATE decision_traces SET trace = jsonb_set(trace, '{rejected_attempts}', $2::jsonb)
+            """UPDATE decision_traces
+                  SET trace = jsonb_set(jsonb_set(trace, '{rejected_attempts}', $2::jsonb), '{operator_actions}', $3::jsonb)
                 WHERE decision_key = $1""",
             late.decision_key,
             json.dumps(attempts),
+            json.dumps(actions),
         )
         if updated == "UPDATE 0":
             raise ApplicationError(f"no decision trace with key {late.decision_key}", type="TraceMissing")
-

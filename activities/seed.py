@@ -698,3 +698,38 @@ async def _seed_past_decisions(conn: asyncpg.Connection, now: datetime) -> None:
             decision.reason,
             decided_at,
         )
+
+
+async def add_lookalike_people(conn: asyncpg.Connection, person: str, count: int, *, prefix: str) -> list[str]:
+    """`count` people who look like `person` to the IAM connector (`<prefix>0`, `<prefix>1`, ...): the
+    same manager, entitlements and access exceptions. For load tests that need many access cases
+    open at once: a case runs under its own business key (user/system/entitlement), and the IAM
+    lookup uses all of it. Idempotent."""
+    ids = [f"{prefix}{n}" for n in range(count)]
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO world_people (person_id, name, email, title, manager_id, active)
+               SELECT id, p.name || ' (' || id || ')', id || '@lookalike.example', p.title, p.manager_id, p.active
+                 FROM world_people p, unnest($2::text[]) AS id WHERE p.person_id = $1
+               ON CONFLICT (person_id) DO NOTHING""",
+            person,
+            ids,
+        )
+        await conn.execute(
+            """INSERT INTO world_entitlements (person_id, system, entitlement, granted_at, expires_at)
+               SELECT id, e.system, e.entitlement, e.granted_at, e.expires_at
+                 FROM world_entitlements e, unnest($2::text[]) AS id WHERE e.person_id = $1
+               ON CONFLICT DO NOTHING""",
+            person,
+            ids,
+        )
+        await conn.execute(
+            """INSERT INTO world_access_exceptions (person_id, system, entitlement, granted_at, reason)
+               SELECT id, x.system, x.entitlement, x.granted_at, x.reason
+                 FROM world_access_exceptions x, unnest($2::text[]) AS id
+                WHERE x.person_id = $1
+                  AND NOT EXISTS (SELECT 1 FROM world_access_exceptions y WHERE y.person_id = id)""",
+            person,
+            ids,
+        )
+    return ids

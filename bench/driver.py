@@ -7,6 +7,7 @@ is reported separately from the worker's.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from bench.bare import BARE_WORKFLOW
+from bench.stack import ACCESS_LOOKALIKE_PREFIX, ACCESS_SUBJECT
 from gates.cases import REQUEST_MODELS, CaseKind, CaseRequest
 from gates.gate import Decision, DecisionOutcome, DecisionReceipt
 from tests.case_helpers import AUTO_EXAMPLES, EXAMPLES, FIRST_REVIEWER, HUMAN_EXAMPLES
@@ -73,24 +75,28 @@ class Case:
 
 
 def make_case(kind: CaseKind, human: bool, tag: str, *, scale: bool = False) -> Case:
-    """A case with a unique business key where the key is free to vary without changing the evidence.
+    """A case with a unique business key (a case runs under its own case ID only).
 
     Renewals vary the renewal period and purchases the request id (neither is a connector key);
-    access requests are keyed by user/system/entitlement, which the IAM lookup uses, so they keep
-    the example's key and get a unique workflow id suffix instead (as tests/case_helpers.start_case)."""
+    access requests are keyed by user/system/entitlement, which the IAM lookup uses, so each takes
+    the next of the example subject's lookalikes the bench stack seeds (bench/stack.py)."""
     data = _example(kind, human)
     if scale:
         data.update(SCALE_CHANGES.get(kind, {}))
-    suffix = ""
     if kind == CaseKind.RENEWAL:
         data["renewal"] = f"b-{tag}"
     elif kind == CaseKind.PROCUREMENT:
         data["request_id"] = f"pr-b-{tag}"
     else:
-        suffix = f"#b-{tag}"
+        assert data["subject_user"] == ACCESS_SUBJECT
+        data["subject_user"] = f"{ACCESS_LOOKALIKE_PREFIX}{next(_ACCESS_SUBJECTS)}"
     request = REQUEST_MODELS[kind].model_validate(data)
     reviewer = "ops_rev_kim" if (scale and kind == CaseKind.PROCUREMENT) else FIRST_REVIEWER[kind]
-    return Case(kind, human, request, request.case_id() + suffix, reviewer)
+    return Case(kind, human, request, request.case_id(), reviewer)
+
+
+# The next lookalike of the access example's subject (bench/stack.py seeds ACCESS_LOOKALIKES of them).
+_ACCESS_SUBJECTS = itertools.count()
 
 
 def real_mix(n: int, tag: str, *, auto_every: int = 5) -> list[Case]:

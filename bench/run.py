@@ -86,7 +86,7 @@ FULL = Config(
 # Workflow runners compared (project = workers.worker.WORKFLOW_RUNNER); project_no_pyc is the project
 # runner in a worker process without compiled modules (PYTHONDONTWRITEBYTECODE=1, no .pyc anywhere).
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "unsandboxed", "project_no_pyc")
-VARIANTS = ("before_lean", "local_acts", "merged_upserts", "lean_plus")
+VARIANTS = ("before_hardened", "before_lean", "local_acts", "merged_upserts", "lean_plus")
 
 
 def log(message: str) -> None:
@@ -961,7 +961,7 @@ def table(doc: dict[str, Any]) -> str:
     lines.append("   Workflow runner (one fresh comparison worker, real mix): worker CPU ms/case, cases/s")
     for name in RUNNERS:
         row(name, f"{s[name]['worker_cpu_ms_per_case']} ms", f"{s[name]['cases_per_s']} cases/s ({s[name]['worker_cpu_vs_project_pct']:+}% CPU vs project)")
-    lines.append("   Variants (same comparison worker, real mix): before_lean = the product before this change; the others go further")
+    lines.append("   Variants (same comparison worker, real mix): before_hardened = the product before the hostile-input change, before_lean = before the local reads; the others go further")
     bare = r["variants"]["bare"]
     lines.append(f"  {'':<46} {'events/case':>16}  CPU ms/case worker + server + pg = total; cases/s")
     row("bare (same worker process)", "23", f"{bare['worker_cpu_ms_per_case']} + {bare['server_cpu_ms_per_case']} + "

@@ -7,6 +7,9 @@ workflow's (or activity's) task queue and change nothing on a `product` queue:
 - `before_lean`: the product as it was before `LEAN_PATCH` (the baseline of the last benchmark):
   `workflow.patched(LEAN_PATCH)` answers False, so every read is a regular activity and every
   upsert carries every attribute, and `resolve_policy` parses the policy files for every case.
+- `before_hardened`: the product as it was before `HARDENED_PATCH` (the baseline of this change):
+  `workflow.patched(HARDENED_PATCH)` answers False, so no start metadata is read, no attribute is
+  unset at the first task, no heartbeat is set and the case never continues as new.
 - `local_acts`: the connectors (`gather_*`) as local activities too, with the same timeouts, retry
   policies and summaries. Not the product's choice: they call external systems that may be slow or
   failing, which operators should see as pending activities in `hitl ops stuck`.
@@ -29,7 +32,7 @@ from temporalio import activity, workflow
 from activities import case_activities
 from activities.case_activities import PolicyCache
 from gates.policy import load_policies
-from workflows.case import LEAN_PATCH
+from workflows.case import HARDENED_PATCH, LEAN_PATCH
 
 CONNECTORS = frozenset(
     {"gather_crm", "gather_chat", "gather_vendor_master", "gather_finance", "gather_procurement", "gather_iam"}
@@ -37,6 +40,7 @@ CONNECTORS = frozenset(
 FEATURES: dict[str, frozenset[str]] = {
     "product": frozenset(),
     "before_lean": frozenset({"before_lean"}),
+    "before_hardened": frozenset({"before_hardened"}),
     "local_acts": frozenset({"local"}),
     "merged_upserts": frozenset({"merged"}),
     "lean_plus": frozenset({"local", "merged"}),
@@ -60,6 +64,8 @@ def _has(feature: str) -> bool:
 
 def _patched(patch_id: str) -> bool:
     if patch_id == LEAN_PATCH and _has("before_lean"):
+        return False
+    if patch_id == HARDENED_PATCH and _has("before_hardened"):
         return False
     return _orig_patched(patch_id)
 

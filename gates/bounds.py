@@ -8,7 +8,8 @@ compose file) set the server limits below for the namespace:
 - a payload over SERVER_BLOB_LIMIT_BYTES is refused by the server at the door;
 - a run takes at most SERVER_MAX_SIGNALS_PER_RUN signals, then the server refuses more;
 - a case waiting at its gate continues as new (a fresh run with its state carried over) when
-  Temporal suggests it, or after CONTINUE_AS_NEW_AFTER_SIGNALS signals, so signals never stop;
+  Temporal suggests it, after CONTINUE_AS_NEW_AFTER_SIGNALS signals, or when its history passes
+  CONTINUE_AS_NEW_AFTER_HISTORY_BYTES or CONTINUE_AS_NEW_AFTER_EVENTS, so signals never stop;
 
 so the signals one run can hold stay far below the history limit, and what the workflow itself
 writes (its state when it continues as new, the decision trace) is fitted under
@@ -25,8 +26,12 @@ SERVER_MAX_SIGNALS_PER_RUN = 64
 # (the inbox leaves such cases out; `hitl ops stuck` reports them).
 SERVER_REPORTED_PROBLEMS_AFTER = 2
 
-# Signals a waiting case takes in one run before it continues as new, well before the server refuses more.
+# A waiting case continues as new when Temporal suggests it, or once its run has taken this many
+# signals (well before the server refuses more), or its history passes either size below (far under
+# Temporal's 50 MB / 51,200 events; Temporal's own suggestion is not always given in time).
 CONTINUE_AS_NEW_AFTER_SIGNALS = 48
+CONTINUE_AS_NEW_AFTER_HISTORY_BYTES = 4 * 1024 * 1024
+CONTINUE_AS_NEW_AFTER_EVENTS = 4000
 
 # What the workflow writes: the carried-over state and the decision trace stay under this.
 MAX_CASE_PAYLOAD_BYTES = 256 * 1024

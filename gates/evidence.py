@@ -56,7 +56,7 @@ class ContextBundle(BaseModel):
     missing: list[MissingContext] = Field(default_factory=list)
 
     @classmethod
-    def merge(cls, results: list[ConnectorResult]) -> "ContextBundle":
+    def merge(cls, results: list[ConnectorResult]) -> ContextBundle:
         bundle = cls()
         for result in results:
             bundle.items.extend(result.items)

@@ -8,9 +8,10 @@ thin: one class per kind over one shared loop, dispatching through `SPECS`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from gates.cases import (
     AccessEscalationRequest,

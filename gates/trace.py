@@ -13,9 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from gates.bounds import MAX_CASE_PAYLOAD_BYTES
 from gates.brief import Proposal, ReviewerQuestion
 from gates.cases import CaseKind
 from gates.evidence import ContextBundle
+from gates.fit import fit_json
 from gates.gate import (
     AcceptedDecision,
     Escalation,
@@ -102,11 +104,13 @@ class RecordReceipt(BaseModel):
     otel_trace_id: str | None
 
 
-class LateAttempts(BaseModel):
-    """Rejected attempts that arrived while the decision was being recorded, added to its trace."""
+class LateAdditions(BaseModel):
+    """What reached the case while its decision was being recorded (refused decisions, operator
+    notes), added to its trace: the full lists, so writing them twice changes nothing."""
 
     decision_key: str
     rejected_attempts: list[RejectedAttempt] = Field(description="All of the case's kept attempts, oldest first")
+    operator_actions: list[OperatorRecord] = Field(description="All of the case's operator actions")
 
 
 class CaseCarryOver(BaseModel):
@@ -136,6 +140,34 @@ class CaseCarryOver(BaseModel):
     attempts_received: int
     operator_actions: list[OperatorRecord]
     trimmed: list[str] = Field(default_factory=list)
+
+
+def fitted_trace(trace: DecisionTrace) -> DecisionTrace:
+    """The trace under the payload limit, with what was cut named in `trimmed` (gates/fit.py):
+    who decided what stays whole; free texts are shortened first, then old attempts dropped."""
+    fitted, notes = fit_json(
+        trace.model_dump(mode="json"),
+        MAX_CASE_PAYLOAD_BYTES,
+        protect=("entities", "case_id", "workflow_id", "run_id", "outcome", "decided_by", "features", "decided_via"),
+        droppable=("rejected_attempts", "operator_actions", "reminders"),
+    )
+    if notes:
+        fitted["trimmed"] = list(fitted.get("trimmed") or []) + notes
+    return DecisionTrace.model_validate(fitted)
+
+
+def fitted_carry_over(state: CaseCarryOver) -> CaseCarryOver:
+    """The carried-over state under the payload limit; what the case is (its request, policy and
+    evaluation) is never cut, and each cut is named in `trimmed` for the trace."""
+    fitted, notes = fit_json(
+        state.model_dump(mode="json"),
+        MAX_CASE_PAYLOAD_BYTES,
+        protect=("request", "policy", "evaluation", "workflow_id", "first_execution_run_id", "kind"),
+        droppable=("rejected_attempts", "early_attempts", "reminders"),
+    )
+    if notes:
+        fitted["trimmed"] = list(fitted.get("trimmed") or []) + [f"run {state.runs}: {n}" for n in notes]
+    return CaseCarryOver.model_validate(fitted)
 
 
 class GateView(BaseModel):
@@ -218,9 +250,11 @@ __all__ = [
     "CaseView",
     "DecisionTrace",
     "GateView",
-    "LateAttempts",
+    "LateAdditions",
     "PolicyEvaluation",
     "RecordDecisionInput",
     "RecordReceipt",
+    "fitted_carry_over",
+    "fitted_trace",
     "gate_view",
 ]

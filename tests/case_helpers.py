@@ -31,6 +31,33 @@ FIRST_REVIEWER = {CaseKind.RENEWAL: "fin_rev_ana", CaseKind.PROCUREMENT: "vp_ops
 GATE_OF = {CaseKind.RENEWAL: "finance", CaseKind.PROCUREMENT: "ops", CaseKind.ACCESS: "security"}
 
 
+# Human access cases like the example (a privileged entitlement with an owner, decided at the first
+# Security level) under other business keys: the IAM lookup uses the whole key, so it cannot vary freely.
+ACCESS_TWINS = ({"system": "aws", "entitlement": "admin"}, {"system": "github", "entitlement": "org_owner"})
+
+
+def twin(kind: CaseKind, n: int) -> CaseRequest:
+    """The n-th case needing a human of `kind` (0 is the example), each under its own case ID, for a
+    test that needs several open at once: a case refuses any ID but its own."""
+    if n == 0:
+        return example(kind, human=True)
+    if kind == CaseKind.RENEWAL:
+        return example(kind, human=True, renewal=f"fy26-t{n}")
+    if kind == CaseKind.PROCUREMENT:
+        return example(kind, human=True, request_id=f"pr-2026-0150-t{n}")
+    return example(kind, human=True, **ACCESS_TWINS[n - 1])
+
+
+def distinct(kinds: list[CaseKind]) -> list[CaseRequest]:
+    """Human cases of these kinds, in order, with no two under the same case ID."""
+    seen: dict[CaseKind, int] = {}
+    requests = []
+    for kind in kinds:
+        requests.append(twin(kind, seen.get(kind, 0)))
+        seen[kind] = seen.get(kind, 0) + 1
+    return requests
+
+
 def example(kind: CaseKind, *, human: bool, **changes) -> CaseRequest:
     name = (HUMAN_EXAMPLES if human else AUTO_EXAMPLES)[kind]
     data = json.loads((EXAMPLES / name).read_text())
@@ -92,12 +119,14 @@ async def trace_row(pool, case: WorkflowHandle | str):
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
-async def save_history(handle: WorkflowHandle, kind: CaseKind, path: str) -> None:
-    """With HITL_RECORD_HISTORIES=1, keep this run's history as a replay fixture (tests/histories/)."""
+async def save_history(handle: WorkflowHandle, kind: CaseKind, path: str, *, folder: str = "") -> None:
+    """With HITL_RECORD_HISTORIES=1, keep this run's history as a replay fixture (tests/histories/,
+    or a subfolder of it: runs that continued as new are kept in `continued/`)."""
     import os
 
     if os.environ.get("HITL_RECORD_HISTORIES") != "1":
         return
-    HISTORIES.mkdir(exist_ok=True)
+    target = HISTORIES / folder
+    target.mkdir(parents=True, exist_ok=True)
     history = await handle.fetch_history()
-    (HISTORIES / f"{kind.value}--{path}.json").write_text(history.to_json())
+    (target / f"{kind.value}--{path}.json").write_text(history.to_json())

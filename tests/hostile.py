@@ -80,6 +80,7 @@ async def raw_start(
 
 
 async def raw_signal(client: Client, workflow_id: str, payloads: list[Payload], name: str = "decide") -> None:
+    """Retried like any SDK's signal (the server answers "workflow is closing" while a case continues as new)."""
     await client.workflow_service.signal_workflow_execution(
         SignalWorkflowExecutionRequest(
             namespace=client.namespace,
@@ -87,7 +88,8 @@ async def raw_signal(client: Client, workflow_id: str, payloads: list[Payload], 
             signal_name=name,
             input=Payloads(payloads=payloads),
             request_id=str(uuid.uuid4()),
-        )
+        ),
+        retry=True,
     )
 
 

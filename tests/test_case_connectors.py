@@ -42,7 +42,7 @@ async def test_crm_down_after_retries_sends_an_in_policy_renewal_to_a_human_as_m
         assert len(calls) == 4, "transient failures are retried (4 attempts) before the source counts as missing"
         assert view.reason_codes == ["ambiguous_or_missing_data"]
         assert view.proposal.outcome == "request_info"
-        assert "**missing** `crm: enterprise_arr`: crm unavailable after retries" in view.brief
+        assert "**missing** `crm: enterprise_arr`: `crm unavailable after retries" in view.brief
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="checked the CRM by hand"))
         result = await handle.result()
     assert result.decided_by == "fin_rev_ana"
@@ -71,5 +71,5 @@ async def test_malformed_crm_answer_marks_only_that_item_missing_and_a_human_dec
     missing = [f for f in view.findings if f.requires_human]
     assert [f.rule_id for f in missing] == ["DISC-1"]
     assert "crm.enterprise_arr" in missing[0].detail
-    assert "tier: enterprise `crm: tier`" in view.brief
-    assert "**missing** `crm: enterprise_arr`: malformed answer from crm" in view.brief
+    assert "tier: `enterprise` `crm: tier`" in view.brief  # the connector's words as a code span
+    assert "**missing** `crm: enterprise_arr`: `malformed answer from crm" in view.brief

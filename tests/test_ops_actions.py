@@ -13,9 +13,10 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.api.workflowservice.v1 import PauseActivityRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.common import RawValue
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from gates.cases import CaseKind, RenewalDiscountRequest
+from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
 from gates.trace import CaseResult
 from tests.case_helpers import (
@@ -32,6 +33,7 @@ from tests.helpers import (
     new_worker,
     unique_task_queue,
 )
+from workers.client import worker_client
 from workers.config import Settings
 from workers.ops_commands import execute_retry, plan_retry, send_operator_action
 from workers.worker import activities_for
@@ -46,8 +48,8 @@ class RenewalBrokenAtTheGate(CaseWorkflow):
     spec = RenewalDiscountExceptionWorkflow.spec
 
     @workflow.run
-    async def run(self, request: RenewalDiscountRequest) -> CaseResult:
-        return await self.run_case(request)
+    async def run(self, *payloads: RawValue) -> CaseResult:
+        return await self.run_case(payloads)
 
     async def _open_gate(self) -> None:
         raise RuntimeError("the gate is broken in this build")
@@ -206,10 +208,10 @@ async def test_retry_resets_a_failing_workflow_task_to_the_last_good_one_once_fi
     task_queue = unique_task_queue("bad-build")
     settings = Settings(_env_file=None, database_url=None)
     bad_build = Worker(
-        client,
+        worker_client(client),
         task_queue=task_queue,
         workflows=[RenewalBrokenAtTheGate],
-        activities=activities_for(world_pool, settings),
+        activities=activities_for(world_pool, settings, temporal_env.client),
         workflow_runner=UnsandboxedWorkflowRunner(),
     )
     async with bad_build:

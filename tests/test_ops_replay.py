@@ -21,9 +21,10 @@ from tests.helpers import (
     unique_task_queue,
 )
 from tests.replay_variants import RenewalWithAnUnpatchedChange
-from workers.client import DATA_CONVERTER
+from workers.client import WORKER_DATA_CONVERTER, worker_client
 from workers.config import Settings
-from workers.ops_commands import replay_histories
+from workers.ops_commands import load_history_file, replay_histories
+from workflows.case import HARDENED_PATCH
 from workers.worker import WORKFLOW_RUNNER, WORKFLOWS, activities_for
 
 
@@ -49,10 +50,12 @@ async def test_a_decided_case_replays_clean_live_and_from_its_exported_file(temp
     assert export.stdout.startswith(f"wrote {exported}: ") and handle.id in export.stdout
     assert (live.returncode, live.stdout.strip()) == (0, f"{handle.id} (run {handle.result_run_id}): replayed clean"), live.stderr
     assert from_file.returncode == 0, from_file.stdout + from_file.stderr
-    assert from_file.stdout.strip().endswith("renewal_discount_exception--exported (run " + handle.result_run_id + "): replayed clean")
-    # the same file as a tests/histories/ fixture: tests/test_replay.py loads it by its stem
-    history = WorkflowHistory.from_json(exported.stem, exported.read_text())
-    await Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER).replay_workflow(history)
+    # a case's history is replayed under its own case ID, whatever the file is called
+    assert from_file.stdout.strip() == f"{handle.id} (run {handle.result_run_id}): replayed clean"
+    # the same file as a tests/histories/ fixture, loaded as tests/test_replay.py loads it
+    history = load_history_file(exported)
+    assert history.workflow_id == handle.id
+    await Replayer(workflows=WORKFLOWS, data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER).replay_workflow(history)
 
 
 async def test_a_history_replayed_against_changed_code_names_the_case_and_the_event(temporal_env, world_pool):
@@ -66,10 +69,10 @@ async def test_a_history_replayed_against_changed_code_names_the_case_and_the_ev
 
     assert clean.clean and clean.case_id == handle.id
     assert not diverged.clean and diverged.case_id == handle.id
-    # The changed code sleeps first; the history's first command is the patch marker of local reads.
+    # The changed code sleeps first; the history's first command is the patch marker of the hardened path.
     assert (diverged.event_id, diverged.event_type) == (5, "MarkerRecorded")
     assert diverged.line().startswith(f"{handle.id} (run {history.run_id}): diverged at event 5 (MarkerRecorded): ")
-    assert "Nondeterminism" in diverged.detail and "local-reads-and-changed-only-upserts" in diverged.detail
+    assert "Nondeterminism" in diverged.detail and HARDENED_PATCH in diverged.detail
 
 
 async def test_a_divergence_at_a_command_names_that_event():
@@ -86,10 +89,10 @@ async def test_replay_exits_1_naming_a_running_case_started_by_other_code(tempor
     task_queue = unique_task_queue("old-code")
     settings = Settings(_env_file=None, database_url=None)
     old_code = Worker(
-        temporal_env.client,
+        worker_client(temporal_env.client),
         task_queue=task_queue,
         workflows=[RenewalWithAnUnpatchedChange],
-        activities=activities_for(world_pool, settings),
+        activities=activities_for(world_pool, settings, temporal_env.client),
         workflow_runner=WORKFLOW_RUNNER,
     )
     async with old_code:

@@ -46,6 +46,7 @@ from workers.ops_commands import (
     find_stuck,
     render_stuck,
 )
+from workers.client import worker_client
 from workers.worker import WORKFLOW_RUNNER, activities_for
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -205,10 +206,10 @@ async def test_a_case_replayed_by_incompatible_code_keeps_running_and_resumes_on
 
     def first_build() -> Worker:
         return Worker(
-            client,
+            worker_client(client),
             task_queue=task_queue,
             workflows=[RenewalWithAnUnpatchedChange],
-            activities=activities_for(world_pool, settings),
+            activities=activities_for(world_pool, settings, temporal_env.client),
             workflow_runner=WORKFLOW_RUNNER,
         )
 

@@ -3,13 +3,16 @@
 A workflow change that would break running cases fails here, naming the history; guard such a
 change with `workflow.patched`. tests/histories/ holds the current code's histories; a subfolder per
 patch keeps the histories recorded before it (`before_local_reads/`: regular activities for every
-read and every attribute in every upsert), which must keep replaying while such cases may still run.
+read and every attribute in every upsert; `before_hardening/`: before HARDENED_PATCH, with test
+workflow IDs that are not the case IDs), which must keep replaying while such cases may still run;
+`continued/` holds the two runs of a case that continued as new.
 Record the current set (only after a deliberate, patched change; move the old set aside first) with
-`HITL_RECORD_HISTORIES=1 pytest tests/test_case_paths.py tests/test_operator_actions.py`.
+`HITL_RECORD_HISTORIES=1 pytest tests/test_case_paths.py tests/test_operator_actions.py tests/test_continue_as_new.py`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,8 +21,12 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from gates.cases import CaseKind
-from tests.replay_variants import RenewalWithAnUnpatchedChange, RenewalWithAPatchedChange
+from tests.replay_variants import (
+    RenewalWithAnUnpatchedChange,
+    RenewalWithAPatchedChange,
+)
 from workers.client import WORKER_DATA_CONVERTER
+from workers.ops_commands import load_history_file
 from workers.worker import WORKFLOW_RUNNER, WORKFLOWS
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -27,10 +34,13 @@ PATHS = ("auto", "approve", "reject", "request_info", "timeout")
 
 
 def _load(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(path.stem, path.read_text())
+    """As `hitl ops replay --file` loads it: under the case ID its start payload names."""
+    return load_history_file(path)
 
 
-@pytest.mark.parametrize("folder", [HISTORIES, HISTORIES / "before_local_reads"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "folder", [HISTORIES, HISTORIES / "before_hardening", HISTORIES / "before_local_reads"], ids=lambda p: p.name
+)
 def test_a_history_is_stored_for_every_path_of_every_kind(folder: Path):
     stored = {p.stem for p in folder.glob("*.json")}
     assert stored >= {f"{kind.value}--{path}" for kind in CaseKind for path in PATHS}
@@ -51,9 +61,20 @@ async def test_an_unpatched_workflow_change_fails_replay_and_names_the_case():
         await replayer.replay_workflow(history)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None
-    assert history.workflow_id == "renewal_discount_exception--approve"
+    assert history.workflow_id == "renewal_discount_exception:acme_enterprise/fy26"
 
 
 async def test_the_same_change_behind_workflow_patched_replays():
     replayer = Replayer(workflows=[RenewalWithAPatchedChange], data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
     await replayer.replay_workflow(_load(HISTORIES / "renewal_discount_exception--approve.json"))
+
+
+def test_a_case_that_continued_as_new_is_stored_with_both_runs():
+    first = json.loads((HISTORIES / "continued" / "renewal_discount_exception--flood_first_run.json").read_text())
+    next_run = json.loads((HISTORIES / "continued" / "renewal_discount_exception--flood_next_run.json").read_text())
+    assert first["events"][-1]["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    assert next_run["events"][-1]["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    # the next run starts from the carried-over state and is replayed under the case's own ID
+    assert load_history_file(HISTORIES / "continued" / "renewal_discount_exception--flood_next_run.json").workflow_id == (
+        "renewal_discount_exception:acme_enterprise/fy26-flood"
+    )

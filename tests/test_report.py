@@ -15,7 +15,7 @@ import pytest
 
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
-from tests.case_helpers import example, start_case, wait_until_waiting
+from tests.case_helpers import distinct, example, start_case, wait_until_waiting
 from tests.helpers import HITL, clean_env, new_worker
 from workers.report import TraceRow, compute_report, render_text
 
@@ -105,8 +105,8 @@ async def test_report_from_the_cli_counts_the_decided_cases_and_writes_a_png(tem
     async with new_worker(client, world_pool) as worker:
         q = worker.task_queue
         approved, overridden, escalated, cancelled = [
-            await start_case(client, example(kind, human=True), q)
-            for kind in (CaseKind.RENEWAL, CaseKind.RENEWAL, CaseKind.ACCESS, CaseKind.PROCUREMENT)
+            await start_case(client, request, q)
+            for request in distinct([CaseKind.RENEWAL, CaseKind.RENEWAL, CaseKind.ACCESS, CaseKind.PROCUREMENT])
         ]
         auto = [await start_case(client, example(kind, human=False), q) for kind in (CaseKind.RENEWAL, CaseKind.PROCUREMENT)]
         await asyncio.gather(*(wait_until_waiting(h) for h in (approved, overridden, escalated, cancelled)))

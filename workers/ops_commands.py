@@ -3,6 +3,8 @@
 The functions below the click layer take a `Client` and are usable from tests and services:
 
     stuck = await find_stuck(client, criteria=StuckCriteria(activity_attempts=3))
+    ended = await find_ended(client, since=now - timedelta(days=7))    # closed without an outcome
+    await check_traces(ended, conn)                                   # ... and whether PostgreSQL has a trace
     outcomes = await replay_histories(histories)                  # against WORKFLOWS by default
     plan = await plan_retry(client, case_id); await execute_retry(client, plan, operator=..., reason=...)
     receipt = await send_operator_action(client, case_id, OperatorAction(action="escalate", ...))
@@ -26,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+import asyncpg
 import click
 from pydantic import BaseModel, ValidationError
 from temporalio.api.common.v1 import WorkflowExecution
@@ -38,6 +41,7 @@ from temporalio.api.enums.v1 import (
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
     DescribeTaskQueueRequest,
     DescribeWorkflowExecutionResponse,
     GetWorkflowExecutionHistoryReverseRequest,
@@ -53,9 +57,23 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from gates.cases import CaseKind
-from gates.gate import OperatorAction, OperatorActionKind, OperatorReceipt, format_validation_error
-from workers.cases import CaseClient, CaseError, CaseNotFound, workflow_type_for
+from gates.cases import REQUEST_MODELS, WORKFLOW_TYPES, CaseKind
+from gates.gate import (
+    OperatorAction,
+    OperatorActionKind,
+    OperatorReceipt,
+    format_validation_error,
+)
+from gates.json_input import JsonInputError, loads_strict
+from workers.cases import (
+    ENDED_WITHOUT_OUTCOME,
+    CaseClient,
+    CaseError,
+    CaseNotFound,
+    failure_text,
+    why_ended,
+    workflow_type_for,
+)
 from workers.client import connect_client
 from workflows import search_attributes as sa
 
@@ -161,15 +179,6 @@ class CaseSnapshot:
     def task_queue(self) -> str:
         d = self.description
         return d.execution_config.task_queue.name or d.workflow_execution_info.task_queue
-
-
-def failure_text(failure) -> str:
-    """'Type: message' of a temporal.api.failure.v1.Failure (innermost cause kept short)."""
-    kind = failure.application_failure_info.type if failure.HasField("application_failure_info") else ""
-    text = f"{kind}: {failure.message}" if kind else failure.message
-    if failure.HasField("cause") and failure.cause.message and failure.cause.message not in text:
-        text += f" (cause: {failure_text(failure.cause)})"
-    return text
 
 
 def classify(snapshot: CaseSnapshot, criteria: StuckCriteria, now: datetime) -> list[StuckReason]:
@@ -387,6 +396,176 @@ def render_stuck(report: StuckReport, now: datetime, *, width: int = 140) -> str
     return console.file.getvalue().rstrip("\n")
 
 
+# -- cases that ended without a recorded outcome ---------------------------------------------------
+
+# Visibility's names for the statuses in ENDED_WITHOUT_OUTCOME: Terminated, TimedOut, Failed.
+_ENDED_VISIBILITY = tuple(status.name.title().replace("_", "") for status in ENDED_WITHOUT_OUTCOME)
+# HitlCaseState of a start the case refused (a workflow ID that is not its case ID, options it cannot honour).
+REFUSED_STATE = "refused"
+
+
+class EndedCase(BaseModel):
+    """A case workflow that closed without returning an outcome, and why (from its closing event)."""
+
+    case_id: str
+    run_id: str
+    first_run_id: str  # of its chain: a case that continued as new records its decision under it
+    workflow_type: str
+    task_queue: str
+    status: str  # terminated, timed out, failed
+    refused_start: bool  # failed because the case refused its start (HitlCaseState 'refused')
+    started_at: datetime | None
+    closed_at: datetime | None
+    why: str
+    trace_recorded: bool | None = None  # PostgreSQL holds a decision trace for it; None: not checked
+
+    @property
+    def status_text(self) -> str:
+        return "refused start" if self.refused_start else self.status
+
+
+@dataclass
+class EndedReport:
+    since: datetime
+    ended: list[EndedCase] = field(default_factory=list)
+    query: str = ""
+    retention: timedelta | None = None  # how long the namespace keeps closed workflows
+    database_problem: str | None = None  # why traces were not checked
+
+
+def ended_query(*, since: datetime, task_queue: str | None = None) -> str:
+    """Case workflows (our types: a refused start never published HitlCaseKind) closed without an
+    outcome after `since`."""
+    types = ", ".join(f"'{t}'" for t in CASE_WORKFLOW_TYPES)
+    statuses = ", ".join(f"'{s}'" for s in _ENDED_VISIBILITY)
+    query = (
+        f"WorkflowType IN ({types}) AND ExecutionStatus IN ({statuses}) "
+        f"AND CloseTime > '{since.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}Z'"
+    )
+    if task_queue is not None:
+        if "'" in task_queue or '"' in task_queue:
+            raise OpsError(f"task queue name {task_queue!r} contains a quote")
+        query += f" AND TaskQueue = '{task_queue}'"
+    return query
+
+
+async def namespace_retention(client: Client) -> timedelta | None:
+    """How long the namespace keeps closed workflows (the dev server: 1 day); None if it cannot be read."""
+    try:
+        answer = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=client.namespace))
+    except RPCError:
+        return None
+    ttl = answer.config.workflow_execution_retention_ttl
+    return timedelta(seconds=ttl.seconds) if ttl.seconds else None
+
+
+async def find_ended(
+    client: Client, *, since: datetime, task_queue: str | None = None, concurrency: int = 8
+) -> EndedReport:
+    """Every case workflow that ended without a recorded outcome after `since`, newest first, with why
+    (one closing-event read each, `concurrency` at a time). Traces are checked by `check_traces`."""
+    query = ended_query(since=since, task_queue=task_queue)
+    executions = [w async for w in client.list_workflows(query)]
+    limit = asyncio.Semaphore(concurrency)
+
+    async def inspect(execution) -> EndedCase | None:
+        async with limit:
+            try:
+                why = await why_ended(client, execution.id, execution.run_id)
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    return None  # past retention between the list and the read
+                why = f"closing event not readable: {err.message}"
+        status = ENDED_WITHOUT_OUTCOME.get(execution.status, "closed") if execution.status else "closed"
+        return EndedCase(
+            case_id=execution.id,
+            run_id=execution.run_id,
+            first_run_id=execution.raw_info.first_run_id or execution.run_id,
+            workflow_type=execution.workflow_type,
+            task_queue=execution.task_queue,
+            status=status,
+            refused_start=execution.typed_search_attributes.get(sa.CASE_STATE) == REFUSED_STATE,
+            started_at=execution.start_time,
+            closed_at=execution.close_time,
+            why=why,
+        )
+
+    found = await asyncio.gather(*(inspect(e) for e in executions), namespace_retention(client))
+    retention = found.pop()
+    far = datetime.min.replace(tzinfo=UTC)
+    ended = sorted((c for c in found if c is not None), key=lambda c: (c.closed_at or far, c.case_id), reverse=True)
+    return EndedReport(since=since, ended=ended, query=query, retention=retention)
+
+
+async def check_traces(report: EndedReport, conn) -> None:
+    """Set `trace_recorded` on each case: does `decision_traces` hold a decision of this run (or of its
+    chain: a case that continued as new records under its first run)?"""
+    if not report.ended:
+        return
+    rows = await conn.fetch(
+        "SELECT case_id, run_id, decision_key FROM decision_traces WHERE case_id = ANY($1::text[])",
+        sorted({c.case_id for c in report.ended}),
+    )
+    runs = {(r["case_id"], r["run_id"]) for r in rows}
+    keys = {r["decision_key"] for r in rows}
+    for case in report.ended:
+        case.trace_recorded = (case.case_id, case.run_id) in runs or f"{case.case_id}#{case.first_run_id}" in keys
+
+
+async def check_traces_at(report: EndedReport, dsn: str | None, source: str) -> None:
+    """`check_traces` through a connection of its own; a database that cannot be read is noted, not fatal."""
+    from activities.db import DatabaseUnavailable, connect
+
+    if not report.ended:
+        return
+    try:
+        conn = await connect(dsn, source=source)
+    except DatabaseUnavailable as err:
+        report.database_problem = str(err)
+        return
+    try:
+        await check_traces(report, conn)
+    except (OSError, asyncpg.PostgresError) as err:
+        report.database_problem = f"cannot read decision_traces: {type(err).__name__}: {err}"
+    finally:
+        await conn.close()
+
+
+def retention_note(since: timedelta, retention: timedelta | None) -> str:
+    """Said when the window reaches further back than the namespace keeps closed workflows."""
+    if retention is None or retention >= since:
+        return ""
+    return f" (this namespace keeps closed workflows {human_age(retention)}: older ones are gone)"
+
+
+def render_ended(report: EndedReport, now: datetime, *, width: int = 140) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    window = f"in the last {human_age(now - report.since)}{retention_note(now - report.since, report.retention)}"
+    lines = []
+    if report.database_problem:
+        lines.append(f"decision traces not checked: {report.database_problem}")
+    if not report.ended:
+        return "\n".join([f"no case ended without a recorded outcome {window}", *lines])
+    table = Table()
+    # case IDs whole (an operator copies them), the reason wraps
+    table.add_column("case", no_wrap=True, min_width=max(len(c.case_id) for c in report.ended))
+    for name in ("status", "closed"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("why", overflow="fold")
+    table.add_column("trace", no_wrap=True)
+    for case in report.ended:
+        closed = f"{human_age(now - case.closed_at)} ago" if case.closed_at else "?"
+        trace = {True: "recorded", False: "none", None: "?"}[case.trace_recorded]
+        table.add_row(case.case_id, case.status_text, closed, case.why, trace)
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    # the heading on one line, however narrow the table: the retention note must stay readable
+    console.print(f"{len(report.ended)} cases ended without a recorded outcome {window}", soft_wrap=True)
+    console.print(table)
+    return "\n".join([console.file.getvalue().rstrip("\n"), *lines])
+
+
 # -- replay --------------------------------------------------------------------------------------
 
 
@@ -463,14 +642,18 @@ async def replay_histories(
     workflows: Sequence[type] | None = None,
     runtime=None,
 ) -> list[ReplayOutcome]:
-    """Replay each history against the workflow code (the worker's WORKFLOWS, runner and converter by default)."""
+    """Replay each history against the workflow code (the worker's WORKFLOWS, runner and converter by default:
+    a replay must decode payloads exactly as the worker does, see CasePayloadConverter)."""
     from temporalio.worker import Replayer
 
-    from workers.client import DATA_CONVERTER
+    from workers.client import WORKER_DATA_CONVERTER
     from workers.worker import WORKFLOW_RUNNER, WORKFLOWS
 
     replayer = Replayer(
-        workflows=list(workflows or WORKFLOWS), data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER, runtime=runtime
+        workflows=list(workflows or WORKFLOWS),
+        data_converter=WORKER_DATA_CONVERTER,
+        workflow_runner=WORKFLOW_RUNNER,
+        runtime=runtime,
     )
     outcomes = []
     async with replayer.workflow_replay_iterator(_as_async(histories)) as results:
@@ -487,14 +670,38 @@ async def fetch_case_history(client: Client, case_id: str) -> WorkflowHistory:
 
 
 def load_history_file(path: Path) -> WorkflowHistory:
-    """A history JSON file (`hitl ops export`, `temporal workflow show -o json`, the UI); named by the file's stem."""
+    """A history JSON file (`hitl ops export`, `temporal workflow show -o json`, the UI).
+
+    The JSON holds no workflow ID, and a case refuses to run under any ID but its own (so a replay
+    under the file's name would diverge): a case's history is replayed under the case ID its start
+    payload names, any other under the file's stem."""
     try:
         history = WorkflowHistory.from_json(path.stem, path.read_text())
     except (OSError, ValueError) as err:
         raise OpsError(f"{path}: not a workflow history: {str(err).splitlines()[0]}") from err
     if not history.events:
         raise OpsError(f"{path}: the history has no events")
-    return history
+    case_id = started_case_id(history)
+    return WorkflowHistory(case_id, history.events) if case_id else history
+
+
+def started_case_id(history: WorkflowHistory) -> str | None:
+    """The case ID a case workflow's history was started for, from its first event, or None."""
+    started = history.events[0].workflow_execution_started_event_attributes
+    kinds = {name: kind for kind, name in WORKFLOW_TYPES.items()}
+    kind = kinds.get(started.workflow_type.name)
+    if kind is None or len(started.input.payloads) != 1:
+        return None
+    try:
+        value = loads_strict(started.input.payloads[0].data)
+    except JsonInputError:
+        return None
+    if isinstance(value, dict) and value.get("carried_over") is True and isinstance(value.get("workflow_id"), str):
+        return value["workflow_id"]  # a run that continued a case
+    try:
+        return REQUEST_MODELS[kind].model_validate(value).case_id()
+    except ValidationError:
+        return None
 
 
 def export_file_name(case_id: str) -> str:
@@ -698,29 +905,56 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
     @click.option("--attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Flag activities that failed more than this many attempts.")
     @click.option("--grace", type=DURATION, default="5m", show_default=True, help="How far past its deadline a waiting case may be.")
     @click.option("--task-queue", default=None, help="Only cases on this task queue.")
+    @click.option(
+        "--since",
+        type=DURATION,
+        default="7d",
+        show_default=True,
+        help="Also list cases that ended without a recorded outcome within this window "
+        "(the dev server's namespace keeps closed workflows 1 day).",
+    )
     @click.option("--concurrency", type=click.IntRange(min=1, max=64), default=8, show_default=True, help="Cases described at once.")
     @click.option("--json", "as_json", is_flag=True)
-    def stuck(state_dir, older_than, attempts, grace, task_queue, concurrency, as_json) -> None:
+    def stuck(state_dir, older_than, attempts, grace, task_queue, since, concurrency, as_json) -> None:
         """Every running case that needs an operator, and why: a failing workflow task, an activity
-        retrying past --attempts, a deadline long passed, or no worker polling its task queue."""
+        retrying past --attempts, a deadline long passed, or no worker polling its task queue. Then the
+        cases that ended without a recorded outcome within --since (terminated, timed out, failed,
+        refused starts), why, and whether PostgreSQL holds a decision trace for them."""
+        from workers.config import resolve_database_url
+
         settings = load_settings(state_dir)
 
         async def body() -> int:
             client = await connect_client(settings)
             now = datetime.now(UTC)
-            report = await find_stuck(
-                client,
-                criteria=StuckCriteria(activity_attempts=attempts, deadline_grace=grace),
-                older_than=older_than,
-                task_queue=task_queue,
-                concurrency=concurrency,
-                now=now,
+            report, ended = await asyncio.gather(
+                find_stuck(
+                    client,
+                    criteria=StuckCriteria(activity_attempts=attempts, deadline_grace=grace),
+                    older_than=older_than,
+                    task_queue=task_queue,
+                    concurrency=concurrency,
+                    now=now,
+                ),
+                find_ended(client, since=now - since, task_queue=task_queue, concurrency=concurrency),
             )
+            database = resolve_database_url(settings)
+            await check_traces_at(ended, database.value, database.source)
             if as_json:
-                document = {"query": report.query, "checked": report.checked, "stuck": [c.model_dump(mode="json") for c in report.stuck]}
+                document = {
+                    "query": report.query,
+                    "checked": report.checked,
+                    "stuck": [c.model_dump(mode="json") for c in report.stuck],
+                    "ended_query": ended.query,
+                    "ended_since": ended.since.isoformat(),
+                    "ended": [c.model_dump(mode="json") for c in ended.ended],
+                    "database_problem": ended.database_problem,
+                }
                 click.echo(json.dumps(document, indent=2))
             else:
                 click.echo(render_stuck(report, now))
+                click.echo("")
+                click.echo(render_ended(ended, now))
             return 0
 
         run_command(body)
@@ -756,7 +990,7 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
             else:
                 client = await connect_client(settings)
                 if case_id:
-                    histories = [await fetch_case_history(client, await CaseClient(client).resolve_case_id(case_id))]
+                    histories = [await fetch_case_history(client, await CaseClient(client, settings.task_queue).resolve_case_id(case_id))]
                 else:
                     histories = client.list_workflows(query).map_histories()
             try:
@@ -784,7 +1018,7 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
 
         async def body() -> int:
             client = await connect_client(settings)
-            resolved = await CaseClient(client).resolve_case_id(case_id)
+            resolved = await CaseClient(client, settings.task_queue).resolve_case_id(case_id)
             history = await fetch_case_history(client, resolved)
             if output is not None and str(output) == "-":
                 click.echo(history.to_json())
@@ -811,7 +1045,7 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
         async def body() -> int:
             client = await connect_client(settings)
             try:
-                case = await CaseClient(client).resolve_case_id(case_id)
+                case = await CaseClient(client, settings.task_queue).resolve_case_id(case_id)
                 plan = await plan_retry(client, case)
             except ActionRefused as err:
                 click.echo(f"hitl: refused: {err}", err=True)
@@ -848,7 +1082,7 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
             async def body() -> int:
                 client = await connect_client(settings)
                 try:
-                    case = await CaseClient(client).resolve_case_id(case_id)
+                    case = await CaseClient(client, settings.task_queue).resolve_case_id(case_id)
                     if kind == OperatorActionKind.CANCEL:
                         outcome = await cancel_case(client, case, request)
                         click.echo(f"{case}: {outcome.result}")
@@ -899,11 +1133,14 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
     @click.option("--json", "as_json", is_flag=True)
     def report(state_dir, since, png, as_json) -> None:
         """Time to decision, escalation, timeout and override rates per gate, and the share decided by
-        policy per kind, from the recorded decision traces (seeded history excluded)."""
+        policy per kind, from the recorded decision traces (seeded history excluded); and per kind, the
+        cases that ended without a recorded outcome (from Temporal: they have no trace)."""
         from activities.db import connect
+        from workers.client import TemporalUnavailable
         from workers.config import resolve_database_url
         from workers.report import (
             compute_report,
+            count_ended,
             fetch_report_rows,
             render_text,
             write_png,
@@ -921,6 +1158,12 @@ def register(cli: click.Group, *, load_settings, run_command, state_dir_option, 
             finally:
                 await conn.close()
             result = compute_report(rows, since=start, until=until)
+            try:  # Temporal down: the traces still make a report
+                client = await connect_client(settings)
+                ended, retention = await asyncio.gather(count_ended(client, since=start), namespace_retention(client))
+                result = result.model_copy(update={"ended": ended, "ended_note": retention_note(since, retention).strip(" ()") or None})
+            except (TemporalUnavailable, RPCError) as err:
+                result = result.model_copy(update={"ended_note": f"Temporal not reachable: {getattr(err, 'message', None) or err}"})
             if png is not None:
                 write_png(result, png)
             if as_json:

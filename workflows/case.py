@@ -84,9 +84,11 @@ with workflow.unsafe.imports_passed_through():
         CaseSummary,
         CaseView,
         DecisionTrace,
-        LateAttempts,
+        LateAdditions,
         RecordDecisionInput,
         RecordReceipt,
+        fitted_carry_over,
+        fitted_trace,
         gate_view,
     )
     from workflows import search_attributes as sa
@@ -559,15 +561,7 @@ class CaseWorkflow:
             operator_actions=self._operator_actions,
             trimmed=self._trimmed,
         )
-        fitted, notes = fit_json(
-            state.model_dump(mode="json"),
-            bounds.MAX_CASE_PAYLOAD_BYTES,
-            protect=("request", "policy", "evaluation", "workflow_id", "first_execution_run_id"),
-            droppable=("rejected_attempts", "early_attempts", "reminders"),
-        )
-        if notes:
-            fitted["trimmed"] = list(fitted.get("trimmed", [])) + [f"run {self._runs_before + 1}: {n}" for n in notes]
-        return CaseCarryOver.model_validate(fitted)
+        return fitted_carry_over(state)
 
     async def _run_admitted(self, request: CaseRequest, *, resumed: bool) -> CaseResult:
         self._request = request
@@ -877,11 +871,16 @@ class CaseWorkflow:
         return "deadline"
 
     def _continue_as_new_due(self) -> bool:
-        """Temporal suggests it (history size or length), or this run took many signals (the server
-        refuses more than SERVER_MAX_SIGNALS_PER_RUN per run)."""
-        return bool(self._hardened) and (
-            workflow.info().is_continue_as_new_suggested()
+        """Temporal suggests it, this run took many signals (the server refuses more than
+        SERVER_MAX_SIGNALS_PER_RUN per run), or the history passed our own bounds (gates/bounds.py)."""
+        if not self._hardened:
+            return False
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
             or self._signals_this_run >= bounds.CONTINUE_AS_NEW_AFTER_SIGNALS
+            or info.get_current_history_size() >= bounds.CONTINUE_AS_NEW_AFTER_HISTORY_BYTES
+            or info.get_current_history_length() >= bounds.CONTINUE_AS_NEW_AFTER_EVENTS
         )
 
     async def _continue_as_new(self) -> None:
@@ -975,8 +974,8 @@ class CaseWorkflow:
         )
         decision_key = f"{info.workflow_id}#{info.first_execution_run_id}"
         if self._hardened:
-            trace = self._fitted(trace)
-        received = self._attempts_received()
+            trace = fitted_trace(trace)
+        recorded = self._late_mark()
         receipt = await workflow.execute_activity(
             "record_decision",
             RecordDecisionInput(decision_key=decision_key, trace=trace),
@@ -988,46 +987,43 @@ class CaseWorkflow:
             summary=f"record {decision.outcome} by {decision.decided_by}",
         )
         if self._hardened:
-            await self._record_late_attempts(decision_key, received)
+            await self._record_late_additions(decision_key, recorded)
         return receipt
 
-    def _fitted(self, trace: DecisionTrace) -> DecisionTrace:
-        """The trace under the payload limit, with what was cut named in `trimmed` (gates/fit.py)."""
-        fitted, notes = fit_json(
-            trace.model_dump(mode="json"),
-            bounds.MAX_CASE_PAYLOAD_BYTES,
-            protect=("entities", "case_id", "workflow_id", "run_id", "outcome", "decided_by", "features", "decided_via"),
-            droppable=("rejected_attempts", "operator_actions", "reminders"),
-        )
-        if notes:
-            fitted["trimmed"] = list(fitted.get("trimmed") or []) + notes
-        return DecisionTrace.model_validate(fitted)
+    def _late_mark(self) -> tuple[int, int]:
+        """How much the trace holds: attempts received and operator actions taken so far."""
+        return self._attempts_received(), len(self._operator_actions)
 
-    async def _record_late_attempts(self, decision_key: str, recorded: int) -> None:
+    async def _record_late_additions(self, decision_key: str, recorded: tuple[int, int]) -> None:
         """Decisions signalled while the trace was being written are refused ("already decided") and
-        kept; add them to the trace until none is left unrecorded, so the record has every attempt."""
+        kept, and operators may still note or retry: add them to the trace until nothing is left
+        unrecorded, so the record holds every attempt and every action."""
         round_no = 0
         while True:
             await workflow.wait_condition(workflow.all_handlers_finished)
-            received = self._attempts_received()
-            if received == recorded:
+            now_held = self._late_mark()
+            if now_held == recorded:
                 return
             round_no += 1
             gate = self._gate
             attempts = sorted(self._early_attempts + (gate.rejected_attempts if gate else []), key=lambda a: a.at)
             fitted, _ = fit_json(
-                [a.model_dump(mode="json") for a in attempts], bounds.MAX_CASE_PAYLOAD_BYTES // 2, droppable=()
+                {
+                    "rejected_attempts": [a.model_dump(mode="json") for a in attempts],
+                    "operator_actions": [a.model_dump(mode="json") for a in self._operator_actions],
+                },
+                bounds.MAX_CASE_PAYLOAD_BYTES // 2,
             )
             await workflow.execute_activity(
-                "record_late_attempts",
-                LateAttempts(decision_key=decision_key, rejected_attempts=fitted),
-                activity_id=f"record-late-attempts-{round_no}",
+                "record_late_additions",
+                LateAdditions(decision_key=decision_key, **fitted),
+                activity_id=f"record-late-additions-{round_no}",
                 start_to_close_timeout=QUICK,
                 heartbeat_timeout=self._heartbeat(),
                 retry_policy=RECORD_RETRY,
-                summary=f"add {received - recorded} late attempt(s) to the trace",
+                summary="add what arrived while recording to the trace",
             )
-            recorded = received
+            recorded = now_held
 
     # -- what the UI and the inbox see ------------------------------------------------------
 

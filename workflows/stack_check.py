@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.stack_check import StackCheckInput, StackCheckResult
+    from gates.gate import validation_problems
+    from workflows.guard import InputProblem, single_json
 
 
 @workflow.defn(name="StackCheck")
 class StackCheckWorkflow:
     @workflow.run
-    async def run(self, check: StackCheckInput) -> StackCheckResult:
+    async def run(self, *payloads: RawValue) -> StackCheckResult:
+        """Like the case workflows, it runs on the case task queue and judges its own input: a start
+        with no input, several, or an invalid one fails at once instead of wedging its task."""
+        try:
+            check = StackCheckInput.model_validate(single_json(payloads, what="the stack check"))
+        except InputProblem as problem:
+            raise ApplicationError(str(problem), type="InvalidInput", non_retryable=True) from None
+        except ValidationError as err:
+            raise ApplicationError(validation_problems(err), type="InvalidInput", non_retryable=True) from None
         return await workflow.execute_activity(
             "record_stack_check",
             check,

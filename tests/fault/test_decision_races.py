@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from gates.cases import CaseKind
 from gates.gate import Decision, DecisionReceipt
 from gates.trace import RecordReceipt
-from tests.case_helpers import case_view, example, start_case, wait_until_waiting
+from tests.case_helpers import case_view, distinct, example, start_case, wait_until_waiting
 from tests.fault.conftest import assert_decided_once, fault_stack, trace_table_locks
 from tests.helpers import assert_eventually
 from workers.cases import CaseClient, DecisionRejected
@@ -95,7 +95,7 @@ RACERS = [("signal", 0.0), ("update", 0.0), ("signal", 0.1), ("update", 0.1), ("
 
 
 async def test_a_decision_racing_the_escalation_timer_has_one_consistent_outcome(stack):
-    handles = [await start_case(stack.client, example(CaseKind.RENEWAL, human=True), stack.task_queue) for _ in RACERS]
+    handles = [await start_case(stack.client, request, stack.task_queue) for request in distinct([CaseKind.RENEWAL] * len(RACERS))]
     views = await asyncio.gather(*(wait_until_waiting(h) for h in handles))
     assert all(v.gate.level == 0 and LEVEL0_ONLY in v.gate.may_decide for v in views)
     sent = await asyncio.gather(

@@ -1,14 +1,14 @@
-"""Continue-as-new: the case workflows do not use it, and do not need it.
+"""What bounds a case's history: every ordinary path stays far below Temporal's limits without
+continuing as new, a request_info round costs a few events, and the server limits we set keep even a
+flood of signals far below them (continue-as-new itself: tests/test_continue_as_new.py).
 
-A case is one bounded loop: gather, evaluate, summarize, wait at one gate for at most
-`len(levels)` reminder/escalation pairs and a timeout, record, end. The stored history of every
-path of every kind (tests/histories/, replayed in tests/test_replay.py) stays under EVENT_BOUND
-events, some 50 times below the 10,240 events at which Temporal starts warning (the hard limit is
-51,200 events or 50 MB). What can add events beyond one path is human-paced: another
-`request_info` round (measured below), a signal, an accepted update (rejected updates write
-nothing; Temporal also caps updates at 2,000 per execution). Continue-as-new would add a second
-run per case, split the decision key (`<case>#<first run>`) and the history an auditor reads,
-for no gain at these sizes.
+Temporal terminates a workflow whose history passes 51,200 events or 50 MB, with nothing recorded.
+A case is one bounded loop: gather, evaluate, summarize, wait at one gate for at most `len(levels)`
+reminder/escalation pairs and a timeout, record, end; the stored history of every path of every
+kind (tests/histories/) stays under EVENT_BOUND events. What can add events beyond one path is a
+request_info round (bounded by MAX_REQUEST_INFO_ROUNDS), a signal (anyone can send one: bounded per
+run by the server, and the case continues as new), and an accepted update (rejected ones write
+nothing; operator actions are bounded by MAX_OPERATOR_ACTIONS, and a decision closes the gate).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from gates import bounds
 from gates.cases import CaseKind
 
 pytestmark = pytest.mark.fault
@@ -27,18 +28,28 @@ HISTORIES = ROOT / "tests" / "histories"
 EVENT_BOUND = 200
 HISTORY_BYTES_BOUND = 256 * 1024
 TEMPORAL_WARNS_AT_EVENTS = 10_240
+TEMPORAL_HISTORY_BYTES_LIMIT = 50 * 1024 * 1024
 
 
 def _events(path: Path) -> list[dict]:
     return json.loads(path.read_text())["events"]
 
 
-def test_no_case_workflow_continues_as_new():
-    for source in sorted((ROOT / "workflows").glob("*.py")):
-        assert "continue_as_new" not in source.read_text(), f"{source.name} continues as new; revisit this module"
+def test_no_ordinary_path_needs_to_continue_as_new():
     for path in sorted(HISTORIES.glob("*.json")):
         types = {event["eventType"] for event in _events(path)}
         assert "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW" not in types, path.name
+
+
+def test_the_server_limits_keep_a_signal_flood_far_below_the_history_limit():
+    """One run takes at most SERVER_MAX_SIGNALS_PER_RUN signals of at most SERVER_BLOB_LIMIT_BYTES;
+    while signals keep arriving a run cannot continue as new, so this is the most a flood adds."""
+    flood = bounds.SERVER_MAX_SIGNALS_PER_RUN * bounds.SERVER_BLOB_LIMIT_BYTES
+    assert flood + 2 * bounds.MAX_CASE_PAYLOAD_BYTES * 10 < TEMPORAL_HISTORY_BYTES_LIMIT * 0.75
+    assert bounds.CONTINUE_AS_NEW_AFTER_SIGNALS < bounds.SERVER_MAX_SIGNALS_PER_RUN
+    assert bounds.CONTINUE_AS_NEW_AFTER_HISTORY_BYTES < TEMPORAL_HISTORY_BYTES_LIMIT / 10
+    assert bounds.CONTINUE_AS_NEW_AFTER_EVENTS < TEMPORAL_WARNS_AT_EVENTS
+    assert bounds.MAX_CASE_PAYLOAD_BYTES <= bounds.SERVER_BLOB_LIMIT_BYTES // 2
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)

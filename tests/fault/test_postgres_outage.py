@@ -12,7 +12,7 @@ import pytest
 
 from gates.cases import CaseKind
 from gates.gate import Decision, DecisionReceipt
-from tests.case_helpers import FIRST_REVIEWER, example, start_case, wait_until_waiting
+from tests.case_helpers import FIRST_REVIEWER, distinct, start_case, wait_until_waiting
 from tests.fault.conftest import (
     activity_attempts,
     assert_decided_once,
@@ -39,7 +39,7 @@ def _decision(kind: CaseKind) -> Decision:
 
 async def test_decisions_are_recorded_exactly_once_across_a_postgres_outage(stack):
     kinds = [CaseKind.RENEWAL, CaseKind.ACCESS, CaseKind.PROCUREMENT, CaseKind.RENEWAL, CaseKind.ACCESS]
-    handles = [await start_case(stack.client, example(kind, human=True), stack.task_queue) for kind in kinds]
+    handles = [await start_case(stack.client, request, stack.task_queue) for request in distinct(kinds)]
     await asyncio.gather(*(wait_until_waiting(h) for h in handles))
     in_flight, during = list(zip(kinds, handles))[:2], list(zip(kinds, handles))[2:]
 

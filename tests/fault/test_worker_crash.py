@@ -4,8 +4,9 @@ picks every case up, and each one ends with exactly one decision row.
 To kill in the middle of gathering, the CRM is a local HTTP service that answers after 2 s. To kill in
 the middle of recording, the test holds a SHARE lock on `decision_traces` so the `record_decision`
 INSERTs are seen waiting in pg_locks when the worker dies (their transactions die with it).
-Activities lost with the worker are retried after their start-to-close timeout (30 s), which is what
-bounds this test's runtime.
+Activities lost with the worker heartbeat (workers/heartbeat.py), so they are retried once their
+10 s heartbeat timeout passes instead of their 30 s start-to-close timeout; the test checks that
+the attempt the crash killed ended on its heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import json
 
 import asyncpg
 import pytest
+from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import WorkflowHandle
 
 from gates.cases import CaseKind
 from gates.gate import Decision
-from tests.case_helpers import FIRST_REVIEWER, case_view, example, start_case, wait_until_waiting
+from tests.case_helpers import FIRST_REVIEWER, case_view, distinct, start_case, wait_until_waiting
 from tests.fault.conftest import (
     SlowCrm,
     activity_attempts,
@@ -57,9 +59,10 @@ def _decision(kind: CaseKind, reason: str) -> Decision:
 async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm):
     client, queue = stack.client, stack.task_queue
     mixed = [CaseKind.RENEWAL, CaseKind.PROCUREMENT, CaseKind.ACCESS]
-    waiting = [(k, await start_case(client, example(k, human=True), queue)) for k in mixed]
-    recording = [(k, await start_case(client, example(k, human=True), queue)) for k in mixed]
-    signalled = [(k, await start_case(client, example(k, human=True), queue)) for k in mixed[:2]]
+    kinds = mixed + mixed + mixed[:2] + [CaseKind.RENEWAL] * 2
+    opened = [(r.kind, await start_case(client, r, queue)) for r in distinct(kinds[:-2])]
+    waiting, recording, signalled = opened[:3], opened[3:6], opened[6:]
+    later = distinct(kinds)[-2:]  # the two renewals started while their CRM call hangs
     await asyncio.gather(*(wait_until_waiting(h, timeout=60) for _, h in waiting + recording + signalled))
 
     lock = await asyncpg.connect(stack.dsn)
@@ -81,7 +84,7 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
 
         # Gathering: two renewals inside their (slow) CRM call.
         before = crm.started
-        gathering = [(CaseKind.RENEWAL, await start_case(client, example(CaseKind.RENEWAL, human=True), queue)) for _ in range(2)]
+        gathering = [(CaseKind.RENEWAL, await start_case(client, request, queue)) for request in later]
         await assert_eventually(lambda: crm.started - before >= len(gathering) and crm.in_flight >= len(gathering), timeout=20)
 
         # Signals sent right before the kill: in history, maybe not yet seen by any worker.
@@ -115,7 +118,7 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
         assert view.decision is None
         await handle.execute_update("submit_decision", _decision(kind, "decided after the crash"))
 
-    # The gathering cases retry their CRM call once its 30 s timeout passes, then reach the gate.
+    # The gathering cases retry their CRM call once its heartbeat timeout passes, then reach the gate.
     for kind, handle in gathering:
         await wait_until_waiting(handle, timeout=60)
         await handle.execute_update("submit_decision", _decision(kind, "gathered after the crash"))
@@ -126,12 +129,31 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
     for _, handle in recording:
         [attempt] = await activity_attempts(handle, "record_decision")
         assert attempt >= 2, f"{handle.id}: the record in flight at the crash was retried"
+        assert await _retried_because(handle, "record_decision") == ["TIMEOUT_TYPE_HEARTBEAT"], "retried after its heartbeat stopped"
     for _, handle in gathering:
         [attempt] = await activity_attempts(handle, "gather_crm")
         assert attempt >= 2, f"{handle.id}: the CRM call in flight at the crash was retried"
+        assert await _retried_because(handle, "gather_crm") == ["TIMEOUT_TYPE_HEARTBEAT"], "retried after its heartbeat stopped"
         trace = json.loads((await stack.fetch("SELECT trace FROM decision_traces WHERE case_id = $1", handle.id))[0]["trace"])
         assert "ambiguous_or_missing_data" not in trace["reason_codes"], "the retried CRM call supplied the evidence"
         assert "**missing** crm" not in trace["brief"]
+
+
+async def _retried_because(handle: WorkflowHandle, activity_type: str) -> list[str]:
+    """Why each activity of that type was last retried: the timeout that ended the attempt the crash
+    killed (a heartbeat timeout means it was retried within HEARTBEAT_TIMEOUT, not start-to-close)."""
+    history = await handle.fetch_history()
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    return [
+        TimeoutType.Name(e.activity_task_started_event_attributes.last_failure.timeout_failure_info.timeout_type)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and scheduled.get(e.activity_task_started_event_attributes.scheduled_event_id) == activity_type
+    ]
 
 
 async def _waiting_view(handle: WorkflowHandle):
