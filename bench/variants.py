@@ -29,7 +29,6 @@ from typing import Any
 
 from temporalio import activity, workflow
 
-from activities import case_activities
 from activities.case_activities import PolicyCache
 from gates.policy import load_policies
 from workflows.case import HARDENED_PATCH, LEAN_PATCH

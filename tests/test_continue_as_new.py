@@ -20,7 +20,14 @@ from gates import bounds
 from gates.cases import CaseKind
 from gates.gate import Decision
 from gates.trace import CaseResult
-from tests.case_helpers import case_view, example, save_history, start_case, trace_row, wait_until_waiting
+from tests.case_helpers import (
+    case_view,
+    example,
+    save_history,
+    start_case,
+    trace_row,
+    wait_until_waiting,
+)
 from tests.helpers import assert_eventually, new_worker
 from tests.hostile import json_payload, raw_payload, raw_signal
 

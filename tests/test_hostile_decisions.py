@@ -18,7 +18,13 @@ from temporalio.exceptions import ApplicationError
 from gates import bounds
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
-from tests.case_helpers import case_view, example, start_case, trace_row, wait_until_waiting
+from tests.case_helpers import (
+    case_view,
+    example,
+    start_case,
+    trace_row,
+    wait_until_waiting,
+)
 from tests.helpers import assert_eventually, new_worker
 from tests.hostile import UNREADABLE_INPUTS, json_payload, raw_signal
 

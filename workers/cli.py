@@ -6,19 +6,20 @@ import asyncio
 import os
 import sys
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 import click
 from pydantic import ValidationError
 
 from activities.db import DatabaseUnavailable, connect
 from activities.migrations import MigrationError, apply_migrations
-from workers.config import Settings, resolve_database_url
-from workers.client import TemporalUnavailable, connect_client
-from workers.devstack import ChildFailed, PortInUse
 from workers.cases import CaseError
+from workers.client import TemporalUnavailable, connect_client
+from workers.config import Settings, resolve_database_url
+from workers.devstack import ChildFailed, PortInUse
 
 # Errors a user can act on: one line on stderr, no stack trace.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -148,7 +149,7 @@ def migrate(state_dir: Path | None) -> None:
 def check(state_dir: Path | None) -> None:
     """Run a probe workflow through a worker and PostgreSQL, and report what answered."""
     from activities.stack_check import StackCheckInput, StackCheckResult
-    from workflows.stack_check import StackCheckWorkflow
+    from workflows.stack_check import STACK_CHECK
 
     settings = load_settings(state_dir)
 
@@ -158,15 +159,16 @@ def check(state_dir: Path | None) -> None:
         try:
             result: StackCheckResult = await asyncio.wait_for(
                 client.execute_workflow(
-                    StackCheckWorkflow.run,
+                    STACK_CHECK,
                     StackCheckInput(check_id=check_id),
                     id=check_id,
                     task_queue=settings.task_queue,
+                    result_type=StackCheckResult,
                     execution_timeout=timedelta(seconds=60),
                 ),
                 timeout=30,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             click.echo(
                 f"hitl: no worker completed the probe within 30s on task queue {settings.task_queue!r}; "
                 "is `hitl worker` (or `hitl dev`) running?",
@@ -182,11 +184,11 @@ def check(state_dir: Path | None) -> None:
     run_command(body)
 
 
-from workers.case_commands import register as _register_case_commands  # noqa: E402
+from workers.case_commands import register as _register_case_commands
 
 _register_case_commands(cli, load_settings=load_settings, run_command=run_command, state_dir_option=state_dir_option, fail=_fail)
 
-from workers.ops_commands import register as _register_ops_commands  # noqa: E402
+from workers.ops_commands import register as _register_ops_commands
 
 _register_ops_commands(cli, load_settings=load_settings, run_command=run_command, state_dir_option=state_dir_option, fail=_fail)
 

@@ -490,10 +490,9 @@ async def find_ended(
             why=why,
         )
 
-    found = await asyncio.gather(*(inspect(e) for e in executions), namespace_retention(client))
-    retention = found.pop()
+    inspected, retention = await asyncio.gather(asyncio.gather(*(inspect(e) for e in executions)), namespace_retention(client))
     far = datetime.min.replace(tzinfo=UTC)
-    ended = sorted((c for c in found if c is not None), key=lambda c: (c.closed_at or far, c.case_id), reverse=True)
+    ended = sorted((c for c in inspected if c is not None), key=lambda c: (c.closed_at or far, c.case_id), reverse=True)
     return EndedReport(since=since, ended=ended, query=query, retention=retention)
 
 
@@ -559,11 +558,12 @@ def render_ended(report: EndedReport, now: datetime, *, width: int = 140) -> str
         closed = f"{human_age(now - case.closed_at)} ago" if case.closed_at else "?"
         trace = {True: "recorded", False: "none", None: "?"}[case.trace_recorded]
         table.add_row(case.case_id, case.status_text, closed, case.why, trace)
-    console = Console(width=width, file=io.StringIO(), color_system=None)
+    buffer = io.StringIO()
+    console = Console(width=width, file=buffer, color_system=None)
     # the heading on one line, however narrow the table: the retention note must stay readable
     console.print(f"{len(report.ended)} cases ended without a recorded outcome {window}", soft_wrap=True)
     console.print(table)
-    return "\n".join([console.file.getvalue().rstrip("\n"), *lines])
+    return "\n".join([buffer.getvalue().rstrip("\n"), *lines])
 
 
 # -- replay --------------------------------------------------------------------------------------

@@ -8,19 +8,22 @@ import signal
 import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import (
+    SandboxedWorkflowRunner,
+    SandboxRestrictions,
+)
 
-from activities.db import create_pool
-from activities.migrations import SchemaBehind, pending_migrations
 from activities.case_activities import CaseActivities
+from activities.db import create_pool
 from activities.directory import DirectoryActivities
 from activities.gather import GatherActivities
+from activities.migrations import SchemaBehind, pending_migrations
 from activities.notify import NotifyActivities
 from activities.stack_check import StackCheckActivities
 from activities.start_metadata import StartMetadataActivities
 from workers.client import connect_client, worker_client
-from workers.heartbeat import HeartbeatWhileRunning
 from workers.config import Settings, resolve_database_url
+from workers.heartbeat import HeartbeatWhileRunning
 from workflows.kinds import CASE_WORKFLOWS
 from workflows.stack_check import StackCheckWorkflow
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -1031,7 +1031,7 @@ class CaseWorkflow:
         """Search attributes for the inbox and saved views, current details for the UI, in one step."""
         gate = self._gate
         waiting = self._state == CaseState.WAITING and gate is not None and gate.open
-        updates = [sa.CASE_STATE.value_set(self._state.value)]
+        updates: list[SearchAttributeUpdate[Any]] = [sa.CASE_STATE.value_set(self._state.value)]
         if self._evaluation is not None:
             updates.append(sa.REASON_CODES.value_set([c.value for c in self._evaluation.reason_codes]))
         if gate is not None:

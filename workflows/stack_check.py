@@ -15,7 +15,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.guard import InputProblem, single_json
 
 
-@workflow.defn(name="StackCheck")
+STACK_CHECK = "StackCheck"
+
+
+@workflow.defn(name=STACK_CHECK)
 class StackCheckWorkflow:
     @workflow.run
     async def run(self, *payloads: RawValue) -> StackCheckResult:

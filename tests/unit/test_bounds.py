@@ -18,11 +18,25 @@ from gates.brief import Proposal, ReviewerQuestion
 from gates.cases import MAX_TEXT_CHARS, CaseKind
 from gates.evidence import ContextBundle, EvidenceItem
 from gates.fit import fit_json, json_size
-from gates.gate import AcceptedDecision, Decision, GateState, OperatorRecord, RejectedAttempt, keep_attempt
+from gates.gate import (
+    AcceptedDecision,
+    Decision,
+    GateState,
+    OperatorRecord,
+    RejectedAttempt,
+    keep_attempt,
+)
 from gates.policy import evaluate
 from gates.precedent import PrecedentFeatures
 from gates.text import person_text_problem
-from gates.trace import AgentNote, CaseCarryOver, CaseSummary, DecisionTrace, fitted_carry_over, fitted_trace
+from gates.trace import (
+    AgentNote,
+    CaseCarryOver,
+    CaseSummary,
+    DecisionTrace,
+    fitted_carry_over,
+    fitted_trace,
+)
 from tests.unit.factories import T0, policy, precedent, renewal, renewal_facts
 from tests.unit.untrusted import TEXT
 from workflows.guard import InputProblem, single_json
