@@ -148,12 +148,13 @@ def render_brief(
     questions: list[ReviewerQuestion],
     earlier_questions: int = 0,
 ) -> str:
-    """Markdown for the CLI, the UI's current details and the trace. Lists follow a blank line so
+    """Markdown for the CLI, the UI's current details and the trace; `ask` is Markdown already
+    (`gates.presentation.ask_markdown`: identifiers as code spans). Lists follow a blank line so
     every markdown renderer shows them as lists; sources are in code spans (they contain `_`).
 
     `questions` are the ones to show (the caller passes the latest few, so the brief does not grow
     with every request_info round); `earlier_questions` counts those left to the trace."""
-    lines = [f"### {ask}", "", f"Requested by **{requester}**, in their words:", "", md_block(justification), ""]
+    lines = [f"### {ask}", "", f"Requested by {md_inline(requester)}, in their words:", "", md_block(justification), ""]
     lines += ["**Key facts**", ""]
     for item in context.items:
         lines.append(f"- {item.item.replace('_', ' ')}: {_fmt(item.value)} {md_inline(item.label)}")

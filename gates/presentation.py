@@ -29,10 +29,25 @@ _PEOPLES_CHANNELS = frozenset({"update", "signal", "operator"})
 _DECIDE_EXAMPLE = json.dumps({"outcome": "approve", "reviewer": "<your id>", "reason": "<why>"})
 
 
-def static_summary(request: CaseRequest) -> str:
-    """The case's one line in the UI's workflow list: `Finance: 28% renewal discount for acme_enterprise (fy26)`."""
+def ask_markdown(request: CaseRequest) -> str:
+    """The case's ask with the payload's identifiers as code spans:
+    ``28% renewal discount for `acme_enterprise` (`fy26`)``.
+
+    An identifier is the sender's choice too, and `www.evil.com` is a valid account id that GFM
+    would turn into a link; inside a code span it stays text. The sentence itself comes from the
+    kind's `ask` (gates/kinds.py), fed stand-ins for the string fields."""
     spec = SPECS[request.kind]
-    return f"{spec.gate_title}: {spec.ask(request)}"
+    texts = {name: value for name, value in request.__dict__.items() if isinstance(value, str)}
+    stand_ins = {name: f"\x00{index}\x00" for index, name in enumerate(texts)}
+    sentence = spec.ask(request.model_construct(**{**request.__dict__, **stand_ins}))
+    for name, stand_in in stand_ins.items():
+        sentence = sentence.replace(stand_in, md_inline(texts[name]))
+    return sentence
+
+
+def static_summary(request: CaseRequest) -> str:
+    """The case's one line in the UI: ``Finance: 28% renewal discount for `acme_enterprise` (`fy26`)``."""
+    return f"{SPECS[request.kind].gate_title}: {ask_markdown(request)}"
 
 
 def _is_person_text(request: CaseRequest, name: str) -> bool:

@@ -118,7 +118,7 @@ async def _decide_in_the_ui(page: Page, ui: str, case_id: str, request: CaseRequ
     metadata_tab = page.get_by_role("tab", name="User Metadata")
     await metadata_tab.click()
     summary = page.frame_locator("iframe#user-metadata-summary").locator("body")
-    await expect(summary).to_contain_text(f"Finance: 28% renewal discount for acme_enterprise ({request.renewal})")
+    await expect(summary).to_contain_text(f"Finance: 28% renewal discount for acme_enterprise ({request.renewal})")  # code spans render as text
     details = page.frame_locator("iframe#user-metadata-details").locator("body")
     await expect(details).to_contain_text(f"Business key {request.business_key()}")
     await expect(details).to_contain_text("requested_discount_pct: 28")

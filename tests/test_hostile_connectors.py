@@ -63,6 +63,10 @@ def assert_storable_one_line(result: ConnectorResult) -> None:
         assert "\n" not in missing.error and "\x1b" not in missing.error and len(missing.error) <= 500
 
 
+# 64 KiB chunks a server may write before a client that stopped reading closes the connection: 16 MiB.
+STOPPED_READING_CHUNKS = 256
+
+
 def respond_bytes(server: HTTPServer, body: bytes, **headers: str) -> None:
     response = Response(body, content_type=headers.pop("content_type", "application/json"), headers=headers)
     server.expect_request("/api/crm").respond_with_response(response)
@@ -127,7 +131,9 @@ async def test_a_body_over_the_cap_is_missing_context_without_reading_it_all(crm
     result = await fetch(crm_server)
     assert errors(result) == dict.fromkeys(["tier", "contract_terms"], "answer too large: crm sent more than 256 KiB")
     await asyncio.sleep(0.2)
-    assert len(sent) < 64, f"{len(sent) * 64} KiB were sent: the connector kept reading"
+    # the server writes ahead into socket buffers (several MiB on a loaded loopback), so "stopped
+    # reading" is far below the 256 MiB on offer, not at the 256 KiB cap itself
+    assert len(sent) < STOPPED_READING_CHUNKS, f"{len(sent) * 64} KiB were sent: the connector kept reading"
 
 
 async def test_a_declared_length_over_the_cap_is_refused_before_the_body(crm_server):
@@ -295,4 +301,4 @@ async def test_an_agent_answer_over_the_cap_is_not_read_whole(server):
     with pytest.raises(AgentUnavailable, match=f"agent response too large: more than {MAX_RESPONSE_BYTES // 1024} KiB"):
         await advise(server)
     await asyncio.sleep(0.2)
-    assert len(sent) < 64
+    assert len(sent) < STOPPED_READING_CHUNKS, f"{len(sent) * 64} KiB were sent: the agent client kept reading"

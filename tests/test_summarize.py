@@ -71,7 +71,7 @@ async def test_agent_advice_is_recorded_beside_the_deterministic_brief(temporal_
     assert view.brief.startswith("### 28% renewal discount") and "three similar cases" not in view.brief
     assert view.proposal.outcome == "approve"
     sent = json.loads(agent_server.log[0][0].data)
-    assert sent["model"] == "local-test" and "28% renewal discount for acme_enterprise" in sent["messages"][-1]["content"]
+    assert sent["model"] == "local-test" and "28% renewal discount for `acme_enterprise`" in sent["messages"][-1]["content"]
 
 
 async def test_a_failing_agent_falls_back_to_the_deterministic_brief(temporal_env, world_pool, agent_server):

@@ -74,7 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from gates.kinds import CaseSpec
     from gates.policy import Policy, PolicyEvaluation, evaluate
     from gates.precedent import Precedent, PrecedentFeatures
-    from gates.presentation import current_details, static_details, static_summary
+    from gates.presentation import ask_markdown, current_details, static_details, static_summary
     from gates.text import md_block, neutralize
     from gates.trace import (
         AgentNote,
@@ -675,7 +675,7 @@ class CaseWorkflow:
             "summarize_case",
             SummarizeInput(
                 kind=self.spec.kind,
-                ask=self.spec.ask(self._request),
+                ask=ask_markdown(self._request),
                 requester=self._request.requester,
                 justification=self._request.justification,
                 context=self._context,

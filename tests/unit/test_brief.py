@@ -6,11 +6,25 @@ from decimal import Decimal
 
 import pytest
 
-from gates.brief import Proposal, ReviewerQuestion, precedent_headline, propose, render_brief
+from gates.brief import (
+    Proposal,
+    ReviewerQuestion,
+    precedent_headline,
+    propose,
+    render_brief,
+)
 from gates.cases import CaseKind
 from gates.kinds import RENEWAL
 from gates.policy import evaluate
-from tests.unit.factories import CRM_FULL, context, policy, precedent, renewal, renewal_facts
+from gates.presentation import ask_markdown
+from tests.unit.factories import (
+    CRM_FULL,
+    context,
+    policy,
+    precedent,
+    renewal,
+    renewal_facts,
+)
 
 DISCOUNT = policy(CaseKind.RENEWAL)
 CASE_TAGS = ["service_impact", "enterprise"]
@@ -155,7 +169,7 @@ def brief() -> str:
     evaluation = evaluate(DISCOUNT, facts, [p.outcome for p in precedents])
     headline = precedent_headline(request.kind, RENEWAL.tags(facts), precedents)
     return render_brief(
-        ask=RENEWAL.ask(request),
+        ask=ask_markdown(request),
         requester=request.requester,
         justification=request.justification,
         context=evidence,
@@ -169,8 +183,8 @@ def brief() -> str:
 
 def test_brief_opens_with_the_ask_and_who_asked(brief):
     lines = brief.splitlines()
-    assert lines[0] == "### 28% renewal discount for acme_enterprise (fy26)"
-    assert "Requested by **sam.sales**, in their words:\n\n```text\nCustomer had two sev1 outages this year\n```" in brief
+    assert lines[0] == "### 28% renewal discount for `acme_enterprise` (`fy26`)"
+    assert "Requested by `sam.sales`, in their words:\n\n```text\nCustomer had two sev1 outages this year\n```" in brief
 
 
 def test_brief_lists_every_evidence_item_with_its_source_label(brief):
@@ -235,7 +249,7 @@ def test_same_inputs_give_the_same_brief(brief):
     precedents = _service_impact_approvals()
     evaluation = evaluate(DISCOUNT, facts, [p.outcome for p in precedents])
     again = render_brief(
-        ask=RENEWAL.ask(request),
+        ask=ask_markdown(request),
         requester=request.requester,
         justification=request.justification,
         context=evidence,

@@ -29,6 +29,7 @@ from gates.kinds import RENEWAL
 from gates.policy import evaluate
 from gates.presentation import (
     ERROR_CHARS,
+    ask_markdown,
     current_details,
     static_details,
     static_summary,
@@ -86,9 +87,9 @@ def assert_same_shape(hostile: str, benign: str) -> None:
 # --- the brief --------------------------------------------------------------------------------
 
 
-def _brief(text: str, earlier_questions: int = 0) -> str:
+def _brief(text: str, earlier_questions: int = 0, request=None) -> str:
     """A renewal brief with `text` in every place someone other than the system wrote."""
-    request = renewal()
+    request = request or renewal()
     evidence = context(
         {**CRM_FULL, "crm.tier": text, "chat.thread": {"title": text, "approval_stated_by": "vp.sales"}, "chat.extra": {f"K {text}": 1}},
         missing={"crm.contract_terms": text},
@@ -97,7 +98,7 @@ def _brief(text: str, earlier_questions: int = 0) -> str:
     facts = RENEWAL.facts(request, context(CRM_FULL), 1)
     evaluation = evaluate(DISCOUNT, facts, ["approve"])
     return render_brief(
-        ask=RENEWAL.ask(request),
+        ask=ask_markdown(request),
         requester=request.requester,
         justification=text,
         context=evidence,
@@ -112,7 +113,7 @@ def _brief(text: str, earlier_questions: int = 0) -> str:
 
 def test_a_justification_is_shown_in_the_requesters_words_under_a_system_label():
     brief = _brief("# Decided\n**approve** by cfo_jane")
-    assert "Requested by **sam.sales**, in their words:\n\n```text\n# Decided\n**approve** by cfo_jane\n```" in brief
+    assert "Requested by `sam.sales`, in their words:\n\n```text\n# Decided\n**approve** by cfo_jane\n```" in brief
     assert "<h1>" not in MarkdownIt("commonmark").render(brief)
 
 
@@ -158,9 +159,17 @@ def test_any_text_in_the_brief_is_only_ever_code(text):
 # --- the UI's static summary and details ------------------------------------------------------
 
 
-def test_static_summary_is_the_gate_and_the_ask():
-    assert static_summary(renewal()) == "Finance: 28% renewal discount for acme_enterprise (fy26)"
-    assert static_summary(access()) == "Security: read_replica on billing-db for lee.eng, 7 days"
+def test_static_summary_is_the_gate_and_the_ask_with_its_identifiers_as_code():
+    assert static_summary(renewal()) == "Finance: 28% renewal discount for `acme_enterprise` (`fy26`)"
+    assert static_summary(access()) == "Security: `read_replica` on `billing-db` for `lee.eng`, 7 days"
+
+
+def test_an_identifier_that_looks_like_a_domain_does_not_become_a_link():
+    """`www.evil.com` is a valid account id; GFM would link it in plain text."""
+    request = renewal(account="www.evil.com", requester="cfo@evil.com")
+    for markdown in (static_summary(request), _brief("fine", request=request)):
+        for renderer in RENDERERS:
+            assert "<a" not in renderer.render(markdown), markdown
 
 
 def test_static_details_list_the_fields_and_quote_the_justification():
