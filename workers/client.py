@@ -18,8 +18,6 @@ from temporalio.contrib.pydantic import (
 from temporalio.converter import (
     DefaultFailureConverter,
     PayloadConverter,
-    SerializationContext,
-    WorkflowSerializationContext,
 )
 from temporalio.exceptions import ApplicationError
 
@@ -33,25 +31,20 @@ DATA_CONVERTER = pydantic_data_converter
 
 
 class CasePayloadConverter(PydanticPayloadConverter):
-    """The pydantic converter, except that inside workflow code a payload decoded with no type
-    hint stays a `RawValue`.
+    """The pydantic converter, except that a payload decoded with no type hint stays a `RawValue`.
 
     The case workflows' run method and handlers take `*payloads: RawValue`: the SDK then passes
     every payload that arrived (none, one or several) with no type hints, and this converter hands
     them over undecoded, whatever their encoding. The workflow's own guard (`workflows/guard.py`)
     then decodes and judges them, so no count or encoding of input can fail a workflow task
     (an undecodable signal would otherwise be dropped, and a start with two inputs wedge the case).
-    Used by workers and replayers only: clients keep decoding untyped results as usual."""
 
-    raw_untyped = False
-
-    def with_context(self, context: SerializationContext) -> CasePayloadConverter:
-        converter = type(self)()
-        converter.raw_untyped = isinstance(context, WorkflowSerializationContext)
-        return converter
+    For workers and replayers only, whose clients make no calls that decode untyped results:
+    everything else the worker decodes has a type (activity arguments and results, update and
+    query handlers' declared types). Clients keep `DATA_CONVERTER`."""
 
     def from_payloads(self, payloads: Sequence[Payload], type_hints: list[type] | None = None) -> list[Any]:
-        if type_hints is None and self.raw_untyped:
+        if type_hints is None:
             return [RawValue(payload) for payload in payloads]
         return super().from_payloads(payloads, type_hints)
 

@@ -32,9 +32,9 @@ class _Beating(ActivityInboundInterceptor):
         interval = max(info.heartbeat_timeout.total_seconds() / 3, 0.1)
 
         async def beat() -> None:
-            while True:
-                activity.heartbeat()
+            while True:  # the first beat after an interval: a short activity sends none
                 await asyncio.sleep(interval)
+                activity.heartbeat()
 
         beating = asyncio.create_task(beat())
         try:

@@ -74,7 +74,12 @@ with workflow.unsafe.imports_passed_through():
     from gates.kinds import CaseSpec
     from gates.policy import Policy, PolicyEvaluation, evaluate
     from gates.precedent import Precedent, PrecedentFeatures
-    from gates.presentation import ask_markdown, current_details, static_details, static_summary
+    from gates.presentation import (
+        ask_markdown,
+        current_details,
+        static_details,
+        static_summary,
+    )
     from gates.text import md_block, neutralize
     from gates.trace import (
         AgentNote,
@@ -413,14 +418,21 @@ class CaseWorkflow:
         return await self._run_admitted(request, resumed=False)
 
     def _legacy_request(self, payloads: Sequence[Any]) -> CaseRequest:
-        """Before HARDENED_PATCH: decode and validate the one start payload; an invalid one fails the case."""
-        model = REQUEST_MODELS[self.spec.kind]
+        """Before HARDENED_PATCH: the one start payload, decoded and validated; an invalid one fails the case."""
         try:
-            return model.model_validate(single_json(payloads, what="the start payload"))
+            return self._parsed_request(payloads)
+        except CaseRefused as invalid:
+            raise _refused(str(invalid), "InvalidCase") from None
+
+    def _parsed_request(self, payloads: Sequence[Any]) -> CaseRequest:
+        """One strict JSON payload that is a valid case of this kind, or CaseRefused naming what is wrong."""
+        kind = self.spec.kind.value
+        try:
+            return REQUEST_MODELS[self.spec.kind].model_validate(single_json(payloads, what="the start payload"))
+        except InputProblem as problem:
+            raise CaseRefused(f"invalid {kind} case: {problem}") from None
         except ValidationError as err:
-            raise _refused(f"invalid {self.spec.kind.value} case: {validation_problems(err)}", "InvalidCase") from None
-        except InputProblem as err:
-            raise _refused(f"invalid {self.spec.kind.value} case: {err}", "InvalidCase") from None
+            raise CaseRefused(f"invalid {kind} case: {validation_problems(err)}") from None
 
     def _admissible_request(self, payloads: Sequence[Any]) -> CaseRequest:
         """The case request, if this start is one the case can honour; CaseRefused says why not.
@@ -431,13 +443,7 @@ class CaseWorkflow:
         approved as that request), with no timeout (a case must end with a recorded outcome, never
         by timing out), no cron schedule and no memo."""
         kind = self.spec.kind.value
-        model = REQUEST_MODELS[self.spec.kind]
-        try:
-            request = model.model_validate(single_json(payloads, what="the start payload"))
-        except InputProblem as problem:
-            raise CaseRefused(f"invalid {kind} case: {problem}") from None
-        except ValidationError as err:
-            raise CaseRefused(f"invalid {kind} case: {validation_problems(err)}") from None
+        request = self._parsed_request(payloads)
         info = workflow.info()
         if info.workflow_id != request.case_id():
             shown = neutralize(info.workflow_id[:200], keep_newlines=False)
