@@ -116,6 +116,17 @@ class AdviseInput(BaseModel):
         )
 
 
+def _storable_trace(trace: DecisionTrace) -> DecisionTrace:
+    """The trace as is when PostgreSQL can store it (nearly always), else with NUL and unpaired
+    surrogates replaced (`gates.text.storable`)."""
+    try:
+        if "\\u0000" not in trace.model_dump_json():
+            return trace
+    except ValueError:  # an unpaired surrogate cannot be encoded
+        pass
+    return DecisionTrace.model_validate(storable(trace.model_dump(mode="json")))
+
+
 class PolicyCache:
     """Parsed policies per directory, re-read only when a file's name, size or mtime changed.
 
@@ -234,7 +245,7 @@ class CaseActivities:
         Whatever text reached the trace (connector answers, payload previews), it is made storable
         first: PostgreSQL's text and jsonb refuse NUL and unpaired surrogates, and a recorder that
         failed on content would retry forever with no trace written."""
-        trace = DecisionTrace.model_validate(storable(record.trace.model_dump(mode="json")))
+        trace = _storable_trace(record.trace)
         span_context = otel_trace.get_current_span().get_span_context()
         if span_context.is_valid and trace.otel_trace_id is None:
             trace = trace.model_copy(update={"otel_trace_id": format(span_context.trace_id, "032x")})

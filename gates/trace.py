@@ -151,8 +151,9 @@ def fitted_trace(trace: DecisionTrace) -> DecisionTrace:
         protect=("entities", "case_id", "workflow_id", "run_id", "outcome", "decided_by", "features", "decided_via"),
         droppable=("rejected_attempts", "operator_actions", "reminders"),
     )
-    if notes:
-        fitted["trimmed"] = list(fitted.get("trimmed") or []) + notes
+    if not notes:
+        return trace  # it fits as it is (nearly always)
+    fitted["trimmed"] = list(fitted.get("trimmed") or []) + notes
     return DecisionTrace.model_validate(fitted)
 
 
@@ -165,8 +166,9 @@ def fitted_carry_over(state: CaseCarryOver) -> CaseCarryOver:
         protect=("request", "policy", "evaluation", "workflow_id", "first_execution_run_id", "kind"),
         droppable=("rejected_attempts", "early_attempts", "reminders"),
     )
-    if notes:
-        fitted["trimmed"] = list(fitted.get("trimmed") or []) + [f"run {state.runs}: {n}" for n in notes]
+    if not notes:
+        return state
+    fitted["trimmed"] = list(fitted.get("trimmed") or []) + [f"run {state.runs}: {n}" for n in notes]
     return CaseCarryOver.model_validate(fitted)
 
 

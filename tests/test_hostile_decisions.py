@@ -14,10 +14,13 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.case_activities import CaseActivities
 from gates import bounds
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
+from gates.trace import DecisionTrace, RecordDecisionInput
 from tests.case_helpers import (
     case_view,
     example,
@@ -27,6 +30,7 @@ from tests.case_helpers import (
 )
 from tests.helpers import assert_eventually, new_worker
 from tests.hostile import UNREADABLE_INPUTS, json_payload, raw_signal
+from workers.config import Settings
 
 
 async def _no_failed_workflow_task(handle: WorkflowHandle) -> None:
@@ -208,3 +212,19 @@ async def test_request_info_rounds_are_bounded_and_the_brief_stops_growing(tempo
         await handle.result()
     trace = json.loads((await trace_row(world_pool, handle))["trace"])
     assert len(trace["rounds"]) == bounds.MAX_REQUEST_INFO_ROUNDS
+
+
+async def test_the_recorder_stores_a_trace_whatever_text_reached_it(temporal_env, world_pool):
+    """NUL and unpaired surrogates (from a connector, say) cannot be stored by PostgreSQL: the
+    recorder replaces them, so writing the trace never fails on content."""
+    async with new_worker(temporal_env.client, world_pool) as worker:
+        handle = await start_case(temporal_env.client, example(CaseKind.ACCESS, human=False), worker.task_queue)
+        await handle.result()
+    row = await trace_row(world_pool, handle)
+    trace = DecisionTrace.model_validate_json(row["trace"])
+    poisoned = trace.model_copy(update={"brief": "evidence\x00with NUL", "reason": "x\ud800y", "case_id": trace.case_id + "-copy"})
+    record = RecordDecisionInput(decision_key=row["decision_key"] + "-copy", trace=poisoned)
+    receipt = await ActivityEnvironment().run(CaseActivities(world_pool, Settings(_env_file=None)).record_decision, record)
+    stored = await world_pool.fetchrow("SELECT reason, trace FROM decision_traces WHERE id = $1", receipt.trace_id)
+    assert receipt.newly_recorded and stored["reason"] == "x\ufffdy"
+    assert json.loads(stored["trace"])["brief"] == "evidence\ufffdwith NUL"
