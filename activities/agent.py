@@ -32,6 +32,7 @@ from pydantic import (
     ValidationError,
 )
 
+from activities.bounded_read import BodyTooLarge, read_at_most
 from gates.json_input import JsonInputError, loads_strict
 from gates.text import neutralize, person_text_problem
 
@@ -176,14 +177,14 @@ async def request_agent_advice(
             httpx.AsyncClient(timeout=timeout) as client,
             client.stream("POST", url, json=body, headers=headers) as response,
         ):
-            data = await _read_bounded(response)
+            data = await read_at_most(response, MAX_RESPONSE_BYTES)
+    except BodyTooLarge:
+        raise AgentUnavailable(f"agent response too large: more than {MAX_RESPONSE_BYTES // 1024} KiB") from None
     except (TimeoutError, httpx.TimeoutException):
         raise AgentUnavailable(f"agent did not answer within {timeout:g}s ({url})") from None
     except httpx.HTTPError as err:
         raise AgentUnavailable(_one_line(f"cannot reach agent at {url}: {type(err).__name__}: {err}")) from None
 
-    if data is None:
-        raise AgentUnavailable(f"agent response too large: more than {MAX_RESPONSE_BYTES // 1024} KiB")
     text = data.decode("utf-8", errors="replace")
     if not response.is_success:
         raise AgentUnavailable(_one_line(f"agent answered HTTP {response.status_code}: {_quote(text)}"))
@@ -229,18 +230,6 @@ def _describe(err: ValidationError, whole: str) -> str:
         location = ".".join(str(part) for part in error["loc"]) or whole
         parts.append(f"{location}: {error['msg']}")
     return _one_line("; ".join(parts))
-
-
-async def _read_bounded(response: httpx.Response) -> bytes | None:
-    """The body, or None once it passes MAX_RESPONSE_BYTES (the rest is never read)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _quote(text: str) -> str:

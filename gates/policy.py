@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from gates.cases import CaseKind
-from gates.text import has_visible_character, mark, neutralize
+from gates.text import neutralize, one_visible_line_problem
 
 
 class ReasonCode(StrEnum):
@@ -275,11 +275,9 @@ def policy_text_problem(text: str, what: str) -> str | None:
     limit = POLICY_TEXT_LIMITS[what]
     if len(text) > limit:
         return f"is {len(text)} characters; a {what} is at most {limit}"
-    for index, char in enumerate(text):
-        if neutralize(char, keep_newlines=False) != char:
-            return f"contains the hidden or control character {mark(char)} at position {index + 1}; policy text is one visible line"
-    if not has_visible_character(text):
-        return "has no visible characters"
+    problem = one_visible_line_problem(text)
+    if problem:
+        return f"{problem}; policy text is one visible line" if problem.startswith("contains") else problem
     found = _MARKUP.search(text)
     if found:
         return (

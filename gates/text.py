@@ -68,6 +68,16 @@ def person_text_problem(text: str) -> str | None:
     return None
 
 
+def one_visible_line_problem(text: str) -> str | None:
+    """Why `text` is not one line of visible text (a setting, a policy title), or None."""
+    for index, char in enumerate(text):
+        if neutralize(char, keep_newlines=False) != char:
+            return f"contains the hidden or control character {mark(char)} at position {index + 1}"
+    if not has_visible_character(text):
+        return "has no visible characters"
+    return None
+
+
 _REPLACEMENT = "\ufffd"
 
 

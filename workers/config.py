@@ -25,7 +25,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gates.json_input import JsonInputError, loads_strict
-from gates.text import has_visible_character, mark, neutralize
+from gates.text import neutralize, one_visible_line_problem
 
 DEFAULT_TASK_QUEUE = "hitl-cases"
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
@@ -45,12 +45,7 @@ def _setting_problem(text: str) -> str | None:
     it may be a password or a key)."""
     if len(text) > MAX_SETTING_CHARS:
         return f"is {len(text)} characters; at most {MAX_SETTING_CHARS}"
-    for index, char in enumerate(text):
-        if neutralize(char, keep_newlines=False) != char:
-            return f"contains the hidden or control character {mark(char)} at position {index + 1}"
-    if not has_visible_character(text):
-        return "has no visible characters"
-    return None
+    return one_visible_line_problem(text)
 
 
 def http_url_problem(url: str) -> str | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
@@ -34,7 +34,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
     from activities.case_activities import (
         AdviseInput,
@@ -67,7 +67,6 @@ with workflow.unsafe.imports_passed_through():
         OperatorReceipt,
         OperatorRecord,
         RejectedAttempt,
-        format_validation_error,
         keep_attempt,
         validation_problems,
     )
@@ -142,6 +141,19 @@ class CaseRefused(Exception):
 
 def _refused(message: str, type_: str) -> ApplicationError:
     return ApplicationError(message, type=type_, non_retryable=True)
+
+
+Submitted = TypeVar("Submitted", bound=BaseModel)
+
+
+def _submission(payloads: Sequence[Any], model: type[Submitted], *, what: str, invalid: str, refusal: str) -> Submitted:
+    """The one `model` an update carries, or the refusal its validator raises (nothing is written)."""
+    try:
+        return model.model_validate(single_json(payloads, what=what))
+    except InputProblem as problem:
+        raise _refused(str(problem), refusal) from None
+    except ValidationError as err:
+        raise _refused(f"{invalid}: {validation_problems(err)}", refusal) from None
 
 
 class CaseWorkflow:
@@ -252,12 +264,7 @@ class CaseWorkflow:
     @staticmethod
     def _decision_in(payloads: Sequence[Any]) -> Decision:
         """The one Decision the update carries; refused (not retryable, nothing written) otherwise."""
-        try:
-            return Decision.model_validate(single_json(payloads, what="submit_decision"))
-        except InputProblem as problem:
-            raise _refused(str(problem), "DecisionRejected") from None
-        except ValidationError as err:
-            raise _refused(format_validation_error(err), "DecisionRejected") from None
+        return _submission(payloads, Decision, what="submit_decision", invalid="invalid decision", refusal="DecisionRejected")
 
     def _not_accepting(self) -> str | None:
         """Why no decision can be taken at all right now, or None when the gate should judge it."""
@@ -336,12 +343,9 @@ class CaseWorkflow:
 
     @staticmethod
     def _operator_action_in(payloads: Sequence[Any]) -> OperatorAction:
-        try:
-            return OperatorAction.model_validate(single_json(payloads, what="operator_action"))
-        except InputProblem as problem:
-            raise _refused(str(problem), "OperatorActionRejected") from None
-        except ValidationError as err:
-            raise _refused("invalid operator action: " + validation_problems(err), "OperatorActionRejected") from None
+        return _submission(
+            payloads, OperatorAction, what="operator_action", invalid="invalid operator action", refusal="OperatorActionRejected"
+        )
 
     def _operator_problem(self, action: OperatorAction) -> str | None:
         # Retry and note stay possible while recording (the record activity is what may be stuck);

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from activities.bounded_read import BodyTooLarge, read_at_most
 from activities.connectors._items import (
     SCHEMAS,
     all_missing,
@@ -58,10 +59,6 @@ class _Answer(BaseModel):
     ref: str | None = None
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _excerpt(body: bytes) -> str:
     """The start of a body for an error message: one line, hidden characters marked."""
     text = " ".join(body.decode("utf-8", errors="replace").split())
@@ -69,25 +66,10 @@ def _excerpt(body: bytes) -> str:
     return text[:_BODY_EXCERPT] + ("…" if len(text) > _BODY_EXCERPT else "")
 
 
-async def _read_body(response: httpx.Response, limit: int) -> bytes:
-    """At most `limit` bytes of the (decoded) body; _TooLarge past that, without reading the rest."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit and not response.headers.get("content-encoding"):
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _read_excerpt(response: httpx.Response) -> str:
     try:
-        return _excerpt(await _read_body(response, _ERROR_BODY_BYTES))
-    except _TooLarge:
+        return _excerpt(await read_at_most(response, _ERROR_BODY_BYTES))
+    except BodyTooLarge:
         return f"(a body over {_ERROR_BODY_BYTES // 1024} KiB, not shown)"
 
 
@@ -156,8 +138,8 @@ class HttpConnector:
                         request, f"{source} refused the request: HTTP {status}: {await _read_excerpt(response)}"
                     )
                 try:
-                    body = await _read_body(response, MAX_ANSWER_BYTES)
-                except _TooLarge:
+                    body = await read_at_most(response, MAX_ANSWER_BYTES)
+                except BodyTooLarge:
                     return all_missing(
                         request, f"answer too large: {source} sent more than {MAX_ANSWER_BYTES // 1024} KiB"
                     )

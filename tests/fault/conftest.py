@@ -362,8 +362,8 @@ async def assert_decided_once(
     return trace
 
 
-async def activity_attempts(handle: WorkflowHandle, activity_type: str) -> list[int]:
-    """The attempt number each completed activity of that type finished on (history keeps only the last start)."""
+async def activity_starts(handle: WorkflowHandle, activity_type: str) -> list:
+    """The last start of each activity of that type (history keeps only the last one)."""
     history = await handle.fetch_history()
     scheduled = {
         e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
@@ -371,11 +371,16 @@ async def activity_attempts(handle: WorkflowHandle, activity_type: str) -> list[
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     }
     return [
-        e.activity_task_started_event_attributes.attempt
+        e.activity_task_started_event_attributes
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
         and scheduled.get(e.activity_task_started_event_attributes.scheduled_event_id) == activity_type
     ]
+
+
+async def activity_attempts(handle: WorkflowHandle, activity_type: str) -> list[int]:
+    """The attempt number each completed activity of that type finished on."""
+    return [started.attempt for started in await activity_starts(handle, activity_type)]
 
 
 async def pending_attempts(handle: WorkflowHandle, activity_type: str) -> list[int]:

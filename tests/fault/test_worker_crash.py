@@ -16,15 +16,22 @@ import json
 
 import asyncpg
 import pytest
-from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.api.enums.v1 import TimeoutType
 from temporalio.client import WorkflowHandle
 
 from gates.cases import CaseKind
 from gates.gate import Decision
-from tests.case_helpers import FIRST_REVIEWER, case_view, distinct, start_case, wait_until_waiting
+from tests.case_helpers import (
+    FIRST_REVIEWER,
+    case_view,
+    distinct,
+    start_case,
+    wait_until_waiting,
+)
 from tests.fault.conftest import (
     SlowCrm,
     activity_attempts,
+    activity_starts,
     assert_decided_once,
     crm_answers_from_world,
     fault_stack,
@@ -142,17 +149,9 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
 async def _retried_because(handle: WorkflowHandle, activity_type: str) -> list[str]:
     """Why each activity of that type was last retried: the timeout that ended the attempt the crash
     killed (a heartbeat timeout means it was retried within HEARTBEAT_TIMEOUT, not start-to-close)."""
-    history = await handle.fetch_history()
-    scheduled = {
-        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    }
     return [
-        TimeoutType.Name(e.activity_task_started_event_attributes.last_failure.timeout_failure_info.timeout_type)
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-        and scheduled.get(e.activity_task_started_event_attributes.scheduled_event_id) == activity_type
+        TimeoutType.Name(started.last_failure.timeout_failure_info.timeout_type)
+        for started in await activity_starts(handle, activity_type)
     ]
 
 
