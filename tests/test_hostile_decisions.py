@@ -175,7 +175,7 @@ async def test_operator_actions_are_bounded_and_cancel_stays_possible(temporal_e
         note = OperatorAction(action="note", operator="ops_oncall", reason="n" * 4000)
         for _ in range(bounds.MAX_OPERATOR_ACTIONS):
             await handle.execute_update("operator_action", note)
-        with pytest.raises(WorkflowUpdateFailedError, match="") as refused:
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update("operator_action", note)
         assert "only cancel is still possible" in refused.value.cause.message
         cancel = OperatorAction(action="cancel", operator="ops_oncall", reason="enough")
