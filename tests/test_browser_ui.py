@@ -23,11 +23,18 @@ from urllib.parse import quote
 import pytest
 import pytest_asyncio
 from playwright.async_api import Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from temporalio.testing import WorkflowEnvironment
 
 from gates.cases import CaseKind, CaseRequest
 from gates.trace import CaseResult
-from tests.browser import chromium_context, ensure_chromium, screenshot, screenshot_dir, wait_for_http
+from tests.browser import (
+    chromium_context,
+    ensure_chromium,
+    screenshot,
+    screenshot_dir,
+    wait_for_http,
+)
 from tests.case_helpers import example, trace_row, wait_until_waiting
 from tests.helpers import new_worker
 from workers.cases import CaseClient
@@ -153,7 +160,10 @@ async def _decide_in_the_ui(page: Page, ui: str, case_id: str, request: CaseRequ
     toast = page.locator("#workflow-signal-success-toast")
     await expect(toast).to_contain_text("Workflow signaled.")
     await expect(status).to_have_text("Completed")
-    await toast.get_by_role("button", name="Close").click()  # dismiss it: it would cover the screenshots below
+    try:  # dismiss it: it would cover the screenshots below (it also hides by itself after a few seconds)
+        await toast.get_by_role("button", name="Close").click(timeout=2000)
+    except PlaywrightTimeoutError:
+        pass
     await expect(toast).to_be_hidden()
 
     # Current Details is not refetched on its own; "R" refreshes it (the panel says so).
