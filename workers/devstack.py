@@ -282,7 +282,7 @@ def dynamic_config_flags() -> list[str]:
     """`--dynamic-config-value KEY=VALUE` for every server limit in `gates.bounds`: the gate's bounds
     rely on them (a signal over the blob limit refused at the door, failing cases flagged in
     TemporalReportedProblems), so every dev server we start sets them. The compose stack lists the
-    same values in deploy/temporal/dynamicconfig/hitl.yaml (tests/test_compose.py compares)."""
+    same values in deploy/temporal/dynamicconfig/hitl.yaml (tests/e2e/test_compose.py compares)."""
     flags: list[str] = []
     for key, value in dev_server_dynamic_config().items():
         flags += ["--dynamic-config-value", f"{key}={value}"]

@@ -1,6 +1,6 @@
 """What bounds a case's history: every ordinary path stays far below Temporal's limits without
 continuing as new, a request_info round costs a few events, and the server limits we set keep even a
-flood of signals far below them (continue-as-new itself: tests/test_continue_as_new.py).
+flood of signals far below them (continue-as-new itself: tests/integration/test_continue_as_new.py).
 
 Temporal terminates a workflow whose history passes 51,200 events or 50 MB, with nothing recorded.
 A case is one bounded loop: gather, evaluate, summarize, wait at one gate for at most `len(levels)`

@@ -7,7 +7,7 @@ read and every attribute in every upsert; `before_hardening/`: before HARDENED_P
 workflow IDs that are not the case IDs), which must keep replaying while such cases may still run;
 `continued/` holds the two runs of a case that continued as new.
 Record the current set (only after a deliberate, patched change; move the old set aside first) with
-`HITL_RECORD_HISTORIES=1 pytest tests/test_case_paths.py tests/test_operator_actions.py tests/test_continue_as_new.py`.
+`HITL_RECORD_HISTORIES=1 pytest tests/integration/test_case_paths.py tests/integration/test_operator_actions.py tests/integration/test_continue_as_new.py`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from workers.client import WORKER_DATA_CONVERTER
 from workers.ops_commands import load_history_file
 from workers.worker import WORKFLOW_RUNNER, WORKFLOWS
 
-HISTORIES = Path(__file__).resolve().parent / "histories"
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 PATHS = ("auto", "approve", "reject", "request_info", "timeout")
 
 

@@ -9,7 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.stack_check import StackCheckInput, StackCheckResult
 from tests.helpers import new_worker
-from tests.test_search_attributes import sample_value, upsert_every_attribute
+from tests.integration.test_search_attributes import sample_value, upsert_every_attribute
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 from workflows.stack_check import StackCheckWorkflow
 

@@ -20,7 +20,7 @@ from gates.bounds import dev_server_dynamic_config
 from workers.config import DEFAULT_TASK_QUEUE
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES, cli_type_name
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 

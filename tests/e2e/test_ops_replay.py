@@ -52,7 +52,7 @@ async def test_a_decided_case_replays_clean_live_and_from_its_exported_file(temp
     assert from_file.returncode == 0, from_file.stdout + from_file.stderr
     # a case's history is replayed under its own case ID, whatever the file is called
     assert from_file.stdout.strip() == f"{handle.id} (run {handle.result_run_id}): replayed clean"
-    # the same file as a tests/histories/ fixture, loaded as tests/test_replay.py loads it
+    # the same file as a tests/histories/ fixture, loaded as tests/unit/test_replay.py loads it
     history = load_history_file(exported)
     assert history.workflow_id == handle.id
     await Replayer(workflows=WORKFLOWS, data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER).replay_workflow(history)
@@ -77,7 +77,7 @@ async def test_a_history_replayed_against_changed_code_names_the_case_and_the_ev
 
 async def test_a_divergence_at_a_command_names_that_event():
     """A history from before the local-reads patch (LEAN_PATCH) starts with a scheduled activity; the changed code starts a timer."""
-    path = Path(__file__).parent / "histories" / "before_local_reads" / "renewal_discount_exception--approve.json"
+    path = Path(__file__).resolve().parents[1] / "histories" / "before_local_reads" / "renewal_discount_exception--approve.json"
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     [diverged] = await replay_histories([history], workflows=[RenewalWithAnUnpatchedChange])
     assert (diverged.event_id, diverged.event_type) == (5, "ActivityTaskScheduled")

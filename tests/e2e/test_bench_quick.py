@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 PATHS = ("auto", "approve_update", "approve_signal", "request_info", "escalate_to_timeout")
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "unsandboxed", "project_no_pyc")
