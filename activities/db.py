@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -33,7 +31,7 @@ async def connect(dsn: str | None, *, source: str = "HITL_DATABASE_URL") -> asyn
         raise DatabaseUnavailable(f"no PostgreSQL configured: {source}")
     try:
         return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError) as err:
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as err:
         raise DatabaseUnavailable(
             f"cannot reach PostgreSQL at {redact_dsn(dsn)} (from {source}): {type(err).__name__}: {err}"
         ) from err
@@ -44,7 +42,7 @@ async def create_pool(dsn: str | None, *, source: str = "HITL_DATABASE_URL", max
         raise DatabaseUnavailable(f"no PostgreSQL configured: {source}")
     try:
         return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError) as err:
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as err:
         raise DatabaseUnavailable(
             f"cannot reach PostgreSQL at {redact_dsn(dsn)} (from {source}): {type(err).__name__}: {err}"
         ) from err

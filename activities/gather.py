@@ -25,8 +25,11 @@ TRANSIENT_ERROR_TYPE = "TransientSourceError"
 class ConnectorSettings(Protocol):
     """The part of `workers.config.Settings` this module reads (activities do not import workers)."""
 
-    connector_urls: Mapping[str, str]
-    connector_timeout_seconds: float
+    @property
+    def connector_urls(self) -> Mapping[str, str]: ...
+
+    @property
+    def connector_timeout_seconds(self) -> float: ...
 
 
 def build_connectors(pool: asyncpg.Pool, settings: ConnectorSettings) -> dict[str, Connector]:
@@ -85,10 +88,3 @@ class GatherActivities:
             self.gather_procurement,
             self.gather_iam,
         ]
-
-
-def gather_activity_name(source: str) -> str:
-    """`gather_crm`: the activity a workflow calls for `source`."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
-    return f"gather_{source}"

@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
-from typing import Literal, NoReturn, Protocol
+from typing import NoReturn, Protocol
 
 import asyncpg
 import httpx
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+
+from gates.messages import Notification, NotificationReceipt
 
 log = logging.getLogger("hitl.notify")
 
@@ -33,8 +34,6 @@ WEBHOOK_UNAVAILABLE = "WebhookUnavailable"
 _SLACK_SECTION_MAX_CHARS = 3000
 # Honour a 429's Retry-After up to this long; beyond it the activity's retry policy decides.
 _MAX_RETRY_AFTER = timedelta(minutes=10)
-
-NotificationKind = Literal["reminder", "escalation", "timeout", "info_requested"]
 
 KIND_TITLES: dict[str, str] = {
     "reminder": "Reminder",
@@ -49,29 +48,6 @@ class NotifySettings(Protocol):
 
     notify_webhook_url: str | None
     notify_timeout_seconds: float
-
-
-class Notification(BaseModel):
-    """One message to a gate's reviewers. `notification_key` makes sending it idempotent."""
-
-    notification_key: str = Field(
-        min_length=1, description="Chosen by the workflow, e.g. '<case_id>/<run>/reminder/level-0/1'"
-    )
-    case_id: str
-    kind: NotificationKind
-    gate: str = Field(description="finance / ops / security")
-    level: int = Field(description="Escalation level of the gate, 0 for the first reviewers")
-    reviewer_group: str
-    recipients: list[str] = Field(description="Reviewer ids reminded by this notification")
-    message: str = Field(description="Short Markdown text for the reviewers")
-    case_url: str | None = Field(default=None, description="Where a reviewer opens the case")
-
-
-class NotificationReceipt(BaseModel):
-    notification_id: int
-    channels: list[str] = Field(description="['outbox'] or ['outbox', 'webhook']")
-    delivered: bool
-    error: str | None = None
 
 
 class NotifyActivities:

@@ -6,18 +6,9 @@ import os
 import socket
 
 import asyncpg
-from pydantic import BaseModel
 from temporalio import activity
 
-
-class StackCheckInput(BaseModel):
-    check_id: str
-
-
-class StackCheckResult(BaseModel):
-    check_id: str
-    worker_identity: str
-    row_id: int
+from gates.messages import StackCheckInput, StackCheckResult
 
 
 def worker_identity() -> str:

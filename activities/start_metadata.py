@@ -7,19 +7,10 @@ carries anything else: the Web UI shows it on the case page as the case's words.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
 
-
-class StartMetadataRequest(BaseModel):
-    workflow_id: str
-    run_id: str
-
-
-class StartMetadata(BaseModel):
-    static_summary: str | None = None
-    static_details: str | None = None
+from gates.messages import StartMetadata, StartMetadataRequest
 
 
 class StartMetadataActivities:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,9 +19,9 @@ from temporalio.client import Client, WorkflowHandle
 
 from bench.bare import BARE_WORKFLOW
 from bench.stack import ACCESS_LOOKALIKE_PREFIX, ACCESS_SUBJECT
+from demo.examples import FIRST_REVIEWER, example_payload
 from gates.cases import REQUEST_MODELS, CaseKind, CaseRequest
 from gates.gate import Decision, DecisionOutcome, DecisionReceipt
-from tests.case_helpers import AUTO_EXAMPLES, EXAMPLES, FIRST_REVIEWER, HUMAN_EXAMPLES
 from workflows.kinds import CASE_WORKFLOWS
 
 KINDS = [CaseKind.RENEWAL, CaseKind.PROCUREMENT, CaseKind.ACCESS]
@@ -49,7 +48,7 @@ CLOSED = {
 
 # Read once, when the run starts (the working tree may change during a run).
 _EXAMPLE_DATA = {
-    (kind, human): json.loads((EXAMPLES / (HUMAN_EXAMPLES if human else AUTO_EXAMPLES)[kind]).read_text())
+    (kind, human): example_payload(kind, human=human)
     for kind in KINDS
     for human in (True, False)
 }

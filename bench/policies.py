@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from gates.policy import bundled_policy_dir, load_policies
+from activities.policy_files import bundled_policy_dir, load_policies
 
 
 def write_bundled(directory: Path, source: Path | None = None) -> None:

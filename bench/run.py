@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,11 @@ from bench import driver
 from bench.driver import KINDS, SHORT, Case, TraceWatcher, history_cost, percentiles
 from bench.policies import write_bundled, write_delays
 from bench.stack import ROOT, Stack, WorkerProcess, start_stack, start_worker
+from gates import search_attributes as sa
 from gates.cases import CaseKind
 from gates.gate import DecisionOutcome
 from workers.client import DATA_CONVERTER, client_interceptors
 from workers.devstack import _postgres_bin
-from workflows import search_attributes as sa
 
 REAL_QUEUE = "bench-real"
 BARE_QUEUE = "bench-bare"
@@ -235,9 +236,13 @@ class Bench:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def start_worker(self, queues: list[tuple[str, str, str]], bare: str | None, name: str, bytecode: bool = True) -> WorkerProcess:
+    def start_worker(
+        self, queues: list[tuple[str, str, str]], bare: str | None, name: str, bytecode: bool = True
+    ) -> WorkerProcess:
         assert self.stack is not None
-        w = start_worker(self.stack, queues=queues, bare_task_queue=bare, policy_dir=self.policy_dir, name=name, bytecode=bytecode)
+        w = start_worker(
+            self.stack, queues=queues, bare_task_queue=bare, policy_dir=self.policy_dir, name=name, bytecode=bytecode
+        )
         self._workers.append(w)
         return w
 
@@ -260,7 +265,8 @@ class Bench:
     async def bare_batch(self, n: int, queue: str, concurrency: int, prefix: str) -> None:
         assert self.client is not None
         tag = self.tag(prefix)
-        await driver.run_closed_loop([lambda i=i: driver.run_bare(self.client, f"{tag}-{i}", queue) for i in range(n)], concurrency)
+        runs = [lambda i=i: driver.run_bare(self.client, f"{tag}-{i}", queue) for i in range(n)]
+        await driver.run_closed_loop(runs, concurrency)
 
     async def warm_up(self, queue_real: str, queue_bare: str | None) -> None:
         """A few real-mix cases (and bare ones), so first-use costs stay out of the measurements."""
@@ -279,11 +285,13 @@ class Bench:
         sums: dict[str, dict[str, float]] = {"bare": {}, "real": {}}
         for r in range(cfg.throughput_rounds):
             for name in ("bare", "real"):
-                log(f"throughput round {r + 1}/{cfg.throughput_rounds}: {cfg.throughput_n} {name} cases, {cfg.concurrency} in flight")
-                if name == "bare":
-                    body = lambda: self.bare_batch(cfg.throughput_n, BARE_QUEUE, cfg.concurrency, "tb")
-                else:
-                    body = lambda: self.real_batch(cfg.throughput_n, REAL_QUEUE, cfg.concurrency, "tr")
+                log(
+                    f"throughput round {r + 1}/{cfg.throughput_rounds}: {cfg.throughput_n} {name} cases, "
+                    f"{cfg.concurrency} in flight"
+                )
+                batch = self.bare_batch if name == "bare" else self.real_batch
+                queue, prefix = (BARE_QUEUE, "tb") if name == "bare" else (REAL_QUEUE, "tr")
+                body = partial(batch, cfg.throughput_n, queue, cfg.concurrency, prefix)
                 fig, _ = await self.measured(w, cfg.throughput_n, body)
                 rounds.append({"round": r + 1, "workload": name, **fig})
                 totals[name][0] += cfg.throughput_n
@@ -297,7 +305,10 @@ class Bench:
             n, secs = totals[name]
             out[name] = {"cases": n, "seconds": round(secs, 3), "cases_per_s": round(n / secs, 2)}
             out[name].update({k: round(v / n, 2) for k, v in sums[name].items()})
-        out["real_mix"] = "kinds round robin (renewal, procurement, access); 4 of 5 need a human and are approved through the submit_decision update once waiting, 1 of 5 is decided by policy"
+        out["real_mix"] = (
+            "kinds round robin (renewal, procurement, access); 4 of 5 need a human and are approved through "
+            "the submit_decision update once waiting, 1 of 5 is decided by policy"
+        )
         out["ratio"] = round(out["real"]["cases_per_s"] / out["bare"]["cases_per_s"], 3)
         out["target_ratio"] = TARGET_RATIO
         out["target_met"] = out["ratio"] >= TARGET_RATIO
@@ -317,7 +328,8 @@ class Bench:
             cases = [driver.make_case(KINDS[i % 3], True, f"{tag}-{i}") for i in range(2 * cfg.latency_n)]
             log(f"latency, unloaded: opening {len(cases)} cases")
             handles = await asyncio.gather(*(driver.start_case(self.client, c, REAL_QUEUE) for c in cases))
-            await within(60 + 2 * len(cases), asyncio.gather(*(driver.wait_for_gate(h) for h in handles)), "opening the latency cases")
+            opening = asyncio.gather(*(driver.wait_for_gate(h) for h in handles))
+            await within(60 + 2 * len(cases), opening, "opening the latency cases")
             await asyncio.sleep(1.0)
             log(f"latency, unloaded: {cfg.latency_n} decisions per channel, one at a time")
             steps: dict[str, dict[str, list[float]]] = {"update": {}, "signal": {}}
@@ -400,7 +412,8 @@ class Bench:
         elif path == "request_info":
             await driver.wait_for_gate(handle)
             await driver.decide_update(
-                handle, driver.decision(case, DecisionOutcome.REQUEST_INFO, "bench: which incident, and who approved in the thread?")
+                handle,
+                driver.decision(case, DecisionOutcome.REQUEST_INFO, "bench: which incident, and who approved in the thread?"),
             )
             await driver.wait_for_gate(handle, nth=2)
             await driver.decide_update(handle, driver.decision(case))
@@ -470,13 +483,24 @@ class Bench:
         handle = self.client.get_workflow_handle(f"bare:{key}")
         await within(60, driver.run_bare(self.client, key, BARE_QUEUE), "one bare case")
         bare_cost = history_cost((await handle.fetch_history()).events)
-        paths["bare"] = {"events_mean": bare_cost.events, "floor_mean": bare_cost.floor, "floor_if_regular_mean": bare_cost.floor, "local_activities_mean": 0, "upserts_mean": 0, "workflow_tasks_mean": bare_cost.workflow_tasks, "by_type": bare_cost.by_type}
+        paths["bare"] = {
+            "events_mean": bare_cost.events,
+            "floor_mean": bare_cost.floor,
+            "floor_if_regular_mean": bare_cost.floor,
+            "local_activities_mean": 0,
+            "upserts_mean": 0,
+            "workflow_tasks_mean": bare_cost.workflow_tasks,
+            "by_type": bare_cost.by_type,
+        }
         self.results["history"] = {
             "paths": paths,
             "cpu_per_path": cpu,
             "worker_cpu_ms_per_case": {p: v["worker_cpu_ms_per_case"] for p, v in cpu.items()},
             "timeout_policy_delays": list(cfg.timeout_delays),
-            "floor_rule": "start 4 + per batch of activities scheduled together 6 + 3 per extra one + per signal wait 6 + per update wait 7 + per fired timer 5 + completion 1",
+            "floor_rule": (
+                "start 4 + per batch of activities scheduled together 6 + 3 per extra one + per signal wait 6 "
+                "+ per update wait 7 + per fired timer 5 + completion 1"
+            ),
             "floor_if_regular_rule": "the floor + 6 per local activity (each counted as a sequential regular activity)",
         }
 
@@ -506,7 +530,10 @@ class Bench:
             if name != "bare":
                 fig.update(await self._sample_costs(holder["cases"]))
             rounds.setdefault(name, []).append(fig)
-            log(f"  {name}: {fig['cases_per_s']} cases/s, worker {fig['worker_cpu_ms_per_case']} / server {fig['server_cpu_ms_per_case']} CPU ms/case")
+            log(
+                f"  {name}: {fig['cases_per_s']} cases/s, worker {fig['worker_cpu_ms_per_case']} / "
+                f"server {fig['server_cpu_ms_per_case']} CPU ms/case"
+            )
 
         bare_q = BARE_QUEUE + "-compare"
         log(f"comparisons: one fresh worker with {len(queues)} task queues and the bare workflow, {cfg.compare_rounds} round(s)")
@@ -538,11 +565,13 @@ class Bench:
         variants = {name: combined[name] for name in VARIANTS}
         base = sandbox["project"]
         for fig in list(sandbox.values()) + list(variants.values()):
-            fig["worker_cpu_vs_project_pct"] = round(100 * (fig["worker_cpu_ms_per_case"] / base["worker_cpu_ms_per_case"] - 1), 1)
-            fig["server_cpu_vs_project_pct"] = round(100 * (fig["server_cpu_ms_per_case"] / base["server_cpu_ms_per_case"] - 1), 1)
+            for side in ("worker", "server"):
+                ratio = fig[f"{side}_cpu_ms_per_case"] / base[f"{side}_cpu_ms_per_case"]
+                fig[f"{side}_cpu_vs_project_pct"] = round(100 * (ratio - 1), 1)
             fig["throughput_vs_project_pct"] = round(100 * (fig["cases_per_s"] / base["cases_per_s"] - 1), 1)
             fig["cpu_vs_project_pct"] = round(100 * (fig["cpu_ms_per_case"] / base["cpu_ms_per_case"] - 1), 1)
-        sandbox["sandbox_cost_ms_per_case"] = round(base["worker_cpu_ms_per_case"] - sandbox["unsandboxed"]["worker_cpu_ms_per_case"], 2)
+        unsandboxed = sandbox["unsandboxed"]["worker_cpu_ms_per_case"]
+        sandbox["sandbox_cost_ms_per_case"] = round(base["worker_cpu_ms_per_case"] - unsandboxed, 2)
         sandbox["passthrough_all_saves_ms_per_case"] = round(
             base["worker_cpu_ms_per_case"] - sandbox["passthrough_all"]["worker_cpu_ms_per_case"], 2
         )
@@ -657,7 +686,7 @@ class Bench:
         """Raw list and count calls on the Finance inbox query, then the real path: `CaseClient.inbox`
         (a page of the oldest 50 found with counts, the reviewer's page, every case) and the whole
         `hitl inbox --gate finance` command, Python start-up included."""
-        from workers.cases import CaseClient
+        from hitl_temporal import CaseClient
 
         assert self.client is not None
         client = self.client
@@ -720,7 +749,7 @@ class Bench:
         env.update(HITL_DATABASE_URL=self.stack.database_url, HITL_STATE_DIR=str(self.stack.base / "state"),
                    PYTHONPYCACHEPREFIX=str(PYCACHE))
         proc = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "workers.cli", "inbox", *args],
+            subprocess.run, [sys.executable, "-m", "hitl_temporal.cli", "inbox", *args],
             cwd=self.stack.src, env=env, capture_output=True, text=True, timeout=120,
         )
         if proc.returncode != 0:
@@ -791,8 +820,15 @@ class Bench:
             self.results["stack"] = {
                 "temporal_argv": [Path(self.stack.temporal_argv[0]).name, *self.stack.temporal_argv[1:]],
                 "postgres": "embedded, default settings (as hitl dev)",
-                "worker": "subprocess `python -m bench.worker_proc` running a copy of the source taken at the start: workers.worker.build_worker (WORKFLOW_RUNNER, default slots and cache) + the bare workflow in a second Worker with the same runner and options; compiled modules cached outside the tree",
-                "policy_dir": "bench copy of gates/policies (identical, except the timeout path and the scale phase which shorten gate delays)",
+                "worker": (
+                    "subprocess `python -m bench.worker_proc` running a copy of the source taken at the start: "
+                    "workers.worker.build_worker (WORKFLOW_RUNNER, default slots and cache) + the bare workflow in a "
+                    "second Worker with the same runner and options; compiled modules cached outside the tree"
+                ),
+                "policy_dir": (
+                    "bench copy of gates/policies (identical, except the timeout path and the scale phase which "
+                    "shorten gate delays)"
+                ),
             }
             self.worker = self.start_worker([(REAL_QUEUE, "project", "product")], BARE_QUEUE, "main")
             asyncio.run(self.run_all())
@@ -826,8 +862,8 @@ def micro_costs(policy_dir: Path, n: int = 20) -> dict[str, float]:
     for every case, and of two cheaper ways to get the same answer."""
     import yaml
 
-    from activities.case_activities import PolicyCache
-    from gates.policy import Policy, load_policies
+    from activities.policy_files import PolicyCache, load_policies
+    from gates.policy import Policy
 
     def cpu_ms(fn) -> float:
         fn()
@@ -837,7 +873,8 @@ def micro_costs(policy_dir: Path, n: int = 20) -> dict[str, float]:
         return round(1000 * (time.process_time() - t) / n, 3)
 
     def with_c_loader():
-        return [Policy.model_validate(yaml.load(p.read_text(), Loader=yaml.CSafeLoader)) for p in sorted(policy_dir.glob("*.yaml"))]
+        files = sorted(policy_dir.glob("*.yaml"))
+        return [Policy.model_validate(yaml.load(p.read_text(), Loader=yaml.CSafeLoader)) for p in files]
 
     return {
         "load_policies_cpu_ms": cpu_ms(lambda: load_policies(policy_dir)),
@@ -912,11 +949,13 @@ class _Sampler:
 
 def table(doc: dict[str, Any]) -> str:
     r = doc["results"]
+    uncommitted, machine = doc["source"]["uncommitted_product_files"], doc["machine"]
     lines = [
         f"hitl-temporal benchmark ({doc['mode']}), {doc['finished_at']}",
         f"command:  {doc['command']}",
-        f"source:   {doc['source']['git_head'][:12]}" + (f" + uncommitted {', '.join(doc['source']['uncommitted_product_files'])}" if doc['source']['uncommitted_product_files'] else ""),
-        f"machine:  {doc['machine']['nproc']} CPUs, {doc['machine']['memory_gib']} GiB, {doc['machine']['cpu_model']}; load at start {doc['machine']['load_average_at_start']}",
+        f"source:   {doc['source']['git_head'][:12]}" + (f" + uncommitted {', '.join(uncommitted)}" if uncommitted else ""),
+        f"machine:  {machine['nproc']} CPUs, {machine['memory_gib']} GiB, {machine['cpu_model']}; "
+        f"load at start {machine['load_average_at_start']}",
         "versions: " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()),
         "",
     ]
@@ -929,7 +968,8 @@ def table(doc: dict[str, Any]) -> str:
     for name in ("bare", "real"):
         x = t[name]
         row(f"{name} cases/s ({x['cases']} cases)", f"{x['cases_per_s']:.2f}",
-            f"worker {x['worker_cpu_ms_per_case']} / server {x['server_cpu_ms_per_case']} / pg {x['postgres_cpu_ms_per_case']} CPU ms per case")
+            f"worker {x['worker_cpu_ms_per_case']} / server {x['server_cpu_ms_per_case']} / "
+            f"pg {x['postgres_cpu_ms_per_case']} CPU ms per case")
     row("ratio real / bare", f"{t['ratio']:.3f}", f"target >= {TARGET_RATIO}: {'met' if t['target_met'] else 'NOT met'}")
     lat = r["latency"]
     lines.append("2. Decision latency, send -> row in decision_traces (ms, p50 / p95 / p99)")
@@ -940,12 +980,15 @@ def table(doc: dict[str, Any]) -> str:
     for ch in ("update", "signal"):
         st = lat["unloaded_steps_ms_median"].get(ch, {})
         if st:
-            row(f"unloaded {ch}, median split (ms)", f"{st['decision_task_ms']} + {st['activity_dispatch_ms']} + {st['record_activity_ms']}",
+            row(f"unloaded {ch}, median split (ms)",
+                f"{st['decision_task_ms']} + {st['activity_dispatch_ms']} + {st['record_activity_ms']}",
                 "decision workflow task + activity dispatch + record_decision until visible")
     pc = lat["postgres_commit_ms"]
     row("PostgreSQL one-row commit (ms, p50 / p99)", f"{pc['p50']:.1f} / {pc['p99']:.1f}")
-    row("loaded rate (target / achieved cases/s)", f"{lat['loaded_target_rate_cases_per_s']} / {lat['loaded_achieved_rate_cases_per_s']}")
-    row("unloaded p99 (worst channel)", f"{lat['unloaded_all_p99_ms']:.1f}", f"target <= {TARGET_P99_MS:.0f} ms: {'met' if lat['target_met'] else 'NOT met'}")
+    row("loaded rate (target / achieved cases/s)",
+        f"{lat['loaded_target_rate_cases_per_s']} / {lat['loaded_achieved_rate_cases_per_s']}")
+    row("unloaded p99 (worst channel)", f"{lat['unloaded_all_p99_ms']:.1f}",
+        f"target <= {TARGET_P99_MS:.0f} ms: {'met' if lat['target_met'] else 'NOT met'}")
     h = r["history"]
     lines.append("3. History cost per case (events / floor of its regular steps / floor with every step regular / "
                  "local activities / upserts / workflow tasks; worker CPU ms)")
@@ -960,8 +1003,10 @@ def table(doc: dict[str, Any]) -> str:
     s = r["sandbox"]
     lines.append("   Workflow runner (one fresh comparison worker, real mix): worker CPU ms/case, cases/s")
     for name in RUNNERS:
-        row(name, f"{s[name]['worker_cpu_ms_per_case']} ms", f"{s[name]['cases_per_s']} cases/s ({s[name]['worker_cpu_vs_project_pct']:+}% CPU vs project)")
-    lines.append("   Variants (same comparison worker, real mix): before_hardened = the product before the hostile-input change, before_lean = before the local reads; the others go further")
+        row(name, f"{s[name]['worker_cpu_ms_per_case']} ms",
+            f"{s[name]['cases_per_s']} cases/s ({s[name]['worker_cpu_vs_project_pct']:+}% CPU vs project)")
+    lines.append("   Variants (same comparison worker, real mix): before_hardened = the product before the hostile-input "
+                 "change, before_lean = before the local reads; the others go further")
     bare = r["variants"]["bare"]
     lines.append(f"  {'':<46} {'events/case':>16}  CPU ms/case worker + server + pg = total; cases/s")
     row("bare (same worker process)", "23", f"{bare['worker_cpu_ms_per_case']} + {bare['server_cpu_ms_per_case']} + "
@@ -969,12 +1014,14 @@ def table(doc: dict[str, Any]) -> str:
     for name, v in r["variants"].items():
         if name == "bare":
             continue
-        row(name, f"{v['events_per_case']}", f"{v['worker_cpu_ms_per_case']} + {v['server_cpu_ms_per_case']} + {v['postgres_cpu_ms_per_case']} "
+        row(name, f"{v['events_per_case']}",
+            f"{v['worker_cpu_ms_per_case']} + {v['server_cpu_ms_per_case']} + {v['postgres_cpu_ms_per_case']} "
             f"= {v['cpu_ms_per_case']} ({v['cpu_vs_project_pct']:+}%); {v['cases_per_s']} = x{v['ratio_vs_bare']} bare")
     sc = r["scale"]
     lines.append(f"4. Scale: {sc['cases']} cases open and waiting at once")
     row("time to open all (s)", f"{sc['open_seconds']}", f"{sc['open_rate_cases_per_s']} cases/s")
-    row("worker RSS peak (MiB)", f"{sc['worker_rss_peak_mb']}", f"before {sc['worker_rss_mb_before']}; server peak {sc['server_rss_peak_mb']}")
+    row("worker RSS peak (MiB)", f"{sc['worker_rss_peak_mb']}",
+        f"before {sc['worker_rss_mb_before']}; server peak {sc['server_rss_peak_mb']}")
     v = sc["visibility"]
     row(f"inbox list, all {v['rows']} rows (ms median/max)", f"{v['list_all_ms_median']} / {v['list_all_ms_max']}")
     row("inbox list, first page of 50 (ms)", f"{v['list_first_page_50_ms_median']} / {v['list_first_page_50_ms_max']}")
@@ -989,7 +1036,8 @@ def table(doc: dict[str, Any]) -> str:
         "new Python process, start-up included")
     esc = sc["escalation"]
     row("escalation lag after deadline p50/p99/max (s)", f"{esc['lag_s']['p50']} / {esc['lag_s']['p99']} / {esc['lag_s']['max']}")
-    row("all at level 1, after the last deadline (s)", f"{esc['all_escalated_after_last_deadline_s']}", f"deadlines spread over {esc['deadlines_spread_s']} s")
+    row("all at level 1, after the last deadline (s)", f"{esc['all_escalated_after_last_deadline_s']}",
+        f"deadlines spread over {esc['deadlines_spread_s']} s")
     lines.append(f"total {r['duration_s']} s")
     return "\n".join(line.rstrip() for line in lines)
 
@@ -1022,7 +1070,8 @@ def main(argv: list[str] | None = None) -> int:
         current = getattr(cfg, key)
         parsed: Any = tuple(value.split(",")) if isinstance(current, tuple) else type(current)(value)
         cfg = Config(**{**asdict(cfg), key: parsed})
-    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])])
+    given = argv if argv is not None else sys.argv[1:]
+    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "bench.run", *given])
     doc: dict[str, Any] = {
         "command": command,
         "mode": "quick" if args.quick else "full",

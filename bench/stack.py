@@ -1,9 +1,9 @@
-"""A fresh, throw-away stack for one benchmark run, built from the project's own helpers.
+"""A fresh, throw-away stack for one benchmark run, built by the project's own bring-up.
 
-Same servers and flags as `hitl dev` (workers/dev.py): embedded PostgreSQL (migrations + seed,
+The same `LocalStack` as `hitl dev` (workers/devstack.py): embedded PostgreSQL (migrations + seed,
 default durability settings), the Temporal dev server with the project's search attributes,
-the server limits of gates/bounds.py (`dynamic_config_flags`), WAL SQLite pragmas and a Web UI
-port, all in a temporary directory that is removed afterwards.
+the server limits of gates/bounds.py, WAL SQLite pragmas and a Web UI port, all in a temporary
+directory that is removed afterwards. The bench adds lookalike people and its own table.
 """
 
 from __future__ import annotations
@@ -14,26 +14,20 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import psutil
 
-from activities.db import connect
-from activities.migrations import apply_migrations
-from activities.seed import add_lookalike_people, seed_demo_world
+from demo.world import add_lookalike_people
 from workers.devstack import (
     Child,
     ChildFailed,
+    LocalStack,
     clean_temporal_env,
-    ensure_database,
     free_port,
-    postgres_dsn,
-    prepare_postgres,
     spawn,
-    start_postgres,
-    start_temporal,
-    temporal_dev_server_argv,
 )
 
 NAMESPACE = "default"
@@ -50,67 +44,57 @@ BARE_TABLE_SQL = """CREATE TABLE IF NOT EXISTS bench_bare_steps (
 # during a run (other people work in the same checkout) cannot change the code under measurement.
 # The sandbox re-imports workflows/*.py for every workflow run, so without the copy a half-saved edit
 # in workflows/ breaks every case started after it.
-SOURCE_PACKAGES = ("gates", "activities", "workflows", "workers", "bench")
+SOURCE_PACKAGES = ("gates", "activities", "workflows", "workers", "hitl_temporal", "demo", "bench")
 
 
 @dataclass
 class Stack:
+    """This run's servers (`servers`) and the snapshot of the source its workers run (`src`)."""
+
     base: Path
+    servers: LocalStack
     src: Path = Path()
-    pg_port: int = 0
-    temporal_port: int = 0
-    ui_port: int = 0
-    children: list[Child] = field(default_factory=list)
-    temporal_argv: list[str] = field(default_factory=list)
 
     @property
     def database_url(self) -> str:
-        return postgres_dsn(self.pg_port)
+        return self.servers.database_url
 
     @property
     def temporal_address(self) -> str:
-        return f"127.0.0.1:{self.temporal_port}"
+        return self.servers.temporal_address
+
+    @property
+    def temporal_argv(self) -> list[str]:
+        return self.servers.temporal_argv
 
     def temporal_pid(self) -> int | None:
-        for child in self.children:
-            if child.name.startswith("Temporal"):
-                return child.process.pid
-        return None
+        return self.servers.temporal.process.pid if self.servers.temporal else None
 
     def postgres_pids(self) -> list[int]:
         """The postmaster and its backends (all PostgreSQL CPU is spent in these)."""
-        for child in self.children:
-            if child.name == "PostgreSQL":
-                try:
-                    proc = psutil.Process(child.process.pid)
-                    return [proc.pid] + [c.pid for c in proc.children(recursive=True)]
-                except psutil.NoSuchProcess:
-                    return []
-        return []
+        if self.servers.postgres is None:
+            return []
+        try:
+            proc = psutil.Process(self.servers.postgres.process.pid)
+            return [proc.pid] + [c.pid for c in proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
 
     def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
-        self.children.clear()
+        self.servers.stop()
         shutil.rmtree(self.base, ignore_errors=True)
         shutil.rmtree(_mirror(self.base), ignore_errors=True)  # this run's compiled copies of src/
 
 
 def start_stack() -> Stack:
-    """PostgreSQL (migrated, seeded) and Temporal, on free ports, in a new temporary directory."""
+    """PostgreSQL (migrated, seeded, with the bench's lookalikes) and Temporal, on free ports, in a new temporary directory."""
     # Not under /tmp/pytest-of-*: the unprivileged PostgreSQL user must traverse the path (see conftest).
-    stack = Stack(base=Path(tempfile.mkdtemp(prefix="hitl-bench-")))
+    base = Path(tempfile.mkdtemp(prefix="hitl-bench-"))
+    servers = LocalStack(root=base, ui_port=free_port(), extra_setup=_prepare_bench_tables, source="the bench PostgreSQL")
+    stack = Stack(base=base, servers=servers)
     try:
-        stack.src = snapshot_source(stack.base / "src")
-        stack.pg_port = free_port()
-        layout = prepare_postgres(stack.base / "postgres")
-        stack.children.append(start_postgres(layout, stack.pg_port))
-        asyncio.run(_prepare_database(stack.pg_port))
-        stack.temporal_port, stack.ui_port = free_port(), free_port()
-        stack.temporal_argv = temporal_dev_server_argv(stack.base / "temporal.db", stack.temporal_port, stack.ui_port)
-        stack.children.append(
-            start_temporal(stack.base / "temporal.db", stack.temporal_port, stack.ui_port, stack.base / "temporal.log")
-        )
+        stack.src = snapshot_source(base / "src")
+        asyncio.run(servers.start())
     except BaseException:
         stack.stop()
         raise
@@ -128,24 +112,18 @@ def _mirror(path: Path) -> Path:
     return PYCACHE / path.resolve().relative_to(path.resolve().anchor)
 
 
-# People who look like the access example's subject to the IAM connector (activities/seed.py),
+# People who look like the access example's subject to the IAM connector (demo/world.py),
 # enough for every access case one bench run opens (bench/driver.py numbers them).
 ACCESS_SUBJECT = "eng_lee"
 ACCESS_LOOKALIKE_PREFIX = "eng_lee_b"
 ACCESS_LOOKALIKES = 10_000
 
 
-async def _prepare_database(port: int) -> None:
-    await ensure_database(port)
-    conn = await connect(postgres_dsn(port), source="the bench PostgreSQL")
-    try:
-        await apply_migrations(conn)
-        await seed_demo_world(conn)
-        # access cases need distinct users: each runs under its own user/system/entitlement key
-        await add_lookalike_people(conn, ACCESS_SUBJECT, ACCESS_LOOKALIKES, prefix=ACCESS_LOOKALIKE_PREFIX)
-        await conn.execute(BARE_TABLE_SQL)
-    finally:
-        await conn.close()
+async def _prepare_bench_tables(conn: asyncpg.Connection) -> None:
+    """After migrations and the demo world: access cases need distinct users (each runs under its own
+    user/system/entitlement key), and the bare workflow's table."""
+    await add_lookalike_people(conn, ACCESS_SUBJECT, ACCESS_LOOKALIKES, prefix=ACCESS_LOOKALIKE_PREFIX)
+    await conn.execute(BARE_TABLE_SQL)
 
 
 @dataclass

@@ -29,8 +29,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 
-from activities.case_activities import PolicyCache
-from gates.policy import load_policies
+from activities.policy_files import PolicyCache, load_policies
 from workflows.case import HARDENED_PATCH, LEAN_PATCH
 
 CONNECTORS = frozenset(

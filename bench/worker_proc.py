@@ -50,7 +50,9 @@ def parse_queue(spec: str) -> tuple[str, str, str]:
     name, _, rest = spec.partition("=")
     runner, _, variant = rest.partition(":")
     if not name or runner not in RUNNERS or variant not in variants.VARIANTS:
-        raise argparse.ArgumentTypeError(f"--queue NAME=RUNNER:VARIANT, runner in {sorted(RUNNERS)}, variant in {variants.VARIANTS}")
+        raise argparse.ArgumentTypeError(
+            f"--queue NAME=RUNNER:VARIANT, runner in {sorted(RUNNERS)}, variant in {variants.VARIANTS}"
+        )
     return name, runner, variant
 
 
@@ -91,7 +93,7 @@ async def main(args: argparse.Namespace) -> None:
     async with AsyncExitStack() as running:
         for worker in workers:
             await running.enter_async_context(worker)
-        Path(args.ready_file).write_text(str(os.getpid()))
+        Path(args.ready_file).write_text(str(os.getpid()))  # noqa: ASYNC240 - a few bytes, once, before any case runs
         queues = ", ".join(f"{n} ({r}, {v})" for n, r, v in args.queue)
         print(f"bench worker ready: {queues}; bare: {args.bare_task_queue or '-'}", flush=True)
         await stop.wait()

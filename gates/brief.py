@@ -63,7 +63,9 @@ def precedent_headline(kind: CaseKind, tags: list[str], precedents: list[Precede
     # in the case's own tag order (most telling first), not alphabetical: `enterprise` must not beat `service_impact`
     shared = [t for t in tags if all(t in p.tags for p in precedents)]
     after = f" after {_article(shared[0])} {shared[0].replace('_', '-')} precedent" if shared else ""
-    spread = f"all {_PAST.get(top, top)}" if top_count == n else ", ".join(f"{c} {_PAST.get(o, o)}" for o, c in counts.most_common())
+    spread = (
+        f"all {_PAST.get(top, top)}" if top_count == n else ", ".join(f"{c} {_PAST.get(o, o)}" for o, c in counts.most_common())
+    )
     return f"{_KIND_PHRASE[kind]} {_PAST.get(top, top)}{after}: {n} similar case{'s' if n != 1 else ''}, {spread}"
 
 
@@ -95,7 +97,7 @@ def propose(evaluation: PolicyEvaluation, precedents: list[Precedent], context: 
             cites=[p.case_id for p in precedents],
         )
     return Proposal(
-        outcome=top,  # type: ignore[arg-type]
+        outcome="approve" if top == "approve" else "reject",
         rationale=f"{top_count} of {len(precedents)} similar cases were {_PAST[top]}",
         cites=[p.case_id for p in precedents if p.outcome == top],
     )
@@ -167,7 +169,7 @@ def render_brief(
     lines += ["", f"**Policy** `{evaluation.policy}`", ""]
     passed = []
     for f in evaluation.findings:
-        if f.requires_human:
+        if f.requires_human and f.reason_code is not None:  # a rule that fired names its reason (gates.policy)
             lines.append(
                 f"- **{f.rule_id}** needs a human ({f.reason_code.value}, level {f.required_level + 1}): "
                 f"{f.description} ({f.detail})"

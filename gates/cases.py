@@ -24,7 +24,9 @@ from gates.text import person_text_problem
 
 # Identifiers that appear in case IDs: lower-case slugs such as acme_enterprise or fy26.
 Slug = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
-PersonId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9_.@-]*$")]
+PersonId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9_.@-]*$")
+]
 
 # The longest text a person may write in one field (a reason, a justification, a question).
 MAX_TEXT_CHARS = 4000
@@ -38,7 +40,9 @@ def _readable(text: str) -> str:
 
 
 # A person's words: visible, storable, bounded (see gates/text.py).
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_readable)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_readable)
+]
 # A whole number sent as a JSON number: `true` is not one day, and neither is "1".
 WholeNumber = Annotated[int, Strict()]
 
@@ -56,6 +60,9 @@ WORKFLOW_TYPES: dict[CaseKind, str] = {
     CaseKind.PROCUREMENT: "ProcurementThresholdBreach",
     CaseKind.ACCESS: "AccessEscalation",
 }
+
+# The task queue the worker polls and clients start cases on, unless HITL_TASK_QUEUE says otherwise.
+DEFAULT_TASK_QUEUE = "hitl-cases"
 
 
 class CaseRequest(BaseModel):

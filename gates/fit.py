@@ -53,6 +53,19 @@ def _protected(path: Path, protect: tuple[str, ...]) -> bool:
     return bool(path) and path[0] in protect
 
 
+def _first_shortening_cut(texts: list[tuple[int, Path, str]], excess: int) -> tuple[Path, int, int, str] | None:
+    """The cut of the longest text (the first in document order) that makes it shorter.
+
+    A text just over MIN_KEPT_CHARS, or one already cut to it, would come back as long as it was
+    once the cut's marker is appended; cutting it again would loop for ever, so it is passed over."""
+    for length, path, text in sorted(texts, key=lambda t: -t[0]):
+        keep = max(MIN_KEPT_CHARS, min(length // 2, length - excess - 80))
+        shortened = f"{text[:keep]}… [{length - keep:,} characters cut to fit the record]"
+        if len(shortened) < length:
+            return path, length, keep, shortened
+    return None
+
+
 def fit_json(
     value: Any, budget_bytes: int, *, protect: tuple[str, ...] = (), droppable: tuple[str, ...] = ()
 ) -> tuple[Any, list[str]]:
@@ -72,10 +85,10 @@ def fit_json(
             for p, v in _walk(fitted)
             if isinstance(v, str) and len(v) > MIN_KEPT_CHARS and not _protected(p, protect)
         ]
-        if texts:
-            length, path, text = max(texts, key=lambda t: t[0])  # the first longest, in document order
-            keep = max(MIN_KEPT_CHARS, min(length // 2, length - (size - budget_bytes) - 80))
-            _set(fitted, path, f"{text[:keep]}… [{length - keep:,} characters cut to fit the record]")
+        cut = _first_shortening_cut(texts, size - budget_bytes)
+        if cut is not None:
+            path, length, keep, shortened = cut
+            _set(fitted, path, shortened)
             notes.append(f"{_show(path)}: cut from {length:,} to {keep:,} characters")
         else:
             lists = [

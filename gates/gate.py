@@ -264,7 +264,13 @@ class GateState(BaseModel):
         """An operator ends the wait (cancel); recorded like any decision."""
         assert self.open
         self.decision = AcceptedDecision(
-            outcome=outcome, decided_by=f"operator:{operator}", reason=reason, via="operator", level=self.level, group=self.current_group, at=now
+            outcome=outcome,
+            decided_by=f"operator:{operator}",
+            reason=reason,
+            via="operator",
+            level=self.level,
+            group=self.current_group,
+            at=now,
         )
         self.open = False
         return self.decision

@@ -135,8 +135,8 @@ def _procurement_derive(r: ProcurementRequest, facts: Facts) -> Facts:
     amount_usd = float(r.amount) if r.currency == "USD" else None
     remaining = facts.get("finance.budget_remaining_usd")
     exceeds = None
-    if amount_usd is not None and isinstance(remaining, (int, float)) and not isinstance(remaining, bool) and math.isfinite(remaining):
-        exceeds = amount_usd > remaining
+    if amount_usd is not None and isinstance(remaining, (int, float)) and not isinstance(remaining, bool):
+        exceeds = amount_usd > remaining if math.isfinite(remaining) else None
     return {"derived.amount_usd": amount_usd, "derived.exceeds_budget": exceeds}
 
 

@@ -6,16 +6,18 @@ decision and which sent the case to a human. Facts a rule needs but the evidence
 finding `ambiguous_or_missing_data`: missing data goes to a human, never to a guess.
 
 The policy is resolved once at case start (by an activity, so it is recorded in history) and the
-case keeps that version to the end, even if a newer file is deployed meanwhile.
+case keeps that version to the end, even if a newer file is deployed meanwhile. This module parses
+bytes already read; reading the files is activities/policy_files.py's job (gates does no I/O).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from pathlib import Path
+from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -198,11 +200,12 @@ class _PolicyLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent, index):  # type: ignore[override]
+    def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise _YamlRefused(
-                f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed in policy files; write the value out"
+                f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed in policy files;"
+                " write the value out"
             )
         self._depth += 1
         try:
@@ -213,7 +216,7 @@ class _PolicyLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+    def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
             first_line: dict[Any, int] = {}
             for key_node, _ in node.value:
@@ -227,15 +230,15 @@ class _PolicyLoader(yaml.SafeLoader):
                     continue
                 if earlier is not None:
                     shown = neutralize(str(key), keep_newlines=False)[:80]
-                    raise _YamlRefused(f"line {line}: duplicate key {shown!r} (first at line {earlier}); each key may appear once")
+                    raise _YamlRefused(
+                        f"line {line}: duplicate key {shown!r} (first at line {earlier}); each key may appear once"
+                    )
                 first_line[key] = line
         return super().construct_mapping(node, deep=deep)
 
 
-def _read_policy_text(path: Path) -> str:
-    """The file as text: at most MAX_POLICY_FILE_BYTES, UTF-8 (a leading byte-order mark is fine)."""
-    with path.open("rb") as file:
-        data = file.read(MAX_POLICY_FILE_BYTES + 1)
+def _policy_text(data: bytes) -> str:
+    """The file's bytes as text: at most MAX_POLICY_FILE_BYTES, UTF-8 (a leading byte-order mark is fine)."""
     if len(data) > MAX_POLICY_FILE_BYTES:
         raise _YamlRefused(f"larger than {MAX_POLICY_FILE_BYTES // 1024} KiB; a policy file is a few KB")
     try:
@@ -294,19 +297,19 @@ def _text_problems(policy: Policy) -> list[str]:
     return [f"{where} {problem}" for where, what, text in texts if (problem := policy_text_problem(text, what))]
 
 
-def load_policy_file(path: Path) -> Policy:
-    """Parse and validate one policy file; every problem is one PolicyError line naming the file."""
-    shown = neutralize(str(path), keep_newlines=False)
+def parse_policy_file(data: bytes, path: PurePath) -> Policy:
+    """Parse and validate the bytes of the policy file at `path` (already read, by activities/policy_files.py:
+    gates does no I/O); every problem is one PolicyError line naming the file. Read at most
+    MAX_POLICY_FILE_BYTES + 1 bytes: more is refused as too large."""
+    shown = policy_file_shown(path)
     text = ""
     try:
-        text = _read_policy_text(path)
+        text = _policy_text(data)
         loader = _PolicyLoader(text)
         try:
-            data = loader.get_single_data()
+            parsed = loader.get_single_data()
         finally:
             loader.dispose()
-    except OSError as err:
-        raise PolicyError(f"{shown}: cannot read policy: {err.strerror or type(err).__name__}") from err
     except _YamlRefused as err:
         raise PolicyError(f"{shown}: cannot read policy: {err}") from err
     except yaml.YAMLError as err:
@@ -314,7 +317,7 @@ def load_policy_file(path: Path) -> Policy:
     except (ValueError, RecursionError) as err:  # e.g. an integer of more digits than Python converts
         raise PolicyError(neutralize(f"{shown}: cannot read policy: {err}", keep_newlines=False)) from err
     try:
-        policy = Policy.model_validate(data)
+        policy = Policy.model_validate(parsed)
     except ValidationError as err:
         raise PolicyError(neutralize(f"{shown}: invalid policy: {_validation_problems(err)}", keep_newlines=False)) from err
     # Checked here, not on the model: a case keeps the policy it started with in its history, and a
@@ -327,25 +330,29 @@ def load_policy_file(path: Path) -> Policy:
     return policy
 
 
-def bundled_policy_dir() -> Path:
-    return Path(__file__).parent / "policies"
+def policy_file_shown(path: PurePath) -> str:
+    """A policy file's path as error messages show it: one line, no control characters."""
+    return neutralize(str(path), keep_newlines=False)
 
 
-def load_policies(directory: Path) -> dict[CaseKind, Policy]:
-    """The newest version of each kind's policy in `directory`; every file must be valid."""
+def newest_policies(policies: Iterable[Policy], origin: str) -> dict[CaseKind, Policy]:
+    """The newest version of each kind's policy among `policies` (read from `origin`); every kind must have one."""
     newest: dict[CaseKind, Policy] = {}
-    files = sorted(directory.glob("*.yaml"))
-    if not files:
-        raise PolicyError(f"{directory}: no policy files (*.yaml)")
-    for path in files:
-        policy = load_policy_file(path)
+    for policy in policies:
         current = newest.get(policy.kind)
         if current is None or _version_key(policy) > _version_key(current):
             newest[policy.kind] = policy
     missing = [k.value for k in CaseKind if k not in newest]
     if missing:
-        raise PolicyError(f"{directory}: no policy for {', '.join(missing)}")
+        raise PolicyError(f"{origin}: no policy for {', '.join(missing)}")
     return newest
+
+
+def gates_by_kind(policies: Mapping[CaseKind, Policy]) -> dict[CaseKind, str]:
+    """Which gate decides each kind of case, as the policies name it (`renewal` -> `finance`, ...):
+    the one place the kind -> gate mapping comes from, so a policy that moves a kind to another
+    gate moves it everywhere."""
+    return {kind: policy.gate.name for kind, policy in policies.items()}
 
 
 def _version_key(policy: Policy) -> tuple[int, int]:

@@ -16,7 +16,11 @@ from gates.cases import CaseKind
 # Upper bounds (exclusive) and labels of each kind's band; the last label is open-ended.
 _DISCOUNT_PCT_BANDS = ((Decimal(10), "discount_0_10"), (Decimal(20), "discount_10_20"), (Decimal(30), "discount_20_30"))
 _DISCOUNT_TOP = "discount_30_plus"
-_AMOUNT_USD_BANDS = ((Decimal(10_000), "amount_lt_10k"), (Decimal(50_000), "amount_10k_50k"), (Decimal(250_000), "amount_50k_250k"))
+_AMOUNT_USD_BANDS = (
+    (Decimal(10_000), "amount_lt_10k"),
+    (Decimal(50_000), "amount_10k_50k"),
+    (Decimal(250_000), "amount_50k_250k"),
+)
 _AMOUNT_TOP = "amount_250k_plus"
 _DURATION_DAYS_BANDS = ((8, "duration_le_7d"), (31, "duration_8_30d"), (91, "duration_31_90d"))
 _DURATION_TOP = "duration_gt_90d"

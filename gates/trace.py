@@ -93,26 +93,6 @@ class DecisionTrace(BaseModel):
     )
 
 
-class RecordDecisionInput(BaseModel):
-    decision_key: str = Field(description="Chosen by the workflow; the same key never writes twice")
-    trace: DecisionTrace
-
-
-class RecordReceipt(BaseModel):
-    trace_id: int
-    newly_recorded: bool
-    otel_trace_id: str | None
-
-
-class LateAdditions(BaseModel):
-    """What reached the case while its decision was being recorded (refused decisions, operator
-    notes), added to its trace: the full lists, so writing them twice changes nothing."""
-
-    decision_key: str
-    rejected_attempts: list[RejectedAttempt] = Field(description="All of the case's kept attempts, oldest first")
-    operator_actions: list[OperatorRecord] = Field(description="All of the case's operator actions")
-
-
 class CaseCarryOver(BaseModel):
     """A waiting case's whole state, handed to its next run when it continues as new.
 
@@ -252,10 +232,7 @@ __all__ = [
     "CaseView",
     "DecisionTrace",
     "GateView",
-    "LateAdditions",
     "PolicyEvaluation",
-    "RecordDecisionInput",
-    "RecordReceipt",
     "fitted_carry_over",
     "fitted_trace",
     "gate_view",

@@ -1,35 +1,20 @@
-"""Helpers for tests that run whole cases: the example payloads, unique case IDs, polling the gate."""
+"""Helpers for tests that run whole cases: unique case IDs, starting, polling the gate, trace rows.
+
+The example payloads themselves are the demo's catalogue (demo/examples.py)."""
 
 from __future__ import annotations
 
-import json
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from gates.cases import REQUEST_MODELS, CaseKind, CaseRequest
+from demo.examples import example
+from gates.cases import CaseKind, CaseRequest
 from gates.trace import CaseView
 from tests.helpers import assert_eventually
 from workflows.kinds import CASE_WORKFLOWS
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-# The example files: one per kind that needs a human, one per kind that policy decides alone.
-HUMAN_EXAMPLES = {
-    CaseKind.RENEWAL: "renewal_acme_fy26.json",
-    CaseKind.PROCUREMENT: "procurement_northwind_reserved.json",
-    CaseKind.ACCESS: "access_eng_lee_prod_db_admin.json",
-}
-AUTO_EXAMPLES = {
-    CaseKind.RENEWAL: "renewal_globex_fy26_within_policy.json",
-    CaseKind.PROCUREMENT: "procurement_woodgrove_within_policy.json",
-    CaseKind.ACCESS: "access_eng_lee_github_within_policy.json",
-}
-# Someone who may decide each human example at the level it opens at (with the seeded precedent).
-FIRST_REVIEWER = {CaseKind.RENEWAL: "fin_rev_ana", CaseKind.PROCUREMENT: "vp_ops_raj", CaseKind.ACCESS: "sec_rev_eli"}
-GATE_OF = {CaseKind.RENEWAL: "finance", CaseKind.PROCUREMENT: "ops", CaseKind.ACCESS: "security"}
-
 
 # Human access cases like the example (a privileged entitlement with an owner, decided at the first
 # Security level) under other business keys: the IAM lookup uses the whole key, so it cannot vary freely.
@@ -58,15 +43,11 @@ def distinct(kinds: list[CaseKind]) -> list[CaseRequest]:
     return requests
 
 
-def example(kind: CaseKind, *, human: bool, **changes) -> CaseRequest:
-    name = (HUMAN_EXAMPLES if human else AUTO_EXAMPLES)[kind]
-    data = json.loads((EXAMPLES / name).read_text())
-    data.update(changes)
-    return REQUEST_MODELS[kind].model_validate(data)
-
-
-async def start_case(client: Client, request: CaseRequest, task_queue: str) -> WorkflowHandle:
-    """Start under the request's own case ID (a case refuses any other ID).
+async def start_case(
+    client: Client, request: CaseRequest, task_queue: str, *, task_timeout: timedelta | None = None
+) -> WorkflowHandle:
+    """Start under the request's own case ID (a case refuses any other ID). A shorter `task_timeout`
+    than Temporal's 10 s brings a signal or update sooner to a case busy in a long local activity.
 
     The servers are shared by the whole session, so a run left waiting by an earlier test under the
     same ID is terminated (tests run one at a time). A test that needs two open cases of one kind
@@ -78,6 +59,7 @@ async def start_case(client: Client, request: CaseRequest, task_queue: str) -> W
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        task_timeout=task_timeout,
     )
 
 

@@ -4,10 +4,10 @@ and the time-skipping test server. Every test uses its own task queue / database
 from __future__ import annotations
 
 import os
-import threading
 import shutil
-import tempfile
 import sys
+import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -19,19 +19,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.db import connect
 from activities.migrations import apply_migrations
-from activities.seed import seed_demo_world
+from demo.world import seed_demo_world
+from gates.search_attributes import ALL_SEARCH_ATTRIBUTES
 from tests.helpers import clean_env, local_http_server, with_database
 from workers.client import DATA_CONVERTER, client_interceptors
-from workers.devstack import (
-    dynamic_config_flags,
-    ensure_database,
-    free_port,
-    postgres_dsn,
-    prepare_postgres,
-    start_postgres,
-    temporal_binary,
-)
-from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+from workers.devstack import LocalStack, dev_server_tuning_flags, free_port, temporal_binary
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
@@ -51,22 +43,20 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory):
     # Not under pytest's tmp dir: pytest resets `pytest-of-<user>` to mode 0700 at every session start,
     # which locks out the unprivileged user PostgreSQL runs as when the tests run as root.
     base = Path(tempfile.mkdtemp(prefix="hitl-test-pg-"))
-    layout = prepare_postgres(base / "pg")
-    port = free_port()
-    child = start_postgres(
-        layout, port, extra_settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    # The PostgreSQL half of the dev stack's bring-up; no demo world here (tests that need one get a
+    # fresh database of their own, `world_database_url`).
+    server = LocalStack(
+        root=base,
+        postgres_settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
+        seed=False,
+        source="the test PostgreSQL",
     )
     try:
-        await ensure_database(port)
-        dsn = postgres_dsn(port)
-        conn = await connect(dsn, source="the test PostgreSQL")
-        try:
-            await apply_migrations(conn)
-        finally:
-            await conn.close()
-        yield dsn
+        server.start_postgres()
+        await server.prepare_database()
+        yield server.database_url
     finally:
-        child.stop()
+        server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -101,9 +91,7 @@ async def temporal_env():
         interceptors=client_interceptors(),
         port=free_port(),
         # the server limits gates/bounds.py relies on, as `hitl dev` sets them
-        dev_server_extra_args=[
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal", *dynamic_config_flags(),
-        ],
+        dev_server_extra_args=dev_server_tuning_flags(),
     ) as env:
         yield env
 

@@ -12,8 +12,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -42,7 +43,7 @@ def new_worker(
     return build_worker(client, pool, settings, task_queue=task_queue or unique_task_queue(), **kw)
 
 
-async def assert_eventually(fn: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0, interval: float = 0.1) -> Any:
+async def assert_eventually(fn: Callable[[], Any | Awaitable[Any]], timeout: float = 30.0, interval: float = 0.1) -> Any:
     """Call `fn` until it returns without raising AssertionError (and not False); return its result.
 
     On timeout the last AssertionError is raised, so the failure says what was still wrong."""

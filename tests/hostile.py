@@ -18,7 +18,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client
 
-from workflows import search_attributes as sa
+from gates import search_attributes as sa
 
 
 def json_payload(value: Any) -> Payload:

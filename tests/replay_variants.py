@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-
 from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():

@@ -24,10 +24,10 @@ import psutil
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gates.cases import DEFAULT_TASK_QUEUE
 from gates.json_input import JsonInputError, loads_strict
 from gates.text import neutralize, one_visible_line_problem
 
-DEFAULT_TASK_QUEUE = "hitl-cases"
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 STACK_FILE_NAME = "stack.json"
 

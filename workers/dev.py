@@ -10,21 +10,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from activities.db import DatabaseUnavailable, connect
-from activities.migrations import MigrationError, apply_migrations
-from activities.seed import seed_demo_world
+from activities.db import DatabaseUnavailable
+from activities.migrations import MigrationError
 from workers.config import DevStack, Settings, StateDirLock, read_running_dev_stack, stack_file, write_dev_stack
 from workers.devstack import (
     Child,
     ChildFailed,
+    EmbeddedStackMissing,
+    LocalStack,
     clean_temporal_env,
-    ensure_database,
     ensure_port_free,
-    postgres_dsn,
-    prepare_postgres,
+    require_embedded_stack,
     spawn,
-    start_postgres,
-    start_temporal,
 )
 
 NAMESPACE = "default"
@@ -56,17 +53,6 @@ def _check_before_starting(options: DevOptions) -> StateDirLock:
     return lock
 
 
-async def _prepare_database(dsn_port: int) -> None:
-    await ensure_database(dsn_port)
-    conn = await connect(postgres_dsn(dsn_port), source="the embedded PostgreSQL")
-    try:
-        await apply_migrations(conn)
-        # first start only: the demo world, so the example cases find accounts, reviewers and precedent
-        await seed_demo_world(conn)
-    finally:
-        await conn.close()
-
-
 def _banner(options: DevOptions, stack: DevStack, worker: Child | None, task_queue: str) -> str:
     worker_line = f"task queue {task_queue} (pid {worker.process.pid})" if worker else "not started (--no-worker)"
     return "\n".join(
@@ -85,6 +71,11 @@ def _banner(options: DevOptions, stack: DevStack, worker: Child | None, task_que
 
 def run_dev(options: DevOptions, settings: Settings) -> int:
     """Start PostgreSQL, Temporal and a worker; block until a signal or a child dies; stop all in order."""
+    try:
+        require_embedded_stack("hitl dev")
+    except EmbeddedStackMissing as err:
+        print(err, file=sys.stderr, flush=True)
+        return 1
     options = DevOptions(**{**options.__dict__, "state_dir": options.state_dir.resolve()})
     lock = _check_before_starting(options)
 
@@ -97,34 +88,28 @@ def run_dev(options: DevOptions, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
 
-    children: list[Child] = []
+    # State that survives restarts: the cluster in <state>/postgres, Temporal in <state>/temporal.db,
+    # the demo world seeded on first start only.
+    servers = LocalStack(
+        root=options.state_dir, pg_port=options.pg_port, temporal_port=options.temporal_port, ui_port=options.ui_port
+    )
+    worker: Child | None = None
     try:
-        layout = prepare_postgres(options.state_dir / "postgres")
-        children.append(start_postgres(layout, options.pg_port))
-        asyncio.run(_prepare_database(options.pg_port))
-        children.append(
-            start_temporal(
-                options.state_dir / "temporal.db",
-                options.temporal_port,
-                options.ui_port,
-                options.state_dir / "temporal.log",
-            )
-        )
+        asyncio.run(servers.start())
         stack = DevStack(
-            temporal_address=f"127.0.0.1:{options.temporal_port}",
+            temporal_address=servers.temporal_address,
             namespace=NAMESPACE,
             ui_url=f"http://localhost:{options.ui_port}",
-            database_url=postgres_dsn(options.pg_port),
+            database_url=servers.database_url,
             pid=os.getpid(),
         )
-        worker = None
         if options.with_worker:
             env = clean_temporal_env(dict(os.environ), stack.temporal_address, NAMESPACE)
             env["HITL_DATABASE_URL"] = stack.database_url
             env["HITL_STATE_DIR"] = str(options.state_dir)
             env["HITL_TASK_QUEUE"] = settings.task_queue
-            worker = spawn("worker", [sys.executable, "-m", "workers.cli", "worker"], log_path=None, env=env)
-            children.append(worker)
+            worker = spawn("worker", [sys.executable, "-m", "hitl_temporal.cli", "worker"], log_path=None, env=env)
+        children = servers.children() + ([worker] if worker else [])
         write_dev_stack(options.state_dir, stack)
         print(_banner(options, stack, worker, settings.task_queue), flush=True)
 
@@ -139,7 +124,8 @@ def run_dev(options: DevOptions, settings: Settings) -> int:
         print(f"hitl dev: {err}", file=sys.stderr, flush=True)
         return 1
     finally:
-        for child in reversed(children):
-            child.stop()
+        if worker is not None:
+            worker.stop()
+        servers.stop()
         stack_file(options.state_dir).unlink(missing_ok=True)
         lock.release()

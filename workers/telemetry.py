@@ -15,9 +15,10 @@ def configure_tracing(settings: Settings, service_name: str) -> None:
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    exporter: SpanExporter
     if settings.otel_exporter == "console":
         exporter = ConsoleSpanExporter()
     else:

@@ -10,8 +10,9 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.stack_check import StackCheckInput, StackCheckResult
+    from activities.stack_check import StackCheckActivities
     from gates.gate import validation_problems
+    from gates.messages import StackCheckInput, StackCheckResult
     from workflows.guard import InputProblem, single_json
 
 
@@ -30,10 +31,9 @@ class StackCheckWorkflow:
             raise ApplicationError(str(problem), type="InvalidInput", non_retryable=True) from None
         except ValidationError as err:
             raise ApplicationError(validation_problems(err), type="InvalidInput", non_retryable=True) from None
-        return await workflow.execute_activity(
-            "record_stack_check",
+        return await workflow.execute_activity_method(
+            StackCheckActivities.record_stack_check,
             check,
-            result_type=StackCheckResult,
             activity_id="record-stack-check",
             start_to_close_timeout=timedelta(seconds=30),
             summary="write a probe row to PostgreSQL",

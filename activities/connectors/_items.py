@@ -107,9 +107,9 @@ class IamItems(BaseModel):
 def _field_adapters(model: type[BaseModel]) -> dict[str, TypeAdapter]:
     adapters = {}
     for name, info in model.model_fields.items():
-        annotation = info.annotation
+        annotation: Any = info.annotation
         if info.metadata:
-            annotation = Annotated[(annotation, *info.metadata)]  # type: ignore[valid-type]
+            annotation = Annotated[(annotation, *info.metadata)]
         adapters[name] = TypeAdapter(annotation)
     return adapters
 
@@ -231,7 +231,10 @@ def build_result(
             raw = storable(answer[item])
             size = len(to_json(raw))
             if size > MAX_VALUE_JSON_BYTES:
-                error = f"answer too large: {item} from {request.source} is {size:,} bytes of JSON; at most {MAX_VALUE_JSON_BYTES // 1024} KiB"
+                error = (
+                    f"answer too large: {item} from {request.source} is {size:,} bytes of JSON; "
+                    f"at most {MAX_VALUE_JSON_BYTES // 1024} KiB"
+                )
                 result.missing.append(MissingContext(source=request.source, item=item, error=error))
                 continue
             if _has_non_finite(raw):

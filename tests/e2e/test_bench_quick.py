@@ -25,7 +25,12 @@ FIGURES = [
         "cases_per_s", "worker_cpu_ms_per_case", "server_cpu_ms_per_case", "postgres_cpu_ms_per_case")),
     "results.throughput.ratio",
     # 2. decision latency, update and signal, unloaded and at half the real throughput
-    *(f"results.latency.{mode}.{ch}.{p}" for mode in ("unloaded", "loaded") for ch in ("update", "signal") for p in ("p50", "p95", "p99")),
+    *(
+        f"results.latency.{mode}.{ch}.{p}"
+        for mode in ("unloaded", "loaded")
+        for ch in ("update", "signal")
+        for p in ("p50", "p95", "p99")
+    ),
     "results.latency.loaded_target_rate_cases_per_s",
     "results.latency.loaded_achieved_rate_cases_per_s",
     "results.latency.unloaded_all_p99_ms",
@@ -33,7 +38,18 @@ FIGURES = [
       for k in ("decision_task_ms", "activity_dispatch_ms", "record_activity_ms")),
     "results.latency.postgres_commit_ms.p50",
     # 3. history cost against the floor, worker CPU per path, sandbox and variants
-    *(f"results.history.paths.{p}.{f}" for p in (*PATHS, "bare") for f in ("events_mean", "floor_mean", "floor_if_regular_mean", "local_activities_mean", "upserts_mean", "workflow_tasks_mean")),
+    *(
+        f"results.history.paths.{p}.{f}"
+        for p in (*PATHS, "bare")
+        for f in (
+            "events_mean",
+            "floor_mean",
+            "floor_if_regular_mean",
+            "local_activities_mean",
+            "upserts_mean",
+            "workflow_tasks_mean",
+        )
+    ),
     *(f"results.history.worker_cpu_ms_per_case.{p}" for p in PATHS),
     *(f"results.micro.{k}" for k in ("load_policies_cpu_ms", "load_policies_c_yaml_cpu_ms", "policy_cache_hit_cpu_ms")),
     *(f"results.sandbox.{r}.{f}" for r in RUNNERS for f in ("worker_cpu_ms_per_case", "cases_per_s")),
@@ -59,7 +75,14 @@ FIGURES = [
     "machine.nproc",
     "machine.memory_gib",
 ]
-STRINGS = ["command", "machine.cpu_model", "versions.python", "versions.temporalio", "versions.temporal_cli", "versions.postgresql"]
+STRINGS = [
+    "command",
+    "machine.cpu_model",
+    "versions.python",
+    "versions.temporalio",
+    "versions.temporal_cli",
+    "versions.postgresql",
+]
 
 
 def _get(doc: dict, dotted: str):

@@ -26,8 +26,11 @@ from playwright.async_api import Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from temporalio.testing import WorkflowEnvironment
 
+from demo.examples import example
 from gates.cases import CaseKind, CaseRequest
+from gates.search_attributes import ALL_SEARCH_ATTRIBUTES
 from gates.trace import CaseResult
+from hitl_temporal import CaseClient
 from tests.browser import (
     chromium_context,
     ensure_chromium,
@@ -35,16 +38,18 @@ from tests.browser import (
     screenshot_dir,
     wait_for_http,
 )
-from tests.case_helpers import example, trace_row, wait_until_waiting
+from tests.case_helpers import trace_row, wait_until_waiting
 from tests.helpers import new_worker
-from workers.cases import CaseClient
 from workers.client import DATA_CONVERTER, client_interceptors
 from workers.devstack import dynamic_config_flags, free_port, temporal_binary
-from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 # Bounded waits (ms). The first page load compiles the UI's bundle and runs the metadata query.
+# Waits on an outcome of the case (the status turning Completed after the signal, which needs the
+# worker's `record_decision` to finish) get LOAD_MS: on a loaded machine that takes well over 5 s.
 LOAD_MS = 30_000
 STEP_MS = 15_000
+# `expect(...)` has its own default (5 s), not the page's: every assertion polls up to STEP_MS.
+expect.set_options(timeout=STEP_MS)
 REASON = "Approved from the Temporal UI"
 
 
@@ -125,7 +130,8 @@ async def _decide_in_the_ui(page: Page, ui: str, case_id: str, request: CaseRequ
     metadata_tab = page.get_by_role("tab", name="User Metadata")
     await metadata_tab.click()
     summary = page.frame_locator("iframe#user-metadata-summary").locator("body")
-    await expect(summary).to_contain_text(f"Finance: 28% renewal discount for acme_enterprise ({request.renewal})")  # code spans render as text
+    # code spans render as text
+    await expect(summary).to_contain_text(f"Finance: 28% renewal discount for acme_enterprise ({request.renewal})")
     details = page.frame_locator("iframe#user-metadata-details").locator("body")
     await expect(details).to_contain_text(f"Business key {request.business_key()}")
     await expect(details).to_contain_text("requested_discount_pct: 28")
@@ -159,7 +165,7 @@ async def _decide_in_the_ui(page: Page, ui: str, case_id: str, request: CaseRequ
     await expect(dialog).to_be_hidden()
     toast = page.locator("#workflow-signal-success-toast")
     await expect(toast).to_contain_text("Workflow signaled.")
-    await expect(status).to_have_text("Completed")
+    await expect(status).to_have_text("Completed", timeout=LOAD_MS)
     try:  # dismiss it: it would cover the screenshots below (it also hides by itself after a few seconds)
         await toast.get_by_role("button", name="Close").click(timeout=2000)
     except PlaywrightTimeoutError:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.case_helpers import EXAMPLES
+from demo.examples import EXAMPLES
 from tests.helpers import assert_eventually, new_worker, run_hitl
 
 CASE = "renewal_discount_exception:acme_enterprise/fy26"

@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 
+from demo.examples import example
 from gates.cases import CaseKind
-from tests.case_helpers import example
+from hitl_temporal import AmbiguousCase, CaseClient, CaseNotFound
 from tests.helpers import assert_eventually, new_worker, run_hitl
-from workers.cases import AmbiguousCase, CaseClient, CaseNotFound
 
 VISIBILITY_TIMEOUT = 20
 
@@ -90,7 +90,12 @@ async def test_cases_are_found_by_full_id_unique_prefix_or_business_key(temporal
     assert by_prefix.returncode == 0, by_prefix.stderr
     lines = by_prefix.stdout.splitlines()
     assert lines[0] == second.case_id and "\x1b" not in by_prefix.stdout
-    for expected in ("state: waiting", "requester: ae_sam", "may decide now: fin_rev_ana", "next deadline: escalates to Finance director at"):
+    for expected in (
+        "state: waiting",
+        "requester: ae_sam",
+        "may decide now: fin_rev_ana",
+        "next deadline: escalates to Finance director at",
+    ):
         assert any(line.strip().startswith(expected) for line in lines), expected
     labels = ("state", "policy", "requester", "gate", "may decide now", "reminder", "next deadline")
     colons = {line.index(": ") for line in lines if line.strip().split(": ", 1)[0] in labels}

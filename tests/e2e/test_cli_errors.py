@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from activities.migrations import available_migrations
-from activities.stack_check import StackCheckInput
+from gates.messages import StackCheckInput
 from tests.helpers import HITL, clean_env, wait_for_text
 from workers.devstack import free_port
 from workflows.stack_check import StackCheckWorkflow

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from gates.bounds import dev_server_dynamic_config
-from workers.config import DEFAULT_TASK_QUEUE
-from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES, cli_type_name
+from gates.cases import DEFAULT_TASK_QUEUE
+from gates.search_attributes import ALL_SEARCH_ATTRIBUTES, cli_type_name
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

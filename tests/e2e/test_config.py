@@ -172,7 +172,7 @@ def test_stack_file_of_a_live_pid_without_the_lock_is_stale(state_dir):
 
 
 def _problem(monkeypatch, variable: str, value: str) -> str:
-    """The configuration error for one HITL_* variable, as `hitl` prints it (workers/cli.py)."""
+    """The configuration error for one HITL_* variable, as `hitl` prints it (hitl_temporal/cli/application.py)."""
     from pydantic import ValidationError
 
     monkeypatch.setenv(variable, value)
@@ -190,18 +190,30 @@ def _problem(monkeypatch, variable: str, value: str) -> str:
         ('{"crm": "http://a.example", "crm": "http://b.example"}', 'the value: duplicate key "crm": each key may appear once'),
         ('{"crm": "http://a.example"', "the value is not valid JSON: Expecting ',' delimiter at line 1 column 27"),
         ('{"crm": NaN}', "the value: NaN is not a JSON number"),
-        ('{"crm": "http://crm.example/\udcff"}', "HITL_CONNECTOR_URLS['crm'] contains the hidden or control character ⟨U+DCFF⟩ at position 20"),
+        (
+            '{"crm": "http://crm.example/\udcff"}',
+            "HITL_CONNECTOR_URLS['crm'] contains the hidden or control character ⟨U+DCFF⟩ at position 20",
+        ),
         ('["http://crm.example"]', 'must be a JSON object of source to base URL, e.g. {"crm": "https://crm.internal/api"}'),
         ('{"crm": 5}', "'crm': the base URL must be a string"),
-        ('{"crmm": "http://a.example", "\\u001b[2J": "http://b.example"}', "HITL_CONNECTOR_URLS names unknown source(s) ⟨U+001B⟩[2J, crmm; known: crm, chat"),
+        (
+            '{"crmm": "http://a.example", "\\u001b[2J": "http://b.example"}',
+            "HITL_CONNECTOR_URLS names unknown source(s) ⟨U+001B⟩[2J, crmm; known: crm, chat",
+        ),
         ('{"crm": "ftp://crm.example"}', "HITL_CONNECTOR_URLS['crm'] 'ftp://crm.example' is not an http(s) URL"),
         ('{"crm": "file:///etc/passwd"}', "HITL_CONNECTOR_URLS['crm'] 'file:///etc/passwd' is not an http(s) URL"),
         ('{"crm": "http://"}', "HITL_CONNECTOR_URLS['crm'] 'http://' has no host"),
         ('{"crm": "http://crm example/api"}', "HITL_CONNECTOR_URLS['crm'] 'http://crm example/api' contains a space"),
         ('{"crm": "http://crm.example:99999"}', "HITL_CONNECTOR_URLS['crm'] is not a valid URL (Port out of range 0-65535)"),
-        ('{"crm": "http://crm.example/api?token=1"}', "HITL_CONNECTOR_URLS['crm'] 'http://crm.example/api?token=1' has a query or fragment"),
+        (
+            '{"crm": "http://crm.example/api?token=1"}',
+            "HITL_CONNECTOR_URLS['crm'] 'http://crm.example/api?token=1' has a query or fragment",
+        ),
         ('{"crm": "https://svc:s3cret@crm.example/api"}', "HITL_CONNECTOR_URLS['crm'] has credentials in it (user:password@)"),
-        ('{"crm": "http://crm.example/\\u202eipa"}', "HITL_CONNECTOR_URLS['crm'] contains the hidden or control character ⟨U+202E⟩ at position 20"),
+        (
+            '{"crm": "http://crm.example/\\u202eipa"}',
+            "HITL_CONNECTOR_URLS['crm'] contains the hidden or control character ⟨U+202E⟩ at position 20",
+        ),
         ('{"crm": "http://' + "a" * 3000 + '"}', "HITL_CONNECTOR_URLS['crm'] is 3007 characters; a URL is at most 2048"),
         ('{"crm": "http://' + "a" * 20000 + '"}', "is 20018 characters; at most 16384"),
         ("[" * 40 + "]" * 40, "the value is nested deeper than 32 levels"),
@@ -234,18 +246,27 @@ def test_connector_urls_with_a_byte_order_mark_and_a_path_are_accepted(monkeypat
     [
         ("HITL_TASK_QUEUE", "hitl\x1b[2Jcases", "contains the hidden or control character ⟨U+001B⟩ at position 5"),
         ("HITL_TASK_QUEUE", "\u200b", "contains the hidden or control character ⟨U+200B⟩ at position 1"),
-        ("HITL_TASK_QUEUE", "\u3164", "contains the hidden or control character ⟨U+3164⟩ at position 1"),  # a "letter" that draws nothing
+        # a "letter" that draws nothing
+        ("HITL_TASK_QUEUE", "\u3164", "contains the hidden or control character ⟨U+3164⟩ at position 1"),
         ("HITL_TASK_QUEUE", "\u0301", "has no visible characters"),  # a combining accent alone
         ("HITL_TASK_QUEUE", "q" * 5000, "is 5000 characters; at most 4096"),
         ("HITL_AGENT_MODEL", "gpt\x07", "contains the hidden or control character ⟨U+0007⟩ at position 4"),
         ("HITL_AGENT_API_KEY", "sk-abc\r\nX-Injected: 1", "contains the hidden or control character ⟨U+000D⟩ at position 7"),
-        ("HITL_DATABASE_URL", "postgresql://app:s3cret@db/hitl\n", "contains the hidden or control character ⟨U+000A⟩ at position 32"),
+        (
+            "HITL_DATABASE_URL",
+            "postgresql://app:s3cret@db/hitl\n",
+            "contains the hidden or control character ⟨U+000A⟩ at position 32",
+        ),
         ("HITL_STATE_DIR", "/srv/hitl\u202e", "contains the hidden or control character ⟨U+202E⟩ at position 10"),
         ("HITL_POLICY_DIR", " \t", "contains the hidden or control character ⟨U+0009⟩ at position 2"),
         ("HITL_AGENT_BASE_URL", "file:///etc/passwd", "'file:///etc/passwd' is not an http(s) URL"),
         ("HITL_AGENT_BASE_URL", "https://key:s3cret@llm.example/v1", "has credentials in it (user:password@)"),
         ("HITL_NOTIFY_WEBHOOK_URL", "javascript:alert(1)", "'javascript:alert(1)' is not an http(s) URL"),
-        ("HITL_NOTIFY_WEBHOOK_URL", "https://hooks.example/T0\x1b", "contains the hidden or control character ⟨U+001B⟩ at position 25"),
+        (
+            "HITL_NOTIFY_WEBHOOK_URL",
+            "https://hooks.example/T0\x1b",
+            "contains the hidden or control character ⟨U+001B⟩ at position 25",
+        ),
         ("HITL_CONNECTOR_TIMEOUT_SECONDS", "nan", "Input should be a finite number"),
         ("HITL_AGENT_TIMEOUT_SECONDS", "inf", "Input should be a finite number"),
         ("HITL_NOTIFY_TIMEOUT_SECONDS", "1e9", "Input should be less than or equal to 300"),

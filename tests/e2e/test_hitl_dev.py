@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio import workflow
@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     import psutil
     import pytest
 
-    from tests.case_helpers import EXAMPLES
+    from demo.examples import EXAMPLES
     from tests.helpers import HITL, assert_eventually, clean_env, postgres_capable_tmpdir, wait_for_text
     from workers.client import DATA_CONVERTER
     from workers.devstack import free_port
@@ -126,7 +126,7 @@ class HitlDev:
                 child.kill()
 
 
-async def assert_all_gone(processes: list[psutil.Process], timeout: float = 5) -> None:
+async def assert_all_gone(processes: list[psutil.Process], timeout: float = 30) -> None:
     def check():
         left = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert not left, f"child processes still running: {[(p.pid, p.name()) for p in left]}"
@@ -204,13 +204,13 @@ async def test_hitl_dev_survives_restart_with_waiting_timer(dev):
             assert EventType.EVENT_TYPE_TIMER_STARTED in events, events
             return events
 
-        await assert_eventually(timer_started, timeout=15)
+        await assert_eventually(timer_started, timeout=30)
     events = [e.event_type for e in (await handle.fetch_history()).events]
     assert EventType.EVENT_TYPE_TIMER_FIRED not in events, "the timer fired before the restart; the test proves nothing"
 
     children = dev.children()
     assert await dev.stop(signal.SIGINT) == 0, dev.stderr.read_text()
-    stopped_at = datetime.now(timezone.utc)
+    stopped_at = datetime.now(UTC)
     await assert_all_gone(children)
 
     await dev.start()
@@ -223,7 +223,7 @@ async def test_hitl_dev_survives_restart_with_waiting_timer(dev):
 
     fired = [e for e in (await handle.fetch_history()).events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
     assert len(fired) == 1
-    assert fired[0].event_time.ToDatetime(tzinfo=timezone.utc) > stopped_at, "the timer fired after the restart"
+    assert fired[0].event_time.ToDatetime(tzinfo=UTC) > stopped_at, "the timer fired after the restart"
 
 
 HUMAN = {

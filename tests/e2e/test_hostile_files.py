@@ -14,11 +14,11 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError, RPCStatusCode
 
+from demo.examples import EXAMPLES
 from gates.cases import RenewalDiscountRequest
-from tests.case_helpers import EXAMPLES
+from hitl_temporal import CaseClient
+from hitl_temporal.cli.case_files import MAX_CASE_FILE_BYTES, MAX_MESSAGE_CHARS
 from tests.helpers import HITL, clean_env, run_hitl
-from workers.case_files import MAX_CASE_FILE_BYTES, MAX_MESSAGE_CHARS
-from workers.cases import CaseClient
 
 RENEWAL = json.loads((EXAMPLES / "renewal_acme_fy26.json").read_text())
 
@@ -69,11 +69,23 @@ BAD_FILES = [
     ("empty", lambda p: b"", " is empty; expected a JSON object"),
     ("blank", lambda p: b" \n\t\n", " is empty; expected a JSON object"),
     ("bom-only", lambda p: b"\xef\xbb\xbf", " is empty; expected a JSON object"),
-    ("duplicate-key", lambda p: _body(p)[:-1] + b', "account": "globex_corp"}', ': duplicate key "account": each key may appear once'),
+    (
+        "duplicate-key",
+        lambda p: _body(p)[:-1] + b', "account": "globex_corp"}',
+        ': duplicate key "account": each key may appear once',
+    ),
     ("nan", lambda p: _body(p)[:-1] + b', "requested_discount_pct": NaN}', ": NaN is not a JSON number"),
     ("deep", lambda p: b"[" * 40 + b"]" * 40, " is nested deeper than 32 levels"),
-    ("array", lambda p: json.dumps([p]).encode(), ": expected a JSON object with the renewal_discount_exception fields, found a JSON array"),
-    ("string", lambda p: b'"renewal"', ": expected a JSON object with the renewal_discount_exception fields, found a JSON string"),
+    (
+        "array",
+        lambda p: json.dumps([p]).encode(),
+        ": expected a JSON object with the renewal_discount_exception fields, found a JSON array",
+    ),
+    (
+        "string",
+        lambda p: b'"renewal"',
+        ": expected a JSON object with the renewal_discount_exception fields, found a JSON string",
+    ),
     ("not-json", lambda p: b"{oops", " is not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
     ("trailing-garbage", lambda p: _body(p) + b"}", " is not valid JSON: Extra data at line 1 column"),
     (
@@ -81,17 +93,27 @@ BAD_FILES = [
         lambda p: _body({**p, "justification": "x" * (MAX_CASE_FILE_BYTES + 10)}),
         " is larger than 64 KiB; a case payload is a JSON object of a few hundred bytes",
     ),
-    ("extra-field", lambda p: _body({**p, "priority": "high"}), ": invalid renewal_discount_exception case: priority: Extra inputs are not permitted"),
-    ("missing-field", lambda p: _body({k: v for k, v in p.items() if k != "requester"}), ": invalid renewal_discount_exception case: requester: Field required"),
+    (
+        "extra-field",
+        lambda p: _body({**p, "priority": "high"}),
+        ": invalid renewal_discount_exception case: priority: Extra inputs are not permitted",
+    ),
+    (
+        "missing-field",
+        lambda p: _body({k: v for k, v in p.items() if k != "requester"}),
+        ": invalid renewal_discount_exception case: requester: Field required",
+    ),
     (
         "nul-in-text",
         lambda p: _body({**p, "justification": "ok\u0000then"}),
-        ": invalid renewal_discount_exception case: justification: Value error, text contains the control character ⟨U+0000⟩ at position 3",
+        ": invalid renewal_discount_exception case: justification: "
+        "Value error, text contains the control character ⟨U+0000⟩ at position 3",
     ),
     (
         "escape-in-text",
         lambda p: _body({**p, "justification": "\u001b[2Jcleared"}),
-        ": invalid renewal_discount_exception case: justification: Value error, text contains the control character ⟨U+001B⟩ at position 1",
+        ": invalid renewal_discount_exception case: justification: "
+        "Value error, text contains the control character ⟨U+001B⟩ at position 1",
     ),
     (
         "invisible-text",
@@ -116,7 +138,8 @@ BAD_FILES = [
     (
         "three-decimals",
         lambda p: _body({**p, "requested_discount_pct": "28.125"}),
-        ": invalid renewal_discount_exception case: requested_discount_pct: Decimal input should have no more than 2 decimal places",
+        ": invalid renewal_discount_exception case: requested_discount_pct: "
+        "Decimal input should have no more than 2 decimal places",
     ),
 ]
 
@@ -184,7 +207,13 @@ WRITES = {
 
 REASON = "service-impact precedent"
 BAD_DECISIONS = [
-    ("zero-width-reason", "approve", "fin_rev_ana", "\u200b", "hitl: invalid decision: reason: Value error, text has no visible characters"),
+    (
+        "zero-width-reason",
+        "approve",
+        "fin_rev_ana",
+        "\u200b",
+        "hitl: invalid decision: reason: Value error, text has no visible characters",
+    ),
     (
         "escape-reason",
         "reject",
@@ -200,11 +229,41 @@ BAD_DECISIONS = [
         "hitl: invalid decision: reason: Value error, text contains the control character ⟨U+0007⟩ at position 5",
     ),
     ("blank-reason", "approve", "fin_rev_ana", " \t ", "hitl: invalid decision: reason: String should have at least 1 character"),
-    ("huge-reason", "approve", "fin_rev_ana", "x" * 5000, "hitl: invalid decision: reason: String should have at most 4000 characters"),
-    ("spaces-as", "approve", "fin rev ana", REASON, "hitl: invalid decision: reviewer: String should match pattern '^[a-z0-9][a-z0-9_.@-]*$'"),
-    ("uppercase-as", "approve", "Fin_Rev_Ana", REASON, "hitl: invalid decision: reviewer: String should match pattern '^[a-z0-9][a-z0-9_.@-]*$'"),
-    ("unicode-as", "approve", "fín_rev_ana", REASON, "hitl: invalid decision: reviewer: String should match pattern '^[a-z0-9][a-z0-9_.@-]*$'"),
-    ("escape-as", "approve", "fin\x1b[2J", REASON, "hitl: invalid decision: reviewer: String should match pattern '^[a-z0-9][a-z0-9_.@-]*$'"),
+    (
+        "huge-reason",
+        "approve",
+        "fin_rev_ana",
+        "x" * 5000,
+        "hitl: invalid decision: reason: String should have at most 4000 characters",
+    ),
+    (
+        "spaces-as",
+        "approve",
+        "fin rev ana",
+        REASON,
+        "hitl: invalid decision: reviewer: String should match pattern '^[a-z0-9][a-z0-9_.@-]*$'",
+    ),
+    (
+        "uppercase-as",
+        "approve",
+        "Fin_Rev_Ana",
+        REASON,
+        "hitl: invalid decision: reviewer: String should match pattern '^[a-z0-9][a-z0-9_.@-]*$'",
+    ),
+    (
+        "unicode-as",
+        "approve",
+        "fín_rev_ana",
+        REASON,
+        "hitl: invalid decision: reviewer: String should match pattern '^[a-z0-9][a-z0-9_.@-]*$'",
+    ),
+    (
+        "escape-as",
+        "approve",
+        "fin\x1b[2J",
+        REASON,
+        "hitl: invalid decision: reviewer: String should match pattern '^[a-z0-9][a-z0-9_.@-]*$'",
+    ),
     ("huge-as", "approve", "a" * 500, REASON, "hitl: invalid decision: reviewer: String should have at most 80 characters"),
 ]
 
@@ -219,7 +278,10 @@ async def test_bad_decision_arguments_are_refused_and_nothing_is_sent(temporal_e
         for start in range(0, len(BAD_DECISIONS), 4):  # a few at a time: the machine is shared
             batch = BAD_DECISIONS[start : start + 4]
             results += await asyncio.gather(
-                *(run_hitl(env, command, case_id, "--as", reviewer, "--reason", reason) for _, command, reviewer, reason, _ in batch)
+                *(
+                    run_hitl(env, command, case_id, "--as", reviewer, "--reason", reason)
+                    for _, command, reviewer, reason, _ in batch
+                )
             )
         for (name, *_, expected), result in zip(BAD_DECISIONS, results):
             assert one_line_error(result) == expected, name

@@ -20,20 +20,21 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.store.directory import reviewer_groups
+from demo.examples import example
+from gates import search_attributes as sa
 from gates.cases import CaseKind, RenewalDiscountRequest
 from gates.gate import Decision, OperatorAction
-from tests.case_helpers import example, start_case, wait_until_waiting
-from tests.helpers import assert_eventually, new_worker, run_hitl, unique_task_queue
-from workers.cases import CaseClient
-from workers.inbox import (
+from hitl_temporal import CaseClient
+from hitl_temporal.cli.render import inbox_footer, inbox_table, plain
+from hitl_temporal.inbox import (
     CutoffSearch,
     InboxItem,
     inbox_query,
-    reviewer_groups,
 )
-from workers.ops_commands import StuckKind, find_stuck
-from workers.render import inbox_footer, inbox_table, plain
-from workflows import search_attributes as sa
+from hitl_temporal.ops import StuckKind, find_stuck
+from tests.case_helpers import start_case, wait_until_waiting
+from tests.helpers import assert_eventually, new_worker, run_hitl, unique_task_queue
 
 VISIBILITY_TIMEOUT = 20
 
@@ -113,10 +114,22 @@ async def test_inbox_lists_waiting_cases_oldest_first_and_leaves_out_decided_and
     assert lines.index(rows[renewal.id]) < lines.index(rows[purchase.id])
     assert lines[-1] == f"{len(lines) - 2} waiting, oldest first", lines[-1]  # --all: every case, no hint
     renewal_row = rows[renewal.id]
-    for text in ("renewal", f"28% renewal discount for acme_enterprise (fy26-{tag})", "finance", "1 finance_reviewers", "escalates in 23h"):
+    for text in (
+        "renewal",
+        f"28% renewal discount for acme_enterprise (fy26-{tag})",
+        "finance",
+        "1 finance_reviewers",
+        "escalates in 23h",
+    ):
         assert text in renewal_row, renewal_row
     purchase_row = rows[purchase.id]
-    for text in ("procurement", f"180,000.00 USD software purchase from northwind_cloud (pr-{tag})", "ops", "2 ops_vp_approvers", "escalates in 1d 23h"):
+    for text in (
+        "procurement",
+        f"180,000.00 USD software purchase from northwind_cloud (pr-{tag})",
+        "ops",
+        "2 ops_vp_approvers",
+        "escalates in 1d 23h",
+    ):
         assert text in purchase_row, purchase_row
 
     # --json: a list of objects, the same cases in the same order
@@ -131,7 +144,16 @@ async def test_inbox_lists_waiting_cases_oldest_first_and_leaves_out_decided_and
     assert first.ask == f"28% renewal discount for acme_enterprise (fy26-{tag})"
     assert first.next_deadline - first.gate_opened_at == timedelta(hours=24)
     assert 0 <= first.age_seconds < 120 and 24 * 3600 - 120 < first.time_left_seconds <= 24 * 3600
-    assert set(items[0]) >= {"case_id", "kind", "ask", "gate", "escalation_level", "age_seconds", "time_left_seconds", "next_deadline"}
+    assert set(items[0]) >= {
+        "case_id",
+        "kind",
+        "ask",
+        "gate",
+        "escalation_level",
+        "age_seconds",
+        "time_left_seconds",
+        "next_deadline",
+    }
 
     # filters
     assert [i for i in ids_in_json(ops) if i in mine] == [purchase.id]

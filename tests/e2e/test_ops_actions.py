@@ -16,16 +16,12 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import RawValue
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from demo.examples import example
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
 from gates.trace import CaseResult
-from tests.case_helpers import (
-    case_view,
-    example,
-    start_case,
-    trace_row,
-    wait_until_waiting,
-)
+from hitl_temporal.ops import execute_retry, plan_retry, send_operator_action
+from tests.case_helpers import case_view, start_case, trace_row, wait_until_waiting
 from tests.helpers import (
     HITL,
     assert_eventually,
@@ -35,7 +31,6 @@ from tests.helpers import (
 )
 from workers.client import worker_client
 from workers.config import Settings
-from workers.ops_commands import execute_retry, plan_retry, send_operator_action
 from workers.worker import activities_for
 from workflows.case import CaseWorkflow
 from workflows.kinds import RenewalDiscountExceptionWorkflow
@@ -51,7 +46,7 @@ class RenewalBrokenAtTheGate(CaseWorkflow):
     async def run(self, *payloads: RawValue) -> CaseResult:
         return await self.run_case(payloads)
 
-    async def _open_gate(self) -> None:
+    async def _open_gate(self, *args: object) -> None:
         raise RuntimeError("the gate is broken in this build")
 
 
@@ -92,7 +87,9 @@ async def test_reassign_gives_the_level_to_another_group_and_is_kept_in_the_trac
     async with new_worker(temporal_env.client, world_pool) as worker:
         handle = await start_case(temporal_env.client, example(CaseKind.ACCESS, human=True), worker.task_queue)
         await wait_until_waiting(handle)
-        done = await ops("reassign", handle.id, "--group", "security_leads", "--reason", "analysts out", "--as", "op_lee", "--yes")
+        done = await ops(
+            "reassign", handle.id, "--group", "security_leads", "--reason", "analysts out", "--as", "op_lee", "--yes"
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith(f"{handle.id}: level 1 reassigned to security_leads")
         assert (await case_view(handle)).gate.group == "security_leads"
@@ -123,7 +120,7 @@ async def test_cancel_during_gathering_interrupts_the_work_through_temporal(temp
         async def gathering():
             assert (await case_view(handle)).state.value == "gathering"
 
-        await assert_eventually(gathering, timeout=15)
+        await assert_eventually(gathering, timeout=30)
         done = await ops("cancel", handle.id, "--reason", "customer withdrew", "--as", "op_kim", "--yes")
         assert done.returncode == 0, done.stderr
         assert "cancellation requested in state gathering" in done.stdout

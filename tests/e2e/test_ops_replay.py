@@ -11,8 +11,9 @@ from pathlib import Path
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
+from demo.examples import example
 from gates.cases import CaseKind
-from tests.case_helpers import example, start_case, wait_until_waiting
+from tests.case_helpers import start_case, wait_until_waiting
 from tests.helpers import (
     HITL,
     assert_eventually,
@@ -23,9 +24,9 @@ from tests.helpers import (
 from tests.replay_variants import RenewalWithAnUnpatchedChange
 from workers.client import WORKER_DATA_CONVERTER, worker_client
 from workers.config import Settings
-from workers.ops_commands import load_history_file, replay_histories
-from workflows.case import HARDENED_PATCH
+from workers.replay import load_history_file, replay_histories
 from workers.worker import WORKFLOW_RUNNER, WORKFLOWS, activities_for
+from workflows.case import HARDENED_PATCH
 
 
 async def hitl(temporal_env, *args: str) -> subprocess.CompletedProcess:
@@ -55,7 +56,9 @@ async def test_a_decided_case_replays_clean_live_and_from_its_exported_file(temp
     # the same file as a tests/histories/ fixture, loaded as tests/unit/test_replay.py loads it
     history = load_history_file(exported)
     assert history.workflow_id == handle.id
-    await Replayer(workflows=WORKFLOWS, data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER).replay_workflow(history)
+    await Replayer(
+        workflows=WORKFLOWS, data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER
+    ).replay_workflow(history)
 
 
 async def test_a_history_replayed_against_changed_code_names_the_case_and_the_event(temporal_env, world_pool):
@@ -76,12 +79,16 @@ async def test_a_history_replayed_against_changed_code_names_the_case_and_the_ev
 
 
 async def test_a_divergence_at_a_command_names_that_event():
-    """A history from before the local-reads patch (LEAN_PATCH) starts with a scheduled activity; the changed code starts a timer."""
+    """A history from before the local-reads patch (LEAN_PATCH) starts with a scheduled activity; \
+the changed code starts a timer."""
     path = Path(__file__).resolve().parents[1] / "histories" / "before_local_reads" / "renewal_discount_exception--approve.json"
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     [diverged] = await replay_histories([history], workflows=[RenewalWithAnUnpatchedChange])
     assert (diverged.event_id, diverged.event_type) == (5, "ActivityTaskScheduled")
-    assert diverged.line().startswith("renewal_discount_exception--approve (run ") and "diverged at event 5 (ActivityTaskScheduled)" in diverged.line()
+    assert (
+        diverged.line().startswith("renewal_discount_exception--approve (run ")
+        and "diverged at event 5 (ActivityTaskScheduled)" in diverged.line()
+    )
 
 
 async def test_replay_exits_1_naming_a_running_case_started_by_other_code(temporal_env, world_pool):
@@ -102,11 +109,13 @@ async def test_replay_exits_1_naming_a_running_case_started_by_other_code(tempor
             by_case = await hitl(temporal_env, "ops", "replay", handle.id, "--json")
 
             async def listed():
-                outcomes = await replay_histories(temporal_env.client.list_workflows(f"TaskQueue = '{task_queue}'").map_histories())
+                outcomes = await replay_histories(
+                    temporal_env.client.list_workflows(f"TaskQueue = '{task_queue}'").map_histories()
+                )
                 assert outcomes, "not visible yet"
                 return outcomes
 
-            by_query = await assert_eventually(listed, timeout=10)
+            by_query = await assert_eventually(listed, timeout=30)
         finally:
             await handle.terminate("test over")
     assert by_case.returncode == 1, by_case.stdout + by_case.stderr

@@ -25,10 +25,19 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionResponse
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from demo.examples import example
 from gates.cases import CaseKind, RenewalDiscountRequest
 from gates.gate import Decision
 from gates.trace import CaseResult
-from tests.case_helpers import case_view, example, start_case, wait_until_waiting
+from hitl_temporal.cli.ops.stuck import render_stuck
+from hitl_temporal.ops import (
+    CaseSnapshot,
+    StuckCriteria,
+    StuckKind,
+    classify,
+    find_stuck,
+)
+from tests.case_helpers import case_view, start_case, wait_until_waiting
 from tests.helpers import (
     HITL,
     assert_eventually,
@@ -37,16 +46,8 @@ from tests.helpers import (
     unique_task_queue,
 )
 from tests.replay_variants import RenewalWithAnUnpatchedChange
-from workers.config import Settings
-from workers.ops_commands import (
-    CaseSnapshot,
-    StuckCriteria,
-    StuckKind,
-    classify,
-    find_stuck,
-    render_stuck,
-)
 from workers.client import worker_client
+from workers.config import Settings
 from workers.worker import WORKFLOW_RUNNER, activities_for
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -92,10 +93,17 @@ def test_a_deadline_within_the_grace_or_a_case_not_waiting_is_not_stuck():
 
 
 def test_activity_attempts_above_the_limit_and_a_retried_workflow_task_are_stuck():
-    failure = Failure(message="relation \"precedents\" does not exist", application_failure_info=ApplicationFailureInfo(type="UndefinedTableError"))
+    failure = Failure(
+        message="relation \"precedents\" does not exist",
+        application_failure_info=ApplicationFailureInfo(type="UndefinedTableError"),
+    )
     activities = [
-        PendingActivityInfo(activity_id="gather-crm-1", activity_type=ActivityType(name="gather_crm"), attempt=3, maximum_attempts=4),
-        PendingActivityInfo(activity_id="find-precedents-1", activity_type=ActivityType(name="find_precedents"), attempt=4, last_failure=failure),
+        PendingActivityInfo(
+            activity_id="gather-crm-1", activity_type=ActivityType(name="gather_crm"), attempt=3, maximum_attempts=4
+        ),
+        PendingActivityInfo(
+            activity_id="find-precedents-1", activity_type=ActivityType(name="find_precedents"), attempt=4, last_failure=failure
+        ),
     ]
     snapshot = CaseSnapshot(
         describe(pending_activities=activities, pending_workflow_task=PendingWorkflowTaskInfo(attempt=5)),
@@ -115,7 +123,9 @@ def test_activity_attempts_above_the_limit_and_a_retried_workflow_task_are_stuck
 def test_no_poller_or_only_stale_pollers_means_no_worker():
     never = CaseSnapshot(describe(), case_state="waiting", workflow_pollers=[])
     stale = CaseSnapshot(describe(), case_state="waiting", workflow_pollers=[NOW - timedelta(minutes=4)])
-    fresh = CaseSnapshot(describe(), case_state="waiting", workflow_pollers=[NOW - timedelta(minutes=4), NOW - timedelta(seconds=50)])
+    fresh = CaseSnapshot(
+        describe(), case_state="waiting", workflow_pollers=[NOW - timedelta(minutes=4), NOW - timedelta(seconds=50)]
+    )
     assert [r.detail for r in classify(never, StuckCriteria(), NOW)] == [
         "no worker polling task queue hitl-cases for workflow tasks (none seen)"
     ]
@@ -143,8 +153,12 @@ async def test_an_activity_retrying_past_the_limit_is_reported_with_its_last_err
     async with new_worker(temporal_env.client, world_pool) as worker:
         handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), worker.task_queue)
         try:
-            case = await stuck_case(temporal_env.client, worker.task_queue, handle.id, criteria=StuckCriteria(activity_attempts=1))
-            calm = await find_stuck(temporal_env.client, task_queue=worker.task_queue, criteria=StuckCriteria(activity_attempts=50))
+            case = await stuck_case(
+                temporal_env.client, worker.task_queue, handle.id, criteria=StuckCriteria(activity_attempts=1)
+            )
+            calm = await find_stuck(
+                temporal_env.client, task_queue=worker.task_queue, criteria=StuckCriteria(activity_attempts=50)
+            )
         finally:
             await handle.terminate("test over")
     assert case.state == "gathering"
@@ -157,7 +171,9 @@ async def test_an_activity_retrying_past_the_limit_is_reported_with_its_last_err
 
 async def test_a_failing_workflow_task_is_reported_with_the_error(temporal_env):
     task_queue = unique_task_queue("broken")
-    async with Worker(temporal_env.client, task_queue=task_queue, workflows=[BrokenRenewal], workflow_runner=UnsandboxedWorkflowRunner()):
+    async with Worker(
+        temporal_env.client, task_queue=task_queue, workflows=[BrokenRenewal], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
         handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), task_queue)
         try:
             case = await stuck_case(temporal_env.client, task_queue, handle.id)
@@ -226,7 +242,9 @@ async def test_a_case_replayed_by_incompatible_code_keeps_running_and_resumes_on
 
     async with first_build():
         await assert_eventually(lambda: _has_rejected_attempt(handle), timeout=30, interval=0.3)
-        await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="after the deploy"))
+        await handle.execute_update(
+            "submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="after the deploy")
+        )
         result = await handle.result()
     assert (result.outcome, result.decided_by) == ("approve", "fin_rev_ana")
 

@@ -1,6 +1,6 @@
 """`hitl report`: time to decision, escalation, timeout and override rates per gate, and the share decided
 by policy per kind, from decision traces (seeded history excluded). Expected numbers are computed here
-from the rows themselves, independently of `workers.report`."""
+from the rows themselves, independently of `gates.report`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy
 import pytest
 
+from demo.examples import example
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
-from tests.case_helpers import distinct, example, start_case, wait_until_waiting
+from gates.report import TraceRow, compute_report
+from hitl_temporal.cli.report import render_text
+from tests.case_helpers import distinct, start_case, wait_until_waiting
 from tests.helpers import HITL, clean_env, new_worker
-from workers.report import TraceRow, compute_report, render_text
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -100,7 +102,9 @@ def test_a_trace_row_reads_the_gate_opening_escalations_and_proposal_from_the_do
     assert parsed.overridable
 
 
-async def test_report_from_the_cli_counts_the_decided_cases_and_writes_a_png(temporal_env, world_pool, world_database_url, tmp_path: Path):
+async def test_report_from_the_cli_counts_the_decided_cases_and_writes_a_png(
+    temporal_env, world_pool, world_database_url, tmp_path: Path
+):
     client = temporal_env.client
     async with new_worker(client, world_pool) as worker:
         q = worker.task_queue
@@ -120,7 +124,12 @@ async def test_report_from_the_cli_counts_the_decided_cases_and_writes_a_png(tem
     png = tmp_path / "gates.png"
     env = clean_env(HITL_DATABASE_URL=world_database_url)
     done = await asyncio.to_thread(
-        subprocess.run, [HITL, "report", "--since", "1h", "--json", "--png", str(png)], env=env, capture_output=True, text=True, timeout=90
+        subprocess.run,
+        [HITL, "report", "--since", "1h", "--json", "--png", str(png)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import jsonschema
 import pytest
 
+from demo.examples import AUTO_EXAMPLES, EXAMPLES, HUMAN_EXAMPLES
 from gates.cases import CaseKind
-from tests.case_helpers import AUTO_EXAMPLES, EXAMPLES, HUMAN_EXAMPLES
 from tests.helpers import HITL, clean_env
 
 

@@ -51,7 +51,9 @@ def test_dev_server_argv_sets_every_server_limit():
 
 
 async def assert_oversized_signal_refused(client: Client) -> None:
-    handle = await client.start_workflow("ServerLimitsStandIn", id=f"limits-{uuid.uuid4()}", task_queue=unique_task_queue("unpolled"))
+    handle = await client.start_workflow(
+        "ServerLimitsStandIn", id=f"limits-{uuid.uuid4()}", task_queue=unique_task_queue("unpolled")
+    )
     try:
         with pytest.raises(RPCError) as refused:
             await handle.signal("decide", OVERSIZED)
@@ -66,7 +68,9 @@ async def test_the_session_server_refuses_an_oversized_signal_and_a_signal_past_
     client = temporal_env.client
     await assert_oversized_signal_refused(client)
 
-    handle = await client.start_workflow("ServerLimitsStandIn", id=f"limits-{uuid.uuid4()}", task_queue=unique_task_queue("unpolled"))
+    handle = await client.start_workflow(
+        "ServerLimitsStandIn", id=f"limits-{uuid.uuid4()}", task_queue=unique_task_queue("unpolled")
+    )
     try:
         for _ in range(SERVER_MAX_SIGNALS_PER_RUN):
             await handle.signal("decide", "ok")

@@ -10,16 +10,23 @@ The modules that break things run on a dedicated stack (`conftest.fault_stack`),
 session fixtures other tests share: their own embedded PostgreSQL (migrated and seeded), their
 own Temporal dev server persisting to a db file in the stack's temporary directory (so it can be
 stopped and restarted on the same port), and the worker as a subprocess
-(`python -m workers.cli worker`, unique task queue), with short-delay copies of the policies
+(`python -m hitl_temporal.cli worker`, unique task queue), with short-delay copies of the policies
 when a test needs timers to fire within seconds.
 
 | Module | Fault | Checks |
 |---|---|---|
-| test_worker_crash | SIGKILL of the worker while cases gather (slow HTTP CRM), wait at the gate, and record (INSERTs held by a table lock) | a new worker finishes every case; lost activities are retried; no half-written row |
-| test_temporal_restart | SIGTERM and restart of the Temporal server while cases wait on reminder/escalation timers | timers fire after the restart; outbox and trace show every reminder, escalation and the timeout |
-| test_postgres_outage | fast shutdown of PostgreSQL while decisions are being recorded (INSERTs held by a table lock), more decisions taken while it is down | `record_decision` retries until the server is back; each case recorded once |
-| test_decision_races | the same decision 3x through update and signal; a decision at the escalation deadline; late decisions while the completing workflow task is in flight (worker frozen with SIGSTOP); floods of oversized bad signals | one outcome, recorded once, a trace consistent with who was eligible when; late deciders told "already decided"; bad signals never keep a case from being recorded or shown |
-| test_history_bounds | (none: a static check) | no continue-as-new, and why none is needed: every path's history stays under 200 events |
+| test_worker_crash | SIGKILL of the worker while cases gather (slow HTTP CRM), wait at the gate, and record (INSERTs held by a \
+table lock) | a new worker finishes every case; lost activities are retried; no half-written row |
+| test_temporal_restart | SIGTERM and restart of the Temporal server while cases wait on reminder/escalation timers \
+| timers fire after the restart; outbox and trace show every reminder, escalation and the timeout |
+| test_postgres_outage | fast shutdown of PostgreSQL while decisions are being recorded (INSERTs held by a table lock), more \
+decisions taken while it is down | `record_decision` retries until the server is back; each case recorded once |
+| test_decision_races | the same decision 3x through update and signal; a decision at the escalation deadline; late decisions \
+while the completing workflow task is in flight (worker frozen with SIGSTOP); floods of oversized bad signals \
+| one outcome, recorded once, a trace consistent with who was eligible when; late deciders told "already decided"; bad signals \
+never keep a case from being recorded or shown |
+| test_history_bounds | (none: a static check) \
+| no continue-as-new, and why none is needed: every path's history stays under 200 events |
 
 Losing the worker costs time, not correctness: an activity that was running on it is retried only
 once its start-to-close timeout (30 s) expires, which is what bounds test_worker_crash.

@@ -1,5 +1,6 @@
 """A dedicated stack per fault module: its own PostgreSQL, its own Temporal dev server (persisted to a
-db file so it can be stopped and restarted on the same port), and the worker as a subprocess.
+db file so it can be stopped and restarted on the same port), brought up by the same `LocalStack` as
+`hitl dev` and the benchmark, and the worker as a subprocess.
 
 Nothing here touches the session fixtures (`database_url`, `temporal_env`, ...) other tests share:
 a fault test may SIGKILL, stop or restart any part of *its* stack and nothing else.
@@ -30,23 +31,11 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from activities.connectors import LocalConnector
-from activities.migrations import apply_migrations
-from activities.seed import seed_demo_world
+from activities.policy_files import bundled_policy_dir, load_policies
 from gates.evidence import SourceRequest
-from gates.policy import bundled_policy_dir, load_policies
 from tests.helpers import clean_env, postgres_capable_tmpdir, wait_for_text
 from workers.client import DATA_CONVERTER
-from workers.devstack import (
-    Child,
-    PostgresLayout,
-    ensure_database,
-    free_port,
-    postgres_dsn,
-    prepare_postgres,
-    spawn,
-    start_postgres,
-    start_temporal,
-)
+from workers.devstack import Child, LocalStack, spawn
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKER_READY = "worker polling task queue"
@@ -159,58 +148,26 @@ async def crm_answers_from_world(dsn: str, accounts: Iterable[str]) -> dict[str,
 
 
 @dataclass
-class FaultStack:
-    """PostgreSQL, Temporal and worker processes this module owns; each can be killed and restarted."""
+class FaultStack(LocalStack):
+    """The module's own `LocalStack` (the bring-up of `hitl dev`: PostgreSQL migrated and seeded, Temporal
+    persisted to a db file) plus worker processes; each part can be killed and restarted."""
 
-    root: Path
-    worker_env: dict[str, str]
-    pg_port: int = field(default_factory=free_port)
-    temporal_port: int = field(default_factory=free_port)
+    worker_env: dict[str, str] = field(default_factory=dict)
     task_queue: str = field(default_factory=lambda: f"fault-{uuid.uuid4()}")
-    layout: PostgresLayout | None = None
-    pg: Child | None = None
-    temporal: Child | None = None
+    # Durability across a machine crash is not under test; a killed PostgreSQL still recovers from its WAL.
+    postgres_settings: dict[str, str] = field(default_factory=lambda: {"fsync": "off", "full_page_writes": "off"})
+    source: str = "the fault suite's PostgreSQL"
     worker: Child | None = None
     workers_started: int = 0
     client: Client | None = None
 
     @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.temporal_port}"
-
-    @property
-    def dsn(self) -> str:
-        return postgres_dsn(self.pg_port)
-
-    @property
     def worker_log(self) -> Path:
         return self.root / f"worker-{self.workers_started}.log"
 
-    # PostgreSQL -------------------------------------------------------------------------------
-
-    def start_postgres(self) -> None:
-        if self.layout is None:
-            self.layout = prepare_postgres(self.root / "pg")
-        # Same data directory and port every time: a restart is the same server coming back.
-        self.pg = start_postgres(self.layout, self.pg_port, extra_settings={"fsync": "off", "full_page_writes": "off"})
-
-    def stop_postgres(self) -> int | None:
-        """SIGINT: PostgreSQL's fast shutdown (open transactions are rolled back)."""
-        assert self.pg is not None
-        return self.pg.stop()
-
-    async def prepare_database(self) -> None:
-        await ensure_database(self.pg_port)
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            await apply_migrations(conn)
-            await seed_demo_world(conn)
-        finally:
-            await conn.close()
-
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """A fresh connection per query: the server may have been restarted since the last one."""
-        conn = await asyncpg.connect(self.dsn, timeout=5)
+        conn = await asyncpg.connect(self.database_url, timeout=5)
         try:
             return await conn.fetch(query, *args)
         finally:
@@ -218,21 +175,12 @@ class FaultStack:
 
     # Temporal ---------------------------------------------------------------------------------
 
-    def start_temporal(self) -> None:
-        # Same db file and port every time, so a restart resumes every case and timer; the same
-        # argv as `hitl dev` (search attributes and the server limits of gates/bounds.py).
-        self.temporal = start_temporal(self.root / "temporal.db", self.temporal_port, None, self.root / "temporal.log")
-
-    def stop_temporal(self) -> int | None:
-        assert self.temporal is not None
-        return self.temporal.stop()  # SIGTERM
-
     async def connect(self, timeout: float = 60) -> Client:
         """The port answers before the frontend is healthy ("Frontend is not healthy yet"): retry until it is."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self.client = await Client.connect(self.address, data_converter=DATA_CONVERTER)
+                self.client = await Client.connect(self.temporal_address, data_converter=DATA_CONVERTER)
                 return self.client
             except RuntimeError:
                 if time.monotonic() > deadline:
@@ -256,11 +204,12 @@ class FaultStack:
     # worker -----------------------------------------------------------------------------------
 
     async def start_worker(self) -> Child:
-        """`python -m workers.cli worker` in its own process, ready once it polls."""
+        """`python -m hitl_temporal.cli worker` in its own process, ready once it polls."""
         assert self.worker is None or not self.worker.alive(), "a worker is already running"
         self.workers_started += 1
         log = self.worker_log
-        self.worker = spawn("worker", [sys.executable, "-m", "workers.cli", "worker"], log_path=log, env=self.worker_env, cwd=PROJECT_ROOT)
+        argv = [sys.executable, "-m", "hitl_temporal.cli", "worker"]
+        self.worker = spawn("worker", argv, log_path=log, env=self.worker_env, cwd=PROJECT_ROOT)
         await wait_for_text(log, WORKER_READY, timeout=60, process=self.worker.process)
         return self.worker
 
@@ -271,7 +220,7 @@ class FaultStack:
         self.worker.process.wait(10)
 
     def stop_all(self) -> None:
-        for child in (self.worker, self.temporal, self.pg):
+        for child in (self.worker, self.temporal, self.postgres):
             if child is not None:
                 with contextlib.suppress(Exception):
                     child.stop()
@@ -293,21 +242,19 @@ async def fault_stack(
     """Start PostgreSQL (migrated, seeded), Temporal and one worker subprocess; stop them all afterwards."""
     with postgres_capable_tmpdir(f"hitl-fault-{name}-") as root:
         policy_dir = write_policies(root / "policies", delays)
-        stack = FaultStack(root=root, worker_env={})
+        stack = FaultStack(root=root)
         stack.worker_env = clean_env(
-            TEMPORAL_ADDRESS=stack.address,
+            TEMPORAL_ADDRESS=stack.temporal_address,
             TEMPORAL_NAMESPACE="default",
             TEMPORAL_CONFIG_FILE="/nonexistent",
-            HITL_DATABASE_URL=stack.dsn,
+            HITL_DATABASE_URL=stack.database_url,
             HITL_TASK_QUEUE=stack.task_queue,
             HITL_POLICY_DIR=str(policy_dir),
             HITL_STATE_DIR=str(root / "state"),
             **({"HITL_CONNECTOR_URLS": json.dumps(connector_urls)} if connector_urls else {}),
         )
         try:
-            stack.start_postgres()
-            await stack.prepare_database()
-            stack.start_temporal()
+            await stack.start()
             await stack.connect()
             await stack.start_worker()
             yield stack
@@ -350,7 +297,9 @@ async def assert_decided_once(
     trace = json.loads(row["trace"])
     assert row["decision_key"] == f"{handle.id}#{first_run}"
     assert (row["outcome"], row["decided_by"], row["decided_via"]) == (result.outcome, result.decided_by, result.decided_via)
-    assert (trace["outcome"], trace["decided_by"], trace["decided_via"]) == (row["outcome"], row["decided_by"], row["decided_via"])
+    assert (trace["outcome"], trace["decided_by"], trace["decided_via"]) == (
+        row["outcome"], row["decided_by"], row["decided_via"]
+    )
     assert row["id"] == result.trace_id
     if outcome is not None:
         assert row["outcome"] == outcome, (handle.id, row["outcome"], row["decided_by"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -15,13 +15,14 @@ from temporalio.api.enums.v1 import EventType, PendingWorkflowTaskState, Workflo
 from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from demo.examples import example
 from gates.cases import CaseKind
 from gates.gate import Decision, DecisionReceipt
-from gates.trace import RecordReceipt
-from tests.case_helpers import case_view, distinct, example, start_case, wait_until_waiting
+from gates.messages import RecordReceipt
+from hitl_temporal import CaseClient, DecisionRejected
+from tests.case_helpers import case_view, distinct, start_case, wait_until_waiting
 from tests.fault.conftest import assert_decided_once, fault_stack, trace_table_locks
 from tests.helpers import assert_eventually
-from workers.cases import CaseClient, DecisionRejected
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -72,8 +73,8 @@ async def _send_at(handle: WorkflowHandle, via: str, deadline: datetime, offset:
     if offset is None:
         await assert_eventually(lambda: _escalated(handle), timeout=20, interval=0.05)
     else:
-        await asyncio.sleep(max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds() + offset))
-    late = (datetime.now(timezone.utc) - deadline).total_seconds()
+        await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds() + offset))
+    late = (datetime.now(UTC) - deadline).total_seconds()
     decision = Decision(outcome="approve", reviewer=LEVEL0_ONLY, reason="sent at the escalation deadline")
     if via == "signal":
         await handle.signal("decide", decision.model_dump(mode="json"))
@@ -95,7 +96,9 @@ RACERS = [("signal", 0.0), ("update", 0.0), ("signal", 0.1), ("update", 0.1), ("
 
 
 async def test_a_decision_racing_the_escalation_timer_has_one_consistent_outcome(stack):
-    handles = [await start_case(stack.client, request, stack.task_queue) for request in distinct([CaseKind.RENEWAL] * len(RACERS))]
+    handles = [
+        await start_case(stack.client, request, stack.task_queue) for request in distinct([CaseKind.RENEWAL] * len(RACERS))
+    ]
     views = await asyncio.gather(*(wait_until_waiting(h) for h in handles))
     assert all(v.gate.level == 0 and LEVEL0_ONLY in v.gate.may_decide for v in views)
     sent = await asyncio.gather(
@@ -248,7 +251,7 @@ async def test_a_decision_arriving_while_the_case_completes_is_refused_as_alread
     await wait_until_waiting(handle)
     worker = stack.worker.process
     cases = CaseClient(stack.client, stack.task_queue)
-    lock = await asyncpg.connect(stack.dsn)
+    lock = await asyncpg.connect(stack.database_url)
     tx = lock.transaction()
     await tx.start()
     await lock.execute("LOCK TABLE decision_traces IN SHARE MODE")
@@ -273,7 +276,7 @@ async def test_a_decision_arriving_while_the_case_completes_is_refused_as_alread
             pending = (await handle.describe()).raw_description.pending_workflow_task
             assert pending.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED, pending
 
-        await assert_eventually(task_in_flight, timeout=15)
+        await assert_eventually(task_in_flight, timeout=30)
         late = [
             asyncio.create_task(cases.decide(handle.id, Decision(outcome="reject", reviewer=r, reason="late")))
             for r in LATE_REVIEWERS

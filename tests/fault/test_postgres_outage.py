@@ -10,9 +10,10 @@ import time
 import asyncpg
 import pytest
 
+from demo.examples import FIRST_REVIEWER
 from gates.cases import CaseKind
 from gates.gate import Decision, DecisionReceipt
-from tests.case_helpers import FIRST_REVIEWER, distinct, start_case, wait_until_waiting
+from tests.case_helpers import distinct, start_case, wait_until_waiting
 from tests.fault.conftest import (
     activity_attempts,
     assert_decided_once,
@@ -45,7 +46,7 @@ async def test_decisions_are_recorded_exactly_once_across_a_postgres_outage(stac
 
     # Being recorded when the server goes down: their INSERTs wait behind our lock, inside their
     # transactions, and the fast shutdown ends those transactions.
-    lock = await asyncpg.connect(stack.dsn)
+    lock = await asyncpg.connect(stack.database_url)
     try:
         await lock.execute("BEGIN; LOCK TABLE decision_traces IN SHARE MODE")
         for kind, handle in in_flight:

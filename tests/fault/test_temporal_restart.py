@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
+from activities.policy_files import bundled_gates
+from demo.examples import example
 from gates.cases import CaseKind
-from tests.case_helpers import GATE_OF, example, start_case, wait_until_waiting
+from tests.case_helpers import start_case, wait_until_waiting
 from tests.fault.conftest import assert_decided_once, fault_stack
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -33,18 +35,18 @@ async def test_reminder_and_escalation_timers_fire_after_a_temporal_restart(stac
     assert all(not v.gate.reminders and not v.gate.escalations for v in views), "a timer fired before the outage"
     worker_pid = stack.worker.process.pid
 
-    stopped_at = datetime.now(timezone.utc)
+    stopped_at = datetime.now(UTC)
     stack.stop_temporal()
     await asyncio.sleep(OUTAGE_SECONDS)
     assert stack.worker.alive(), f"the worker died while Temporal was down:\n{stack.log_tails()}"
     outage_end = time.monotonic()
     stack.start_temporal()
-    restarted_at = datetime.now(timezone.utc)
+    restarted_at = datetime.now(UTC)
     await stack.wait_for_frontend()
     assert time.monotonic() - outage_end < 60
 
     for kind, handle, view in zip(kinds, handles, views):
-        gate = GATE_OF[kind]
+        gate = bundled_gates()[kind]
         trace = await assert_decided_once(stack, handle, outcome="reject", decided_by=f"timeout:{gate}", timeout=60)
         start_level = view.gate.level
         levels = list(range(start_level, 3))

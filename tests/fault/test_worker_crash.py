@@ -19,15 +19,10 @@ import pytest
 from temporalio.api.enums.v1 import TimeoutType
 from temporalio.client import WorkflowHandle
 
+from demo.examples import FIRST_REVIEWER
 from gates.cases import CaseKind
 from gates.gate import Decision
-from tests.case_helpers import (
-    FIRST_REVIEWER,
-    case_view,
-    distinct,
-    start_case,
-    wait_until_waiting,
-)
+from tests.case_helpers import case_view, distinct, start_case, wait_until_waiting
 from tests.fault.conftest import (
     SlowCrm,
     activity_attempts,
@@ -55,7 +50,7 @@ async def crm():
 async def stack(crm):
     async with fault_stack("worker-crash", connector_urls={"crm": crm.base_url}) as s:
         # answer exactly what the demo world's CRM would, so the renewal opens at the usual level
-        crm.answers.update(await crm_answers_from_world(s.dsn, [ACCOUNT]))
+        crm.answers.update(await crm_answers_from_world(s.database_url, [ACCOUNT]))
         yield s
 
 
@@ -72,7 +67,7 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
     later = distinct(kinds)[-2:]  # the two renewals started while their CRM call hangs
     await asyncio.gather(*(wait_until_waiting(h, timeout=60) for _, h in waiting + recording + signalled))
 
-    lock = await asyncpg.connect(stack.dsn)
+    lock = await asyncpg.connect(stack.database_url)
     try:
         # Recording: decisions accepted, their INSERTs blocked behind our lock.
         tx = lock.transaction()
@@ -104,7 +99,7 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
         await lock.close()
 
     async def no_orphan_rows() -> None:
-        conn = await asyncpg.connect(stack.dsn)
+        conn = await asyncpg.connect(stack.database_url)
         try:
             # the dead worker's transactions are gone (rolled back), and wrote nothing
             assert await trace_table_locks(conn) == (0, 0)
@@ -115,7 +110,7 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
         finally:
             await conn.close()
 
-    await assert_eventually(no_orphan_rows, timeout=10)
+    await assert_eventually(no_orphan_rows, timeout=30)
 
     await stack.start_worker()
 
@@ -136,7 +131,9 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
     for _, handle in recording:
         [attempt] = await activity_attempts(handle, "record_decision")
         assert attempt >= 2, f"{handle.id}: the record in flight at the crash was retried"
-        assert await _retried_because(handle, "record_decision") == ["TIMEOUT_TYPE_HEARTBEAT"], "retried after its heartbeat stopped"
+        assert await _retried_because(handle, "record_decision") == ["TIMEOUT_TYPE_HEARTBEAT"], (
+            "retried after its heartbeat stopped"
+        )
     for _, handle in gathering:
         [attempt] = await activity_attempts(handle, "gather_crm")
         assert attempt >= 2, f"{handle.id}: the CRM call in flight at the crash was retried"

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from demo.examples import example
+from gates import search_attributes as sa
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
-from tests.case_helpers import case_view, example, start_case, wait_until_waiting
+from tests.case_helpers import case_view, start_case, wait_until_waiting
 from tests.helpers import assert_eventually, new_worker
-from workflows import search_attributes as sa
 
 
 async def attributes(handle) -> dict[str, Any]:
@@ -25,13 +26,17 @@ async def test_attributes_follow_the_case_from_waiting_through_escalation_to_dec
         waiting = await attributes(handle)
 
         await handle.signal("decide", {"outcome": "approve", "reviewer": "eng_lee", "reason": "not a finance reviewer"})
-        await assert_eventually(lambda: _has_rejected_attempt(handle), timeout=10, interval=0.2)
+        await assert_eventually(lambda: _has_rejected_attempt(handle), timeout=30, interval=0.2)
         after_refused = await attributes(handle)
 
-        await handle.execute_update("operator_action", OperatorAction(action="escalate", operator="ops_oncall", reason="deal closes today"))
+        await handle.execute_update(
+            "operator_action", OperatorAction(action="escalate", operator="ops_oncall", reason="deal closes today")
+        )
         escalated = await attributes(handle)
 
-        await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_dir_omar", reason="within precedent"))
+        await handle.execute_update(
+            "submit_decision", Decision(outcome="approve", reviewer="fin_dir_omar", reason="within precedent")
+        )
         await handle.result()
         decided = await attributes(handle)
 

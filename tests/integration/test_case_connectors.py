@@ -9,9 +9,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
+from demo.examples import example
 from gates.cases import CaseKind
 from gates.gate import Decision
-from tests.case_helpers import example, start_case, trace_row, wait_until_waiting
+from tests.case_helpers import start_case, trace_row, wait_until_waiting
 from tests.helpers import local_http_server, new_worker
 from workers.config import Settings
 
@@ -43,7 +44,9 @@ async def test_crm_down_after_retries_sends_an_in_policy_renewal_to_a_human_as_m
         assert view.reason_codes == ["ambiguous_or_missing_data"]
         assert view.proposal.outcome == "request_info"
         assert "**missing** `crm: enterprise_arr`: `crm unavailable after retries" in view.brief
-        await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="checked the CRM by hand"))
+        await handle.execute_update(
+            "submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="checked the CRM by hand")
+        )
         result = await handle.result()
     assert result.decided_by == "fin_rev_ana"
     trace = json.loads((await trace_row(world_pool, handle))["trace"])

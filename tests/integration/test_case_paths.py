@@ -8,19 +8,12 @@ import json
 import pytest
 from temporalio.client import WorkflowHandle
 
+from activities.policy_files import bundled_gates, bundled_policy_dir, load_policies
+from demo.examples import FIRST_REVIEWER, example
 from gates.cases import CaseKind
 from gates.gate import Decision
-from gates.policy import bundled_policy_dir, load_policies
 from gates.trace import CaseResult
-from tests.case_helpers import (
-    FIRST_REVIEWER,
-    GATE_OF,
-    example,
-    save_history,
-    start_case,
-    trace_row,
-    wait_until_waiting,
-)
+from tests.case_helpers import save_history, start_case, trace_row, wait_until_waiting
 from tests.helpers import new_worker
 
 KINDS = list(CaseKind)
@@ -68,7 +61,7 @@ async def test_reviewer_approves_through_the_update_and_the_trace_names_them(tim
     row = await trace_row(world_pool, handle)
     trace = json.loads(row["trace"])
     assert trace["decision_trace"] == kind.value
-    assert trace["human_gate"] == GATE_OF[kind]
+    assert trace["human_gate"] == bundled_gates()[kind]
     assert trace["reason"] == "evidence supports it"
     assert trace["inputs"], "the trace lists the evidence consulted"
     assert trace["brief"].startswith("### ")

@@ -27,10 +27,11 @@ from activities.connectors import (
     LocalConnector,
     TransientSourceError,
 )
-from activities.directory import DirectoryActivities, RosterRequest
+from activities.directory import DirectoryActivities
 from activities.gather import GatherActivities
-from activities.seed import seed_demo_world
+from demo.world import seed_demo_world
 from gates.evidence import SOURCES, ConnectorResult, SourceRequest
+from gates.messages import RosterRequest
 from tests.helpers import local_http_server
 from workers.config import Settings
 from workers.devstack import free_port

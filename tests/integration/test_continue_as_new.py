@@ -16,18 +16,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from demo.examples import example
 from gates import bounds
 from gates.cases import CaseKind
 from gates.gate import Decision
 from gates.trace import CaseResult
-from tests.case_helpers import (
-    case_view,
-    example,
-    save_history,
-    start_case,
-    trace_row,
-    wait_until_waiting,
-)
+from tests.case_helpers import case_view, save_history, start_case, trace_row, wait_until_waiting
 from tests.helpers import assert_eventually, new_worker
 from tests.hostile import json_payload, raw_payload, raw_signal
 
@@ -79,7 +73,12 @@ async def test_a_flood_of_junk_signals_makes_the_case_continue_as_new_with_its_s
         )
         assert receipt["accepted"]
         result = await latest.result()
-        await save_history(client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id), CaseKind.RENEWAL, "flood_first_run", folder="continued")
+        await save_history(
+            client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id),
+            CaseKind.RENEWAL,
+            "flood_first_run",
+            folder="continued",
+        )
         await save_history(latest, CaseKind.RENEWAL, "flood_next_run", folder="continued")
     assert result.decided_by == "fin_rev_ana"
     row = await trace_row(world_pool, handle)  # one trace, under the case's first run's key

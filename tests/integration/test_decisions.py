@@ -14,18 +14,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment
 
 from activities.case_activities import CaseActivities
+from demo.examples import example
 from gates.cases import CaseKind
 from gates.gate import Decision
-from gates.trace import DecisionTrace, RecordDecisionInput
-from tests.case_helpers import (
-    case_view,
-    example,
-    start_case,
-    trace_row,
-    wait_until_waiting,
-)
+from gates.messages import RecordDecisionInput
+from gates.trace import DecisionTrace
+from hitl_temporal import CaseClient, DecisionRejected
+from tests.case_helpers import case_view, start_case, trace_row, wait_until_waiting
 from tests.helpers import assert_eventually, new_worker
-from workers.cases import CaseClient, DecisionRejected
 from workers.config import Settings
 
 
@@ -64,7 +60,11 @@ async def test_update_with_malformed_payload_fails_for_the_caller_and_the_case_k
     async with new_worker(temporal_env.client, world_pool) as worker:
         handle = await start_case(temporal_env.client, example(CaseKind.ACCESS, human=True), worker.task_queue)
         await wait_until_waiting(handle)
-        for bad in ({"outcome": "approve", "reviewer": "sec_rev_eli"}, {"outcome": "ok", "reviewer": "sec_rev_eli", "reason": "x"}, "approve"):
+        for bad in (
+            {"outcome": "approve", "reviewer": "sec_rev_eli"},
+            {"outcome": "ok", "reviewer": "sec_rev_eli", "reason": "x"},
+            "approve",
+        ):
             with pytest.raises(WorkflowUpdateFailedError):
                 await handle.execute_update("submit_decision", bad)
         assert (await case_view(handle)).state.value == "waiting"

@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from demo.examples import example
 from gates.cases import CaseKind, CaseRequest
-from tests.case_helpers import example, wait_until_waiting
+from hitl_temporal import CaseClient, CaseEnded
+from hitl_temporal.client import workflow_type_for
+from hitl_temporal.ops import count_ended, find_ended
+from tests.case_helpers import wait_until_waiting
 from tests.helpers import assert_eventually, new_worker, run_hitl, unique_task_queue
-from workers.cases import CaseClient, CaseEnded, workflow_type_for
 from workers.devstack import free_port
-from workers.ops_commands import find_ended
-from workers.report import count_ended
 
 VISIBILITY_TIMEOUT = 20
 CLOSED_AT = r"at \d{4}-\d\d-\d\d \d\d:\d\dZ"
@@ -195,7 +196,10 @@ async def test_ops_stuck_and_report_show_cases_that_ended_without_a_recorded_out
     async def all_visible():
         report = await find_ended(client, since=t0, task_queue=queue)
         assert [c.case_id for c in report.ended] == [refused.id, terminated.id], report.ended
-        counts = {e.kind: e.model_dump(include={"terminated", "timed_out", "failed", "refused_starts"}) for e in await count_ended(client, since=t0)}
+        counts = {
+            e.kind: e.model_dump(include={"terminated", "timed_out", "failed", "refused_starts"})
+            for e in await count_ended(client, since=t0)
+        }
         assert counts == expected, counts
 
     await assert_eventually(all_visible, timeout=VISIBILITY_TIMEOUT, interval=0.5)
@@ -217,8 +221,12 @@ async def test_ops_stuck_and_report_show_cases_that_ended_without_a_recorded_out
     by_id = {c["case_id"]: c for c in document["ended"]}
     assert list(by_id) == [refused.id, terminated.id]  # newest first
     gone = by_id[terminated.id]
-    assert (gone["status"], gone["refused_start"], gone["run_id"], gone["trace_recorded"]) == ("terminated", False, terminated_run, True)
-    assert re.fullmatch(rf"terminated {CLOSED_AT} by {re.escape(client.identity)}: customer withdrew the request", gone["why"]), gone["why"]
+    assert (gone["status"], gone["refused_start"], gone["run_id"], gone["trace_recorded"]) == (
+        "terminated", False, terminated_run, True
+    )
+    assert re.fullmatch(
+        rf"terminated {CLOSED_AT} by {re.escape(client.identity)}: customer withdrew the request", gone["why"]
+    ), gone["why"]
     hijack = by_id[refused.id]
     assert (hijack["status"], hijack["refused_start"], hijack["trace_recorded"]) == ("failed", True, False)
     assert "CaseRefused: " in hijack["why"] and "is not this case's ID" in hijack["why"], hijack["why"]
@@ -230,7 +238,10 @@ async def test_ops_stuck_and_report_show_cases_that_ended_without_a_recorded_out
     assert table.returncode == 0, table.stderr
     text = table.stdout
     assert "no stuck cases among" in text
-    assert "2 cases ended without a recorded outcome in the last 7d (this namespace keeps closed workflows 1d: older ones are gone)" in text
+    assert (
+        "2 cases ended without a recorded outcome in the last 7d "
+        "(this namespace keeps closed workflows 1d: older ones are gone)" in text
+    )
     rows = [cells(line) for line in text.splitlines() if f" {refused.id} " in line or f" {terminated.id} " in line]
     assert [row[0] for row in rows] == [refused.id, terminated.id], text  # whole case IDs, newest first
     assert (rows[0][1], rows[0][-1]) == ("refused start", "none"), rows[0]

@@ -79,18 +79,42 @@ def respond_bytes(server: HTTPServer, body: bytes, **headers: str) -> None:
     ("body", "expected"),
     [
         (b'{"items": {"tier": "caf\xe9"}}', "malformed answer from crm: body is not UTF-8 text (byte 0xe9 at offset 23)"),
-        (b'{"items": {"tier": "growth", "tier": "enterprise"}}', 'malformed answer from crm: body: duplicate key "tier": each key may appear once'),
-        (b'{"items": {"tier": "growth"}, "items": {}}', 'malformed answer from crm: body: duplicate key "items": each key may appear once'),
+        (
+            b'{"items": {"tier": "growth", "tier": "enterprise"}}',
+            'malformed answer from crm: body: duplicate key "tier": each key may appear once',
+        ),
+        (
+            b'{"items": {"tier": "growth"}, "items": {}}',
+            'malformed answer from crm: body: duplicate key "items": each key may appear once',
+        ),
         (b'{"items": {"contract_terms": NaN, "tier": "growth"}}', "malformed answer from crm: body: NaN is not a JSON number"),
-        (b'{"items": {"tier": ' + b"[" * 100 + b"]" * 100 + b"}}", "malformed answer from crm: body is nested deeper than 32 levels"),
+        (
+            b'{"items": {"tier": ' + b"[" * 100 + b"]" * 100 + b"}}",
+            "malformed answer from crm: body is nested deeper than 32 levels",
+        ),
         (b"", "malformed answer from crm: body is empty; expected a JSON object"),
         (b"\x1b[2J<html>", "malformed answer from crm: not JSON: ⟨U+001B⟩[2J<html>"),
-        (b'{"items": {"tier": "x"}, "ref": "javascript:alert(1)"}', "malformed answer from crm: ref 'javascript:alert(1)' is neither an http(s) URL nor a record id"),
-        (b'{"items": {"tier": "x"}, "ref": "other:acme"}', "malformed answer from crm: ref 'other:acme' is neither an http(s) URL nor a record id"),
-        (b'{"items": {"tier": "x"}, "ref": "https://crm.example/acme\\u202e"}', "malformed answer from crm: ref contains spaces or hidden characters"),
-        (b'{"items": {"tier": "x"}, "ref": "https://crm.example/a b"}', "malformed answer from crm: ref contains spaces or hidden characters"),
+        (
+            b'{"items": {"tier": "x"}, "ref": "javascript:alert(1)"}',
+            "malformed answer from crm: ref 'javascript:alert(1)' is neither an http(s) URL nor a record id",
+        ),
+        (
+            b'{"items": {"tier": "x"}, "ref": "other:acme"}',
+            "malformed answer from crm: ref 'other:acme' is neither an http(s) URL nor a record id",
+        ),
+        (
+            b'{"items": {"tier": "x"}, "ref": "https://crm.example/acme\\u202e"}',
+            "malformed answer from crm: ref contains spaces or hidden characters",
+        ),
+        (
+            b'{"items": {"tier": "x"}, "ref": "https://crm.example/a b"}',
+            "malformed answer from crm: ref contains spaces or hidden characters",
+        ),
         (b'{"items": {"tier": "x"}, "ref": "https://u:p@crm.example/"}', "malformed answer from crm: ref has credentials in it"),
-        (b'{"items": {"tier": "x"}, "ref": "https://crm.example/' + b"a" * 5000 + b'"}', "malformed answer from crm: ref is 5020 characters; at most 2048"),
+        (
+            b'{"items": {"tier": "x"}, "ref": "https://crm.example/' + b"a" * 5000 + b'"}',
+            "malformed answer from crm: ref is 5020 characters; at most 2048",
+        ),
         (b'{"items": {"tier": "x"}, "ref": "\\ud800"}', "malformed answer from crm: ref contains spaces or hidden characters"),
     ],
     ids=[
@@ -197,7 +221,9 @@ async def test_a_value_over_8_kib_is_missing_as_too_large_and_the_rest_is_kept(c
     result = await fetch(crm_server)
     assert values(result) == {"tier": "enterprise"}
     size = MAX_VALUE_JSON_BYTES + 3  # the quotes
-    assert errors(result) == {"contract_terms": f"answer too large: contract_terms from crm is {size:,} bytes of JSON; at most 8 KiB"}
+    assert errors(result) == {
+        "contract_terms": f"answer too large: contract_terms from crm is {size:,} bytes of JSON; at most 8 KiB"
+    }
 
 
 async def test_nul_and_unpaired_surrogates_are_kept_as_evidence_made_storable(crm_server):
@@ -234,7 +260,9 @@ async def test_a_number_beyond_float_range_is_missing_not_infinity(crm_server):
 
 
 async def test_thousands_of_unasked_items_are_ignored(crm_server):
-    crm_server.expect_request("/api/crm").respond_with_json({"items": {f"extra_{i}": i for i in range(5000)} | {"tier": "growth"}})
+    crm_server.expect_request("/api/crm").respond_with_json(
+        {"items": {f"extra_{i}": i for i in range(5000)} | {"tier": "growth"}}
+    )
     result = await fetch(crm_server)
     assert values(result) == {"tier": "growth"} and errors(result) == {"contract_terms": "not returned by crm"}
 
@@ -260,14 +288,35 @@ async def advise(server: HTTPServer) -> None:
         (b"\xff" + json.dumps(completion(json.dumps(GOOD))).encode(), "agent response is not UTF-8 text (byte 0xff at offset 0)"),
         (b'{"choices": [], "choices": []}', 'agent response: duplicate key "choices": each key may appear once'),
         (b'{"choices": [' + b"[" * 40 + b"]" * 40 + b"]}", "agent response is nested deeper than 32 levels"),
-        (json.dumps(completion('{"proposed_outcome": "approve", "proposed_outcome": "reject"}')).encode(), 'agent answer: duplicate key "proposed_outcome"'),
+        (
+            json.dumps(completion('{"proposed_outcome": "approve", "proposed_outcome": "reject"}')).encode(),
+            'agent answer: duplicate key "proposed_outcome"',
+        ),
         (json.dumps(completion('{"summary_markdown": NaN}')).encode(), "agent answer: NaN is not a JSON number"),
-        (json.dumps(completion(json.dumps({**GOOD, "summary_markdown": "ok\u0000"}))).encode(), "agent answer failed validation: summary_markdown: Value error, text contains the control character ⟨U+0000⟩"),
-        (json.dumps(completion(json.dumps({**GOOD, "rationale": "\u001b[2Jwipe"}))).encode(), "agent answer failed validation: rationale: Value error, text contains the control character ⟨U+001B⟩"),
-        (json.dumps(completion(json.dumps({**GOOD, "rationale": "\u200b"}))).encode(), "agent answer failed validation: rationale: Value error, text has no visible characters"),
-        (json.dumps(completion(json.dumps({**GOOD, "cited_evidence": ["crm: tier"] * 51}))).encode(), "agent answer failed validation: cited_evidence: List should have at most 50 items"),
-        (json.dumps(completion(json.dumps({**GOOD, "cited_evidence": ["x" * 201]}))).encode(), "agent answer failed validation: cited_evidence.0: String should have at most 200 characters"),
-        (json.dumps(completion("\u001b]0;owned\u0007 not json")).encode(), "agent answer is not JSON (Expecting value at line 1 column 1): '\\x1b]0;owned\\x07 not json'"),
+        (
+            json.dumps(completion(json.dumps({**GOOD, "summary_markdown": "ok\u0000"}))).encode(),
+            "agent answer failed validation: summary_markdown: Value error, text contains the control character ⟨U+0000⟩",
+        ),
+        (
+            json.dumps(completion(json.dumps({**GOOD, "rationale": "\u001b[2Jwipe"}))).encode(),
+            "agent answer failed validation: rationale: Value error, text contains the control character ⟨U+001B⟩",
+        ),
+        (
+            json.dumps(completion(json.dumps({**GOOD, "rationale": "\u200b"}))).encode(),
+            "agent answer failed validation: rationale: Value error, text has no visible characters",
+        ),
+        (
+            json.dumps(completion(json.dumps({**GOOD, "cited_evidence": ["crm: tier"] * 51}))).encode(),
+            "agent answer failed validation: cited_evidence: List should have at most 50 items",
+        ),
+        (
+            json.dumps(completion(json.dumps({**GOOD, "cited_evidence": ["x" * 201]}))).encode(),
+            "agent answer failed validation: cited_evidence.0: String should have at most 200 characters",
+        ),
+        (
+            json.dumps(completion("\u001b]0;owned\u0007 not json")).encode(),
+            "agent answer is not JSON (Expecting value at line 1 column 1): '\\x1b]0;owned\\x07 not json'",
+        ),
     ],
     ids=[
         "not-utf8", "duplicate-key", "deep", "duplicate-in-answer", "nan-in-answer", "nul-in-summary", "escape-in-rationale",
@@ -276,7 +325,9 @@ async def advise(server: HTTPServer) -> None:
 )
 async def test_an_agent_answer_we_cannot_take_is_no_advice_with_one_line(server, body, expected):
     server.clear()
-    server.expect_request("/v1/chat/completions", method="POST").respond_with_response(Response(body, content_type="application/json"))
+    server.expect_request("/v1/chat/completions", method="POST").respond_with_response(
+        Response(body, content_type="application/json")
+    )
     with pytest.raises(AgentUnavailable) as raised:
         await advise(server)
     message = str(raised.value)

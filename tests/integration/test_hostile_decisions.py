@@ -17,17 +17,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.case_activities import CaseActivities
+from demo.examples import example
 from gates import bounds
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
-from gates.trace import DecisionTrace, RecordDecisionInput
-from tests.case_helpers import (
-    case_view,
-    example,
-    start_case,
-    trace_row,
-    wait_until_waiting,
-)
+from gates.messages import RecordDecisionInput
+from gates.trace import DecisionTrace
+from tests.case_helpers import case_view, start_case, trace_row, wait_until_waiting
 from tests.helpers import assert_eventually, new_worker
 from tests.hostile import UNREADABLE_INPUTS, json_payload, raw_signal
 from workers.config import Settings
@@ -70,13 +66,28 @@ async def test_decide_signals_that_are_not_one_json_decision_become_rejected_att
 
 
 CONTENT = {
-    "zero-width reason": ({"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "\u200b"}, "reason: Value error, text has no visible characters"),
-    "NUL in reason": ({"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "ok\u0000"}, "text contains the control character ⟨U+0000⟩"),
+    "zero-width reason": (
+        {"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "\u200b"},
+        "reason: Value error, text has no visible characters",
+    ),
+    "NUL in reason": (
+        {"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "ok\u0000"},
+        "text contains the control character ⟨U+0000⟩",
+    ),
     "escape in reason": ({"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "\u001b[2J"}, "control character ⟨U+001B⟩"),
-    "RTL override reviewer": ({"outcome": "approve", "reviewer": "\u202eana_ver_nif", "reason": "x"}, "reviewer: String should match pattern"),
-    "extra field": ({"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "x", "level": 9}, "level: Extra inputs are not permitted"),
+    "RTL override reviewer": (
+        {"outcome": "approve", "reviewer": "\u202eana_ver_nif", "reason": "x"},
+        "reviewer: String should match pattern",
+    ),
+    "extra field": (
+        {"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "x", "level": 9},
+        "level: Extra inputs are not permitted",
+    ),
     "outcome in capitals": ({"outcome": "APPROVE", "reviewer": "fin_rev_ana", "reason": "x"}, "outcome: Input should be"),
-    "huge reason": ({"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "x" * 5000}, "reason: String should have at most 4000 characters"),
+    "huge reason": (
+        {"outcome": "approve", "reviewer": "fin_rev_ana", "reason": "x" * 5000},
+        "reason: String should have at most 4000 characters",
+    ),
 }
 
 
@@ -135,7 +146,11 @@ async def test_unstorable_text_in_a_rejected_signal_does_not_stop_the_trace_bein
     async with new_worker(client, world_pool) as worker:
         handle = await start_case(client, example(CaseKind.RENEWAL, human=True, renewal="fy26-nul"), worker.task_queue)
         await wait_until_waiting(handle)
-        await raw_signal(client, handle.id, [json_payload({"outcome": "approve", "reviewer": "x\u0000y", "reason": "\u0000", "junk\u0000": "\ud800"})])
+        await raw_signal(
+            client,
+            handle.id,
+            [json_payload({"outcome": "approve", "reviewer": "x\u0000y", "reason": "\u0000", "junk\u0000": "\ud800"})],
+        )
         await _attempts(handle, 1)
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="fine"))
         result = await asyncio.wait_for(handle.result(), timeout=60)
@@ -202,7 +217,10 @@ async def test_request_info_rounds_are_bounded_and_the_brief_stops_growing(tempo
                 await handle.execute_update("submit_decision", ask)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update("submit_decision", ask)
-        assert f"sent back for information {bounds.MAX_REQUEST_INFO_ROUNDS} times; approve or reject it" in refused.value.cause.message
+        assert (
+            f"sent back for information {bounds.MAX_REQUEST_INFO_ROUNDS} times; approve or reject it"
+            in refused.value.cause.message
+        )
         earlier = bounds.MAX_REQUEST_INFO_ROUNDS - bounds.QUESTIONS_IN_BRIEF
         assert f"({earlier} earlier questions are in the trace)" in (view.brief or "")
         # once the brief shows its most questions, each further round leaves its size unchanged
@@ -222,7 +240,9 @@ async def test_the_recorder_stores_a_trace_whatever_text_reached_it(temporal_env
         await handle.result()
     row = await trace_row(world_pool, handle)
     trace = DecisionTrace.model_validate_json(row["trace"])
-    poisoned = trace.model_copy(update={"brief": "evidence\x00with NUL", "reason": "x\ud800y", "case_id": trace.case_id + "-copy"})
+    poisoned = trace.model_copy(
+        update={"brief": "evidence\x00with NUL", "reason": "x\ud800y", "case_id": trace.case_id + "-copy"}
+    )
     record = RecordDecisionInput(decision_key=row["decision_key"] + "-copy", trace=poisoned)
     receipt = await ActivityEnvironment().run(CaseActivities(world_pool, Settings(_env_file=None)).record_decision, record)
     stored = await world_pool.fetchrow("SELECT reason, trace FROM decision_traces WHERE id = $1", receipt.trace_id)

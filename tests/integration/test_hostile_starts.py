@@ -17,12 +17,13 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from demo.examples import EXAMPLES, example
 from gates.bounds import SERVER_BLOB_LIMIT_BYTES
 from gates.cases import WORKFLOW_TYPES, CaseKind
-from tests.case_helpers import EXAMPLES, example, wait_until_waiting
+from hitl_temporal import CaseClient
+from tests.case_helpers import wait_until_waiting
 from tests.helpers import assert_eventually, new_worker
 from tests.hostile import UNREADABLE_INPUTS, json_payload, our_attributes, raw_start
-from workers.cases import CaseClient
 
 RENEWAL_TYPE = WORKFLOW_TYPES[CaseKind.RENEWAL]
 
@@ -46,7 +47,9 @@ async def _refusal(client: Client, workflow_id: str) -> str:
 
 
 async def _no_trace(pool, case_id: str) -> None:
-    assert await pool.fetchval("SELECT count(*) FROM decision_traces WHERE case_id = $1", case_id) == 0, "a refused start wrote a trace"
+    assert await pool.fetchval("SELECT count(*) FROM decision_traces WHERE case_id = $1", case_id) == 0, (
+        "a refused start wrote a trace"
+    )
 
 
 @pytest.mark.parametrize("name", list(UNREADABLE_INPUTS))
@@ -108,7 +111,9 @@ async def test_a_start_with_options_the_case_cannot_honour_is_refused(temporal_e
     client = temporal_env.client
     request = example(CaseKind.RENEWAL, human=True, renewal="fy26-options")
     async with new_worker(client, world_pool) as worker:
-        await raw_start(client, RENEWAL_TYPE, request.case_id(), [json_payload(request.model_dump(mode="json"))], worker.task_queue, **options)
+        await raw_start(
+            client, RENEWAL_TYPE, request.case_id(), [json_payload(request.model_dump(mode="json"))], worker.task_queue, **options
+        )
         assert expected in await _refusal(client, request.case_id())
     await _no_trace(world_pool, request.case_id())
 
@@ -205,7 +210,9 @@ async def test_a_start_over_the_servers_payload_limit_is_refused_at_the_door(tem
     client = temporal_env.client
     huge = {**_payload("renewal_acme_fy26.json"), "justification": "x" * (SERVER_BLOB_LIMIT_BYTES + 1024)}
     with pytest.raises(RPCError, match="exceeds limit"):
-        await raw_start(client, RENEWAL_TYPE, "renewal_discount_exception:acme_enterprise/huge", [json_payload(huge)], "no-worker")
+        await raw_start(
+            client, RENEWAL_TYPE, "renewal_discount_exception:acme_enterprise/huge", [json_payload(huge)], "no-worker"
+        )
 
 
 async def test_a_refused_start_can_be_inspected_and_says_why(temporal_env, world_pool):

@@ -84,7 +84,7 @@ async def test_edited_applied_migration_is_refused_by_name(conn, empty_database_
     monkeypatch.setattr(migrations, "available_migrations", lambda: original)
     other = await asyncpg.connect(empty_database_url)
     try:
-        assert await asyncio.wait_for(apply_migrations(other), 10) == []
+        assert await asyncio.wait_for(apply_migrations(other), 30) == []
     finally:
         await other.close()
 

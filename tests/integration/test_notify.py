@@ -16,7 +16,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from werkzeug import Request, Response
 
-from activities.notify import Notification, NotificationReceipt, NotifyActivities
+from activities.notify import NotifyActivities
+from gates.messages import Notification, NotificationReceipt
 from tests.helpers import local_http_server
 from workers.config import Settings
 from workers.devstack import free_port

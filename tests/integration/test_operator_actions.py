@@ -7,10 +7,12 @@ import json
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
+from demo.examples import example
 from gates.cases import CaseKind
 from gates.gate import Decision, OperatorAction
-from tests.case_helpers import case_view, example, save_history, start_case, trace_row, wait_until_waiting
+from tests.case_helpers import case_view, save_history, start_case, trace_row, wait_until_waiting
 from tests.helpers import assert_eventually, new_worker
 from workers.config import Settings
 
@@ -48,7 +50,7 @@ async def test_escalate_at_the_last_level_and_actions_on_decided_cases_are_refus
         assert "already at the last level (CFO)" in str(refused.value.cause)
         await handle.execute_update("submit_decision", Decision(outcome="reject", reviewer="cfo_jane", reason="no"))
         await handle.result()
-        with pytest.raises(Exception):
+        with pytest.raises(RPCError, match="already completed"):
             await handle.execute_update("operator_action", OperatorAction(action="note", operator="op", reason="late"))
 
 
@@ -95,7 +97,7 @@ async def test_cancel_during_stuck_gathering_interrupts_the_work_and_records_who
         async def gathering():
             assert (await case_view(handle)).state.value == "gathering"
 
-        await assert_eventually(gathering, timeout=15)
+        await assert_eventually(gathering, timeout=30)
         note = await handle.execute_update(
             "operator_action", OperatorAction(action="cancel", operator="op_kim", reason="CRM outage, customer withdrew")
         )

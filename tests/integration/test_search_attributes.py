@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import workflow
@@ -13,7 +13,7 @@ from temporalio.common import SearchAttributeIndexedValueType as T
 from temporalio.common import SearchAttributeKey
 from temporalio.worker import Worker
 
-from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES, dev_server_flags
+from gates.search_attributes import ALL_SEARCH_ATTRIBUTES, dev_server_flags
 
 # The dev server's SQLite visibility store refuses more than this many attributes of a type per namespace.
 DEV_SERVER_CAPS = {
@@ -37,7 +37,7 @@ def sample_value(key: SearchAttributeKey) -> Any:
         T.DOUBLE: 1.5 + i,
         T.BOOL: True,
         T.KEYWORD_LIST: [f"{key.name}-a", f"{key.name}-b"],
-        T.DATETIME: datetime(2030, 1, 2, 3, 4, i, tzinfo=timezone.utc),
+        T.DATETIME: datetime(2030, 1, 2, 3, 4, i, tzinfo=UTC),
     }
     return samples[key.indexed_value_type]
 

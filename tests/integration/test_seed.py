@@ -15,7 +15,7 @@ import asyncpg
 import pytest_asyncio
 
 from activities.migrations import apply_migrations
-from activities.seed import ACCOUNTS, PAST_DECISIONS, seed_demo_world
+from demo.world import ACCOUNTS, PAST_DECISIONS, seed_demo_world
 from gates.cases import CaseKind, case_id_for
 
 GROUPS = {

@@ -7,10 +7,10 @@ import uuid
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from activities.stack_check import StackCheckInput, StackCheckResult
+from gates.messages import StackCheckInput, StackCheckResult
+from gates.search_attributes import ALL_SEARCH_ATTRIBUTES
 from tests.helpers import new_worker
 from tests.integration.test_search_attributes import sample_value, upsert_every_attribute
-from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 from workflows.stack_check import StackCheckWorkflow
 
 

@@ -8,9 +8,10 @@ import json
 
 import pytest
 
+from demo.examples import FIRST_REVIEWER, example
 from gates.cases import CaseKind
 from gates.gate import Decision
-from tests.case_helpers import FIRST_REVIEWER, example, start_case, trace_row, wait_until_waiting
+from tests.case_helpers import start_case, trace_row, wait_until_waiting
 from tests.helpers import local_http_server, new_worker
 from workers.config import Settings
 
@@ -31,7 +32,9 @@ async def _advice_for_a_waiting_case(temporal_env, world_pool, settings: Setting
     async with new_worker(temporal_env.client, world_pool, settings=settings) as worker:
         handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), worker.task_queue)
         view = await wait_until_waiting(handle)
-        await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer=FIRST_REVIEWER[CaseKind.RENEWAL], reason="ok"))
+        await handle.execute_update(
+            "submit_decision", Decision(outcome="approve", reviewer=FIRST_REVIEWER[CaseKind.RENEWAL], reason="ok")
+        )
         await handle.result()
         history = await handle.fetch_history()
     traced = json.loads((await trace_row(world_pool, handle))["trace"])["agent"]

@@ -8,8 +8,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from demo.examples import example
 from gates.cases import CaseKind
-from tests.case_helpers import example, start_case, trace_row
+from tests.case_helpers import start_case, trace_row
 from tests.helpers import new_worker
 from workers.config import Settings
 from workers.telemetry import configure_tracing

@@ -5,11 +5,12 @@ Everything here is plain data; nothing starts a server or touches a database.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from activities.policy_files import bundled_policy_dir, load_policies
 from gates.cases import (
     AccessEscalationRequest,
     CaseKind,
@@ -18,10 +19,10 @@ from gates.cases import (
 )
 from gates.evidence import ContextBundle, EvidenceItem, MissingContext
 from gates.kinds import ACCESS, PROCUREMENT, RENEWAL
-from gates.policy import Facts, Policy, bundled_policy_dir, load_policies
+from gates.policy import Facts, Policy
 from gates.precedent import Precedent
 
-T0 = datetime(2026, 9, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
 
 
 @cache

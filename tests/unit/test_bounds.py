@@ -81,7 +81,9 @@ def _worst_case() -> dict:
         "actions": actions,
         "context": evidence,
         "precedents": [precedent(n).model_copy(update={"reason": "r" * 500}) for n in range(10)],
-        "summary": CaseSummary(brief="b" * 60_000, proposal=Proposal(outcome="none", rationale=WORDS), agent=AgentNote(used=False)),
+        "summary": CaseSummary(
+            brief="b" * 60_000, proposal=Proposal(outcome="none", rationale=WORDS), agent=AgentNote(used=False)
+        ),
         "gate": _gate_full_of_everything(),
     }
 
@@ -141,7 +143,10 @@ JSON = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.binary(max_size=200) | JSON.map(lambda v: json.dumps(v).encode()), max_size=3), st.sampled_from([b"json/plain", b"binary/null", b"binary/plain", b""]))
+@given(
+    st.lists(st.binary(max_size=200) | JSON.map(lambda v: json.dumps(v).encode()), max_size=3),
+    st.sampled_from([b"json/plain", b"binary/null", b"binary/plain", b""]),
+)
 def test_the_guard_turns_any_payloads_into_one_value_or_a_one_line_problem(datas, encoding):
     payloads = [RawValue(Payload(metadata={"encoding": encoding}, data=d)) for d in datas]
     try:
@@ -195,3 +200,12 @@ def test_keep_attempt_keeps_the_first_and_the_latest():
     for n in range(bounds.MAX_KEPT_ATTEMPTS + 5):
         keep_attempt(attempts, RejectedAttempt.of(at=T0, via="signal", reviewer=None, payload=n, error="bad"))
     assert [a.payload for a in attempts[:3]] == [0, 1, 2] and attempts[-1].payload == bounds.MAX_KEPT_ATTEMPTS + 4
+
+
+def test_fitting_ends_when_the_only_texts_left_are_as_short_as_a_cut_leaves_them():
+    """A text just over the kept minimum comes back no shorter once the cut's marker is added:
+    fitting used to cut it again for ever (found by the property test above)."""
+    document = {"a": "x" * 230, "b": {"c": "y" * 239}, "n": list(range(2000))}
+    fitted, notes = fit_json(document, 1000)
+    assert fitted["a"] == document["a"] and fitted["b"] == document["b"]
+    assert notes == [f"still {json_size(document):,} bytes, over the 1,000 budget: nothing left to cut"]

@@ -97,7 +97,9 @@ def _evaluation(pct: str = "28", evidence=None, precedents: int = 0):
 def test_case_policy_allows_is_proposed_for_approval_naming_the_rules():
     proposal = propose(_evaluation("8"), [], context(CRM_FULL))
     assert proposal.outcome == "approve"
-    assert proposal.rationale == "within policy discount_policy_v3_2: rules DISC-1, DISC-2, DISC-3, DISC-4, DISC-5, DISC-6 allow it"
+    assert proposal.rationale == (
+        "within policy discount_policy_v3_2: rules DISC-1, DISC-2, DISC-3, DISC-4, DISC-5, DISC-6 allow it"
+    )
 
 
 def test_case_with_missing_evidence_proposes_asking_for_it():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 
@@ -136,13 +136,29 @@ def test_problem_with_does_not_change_the_gate():
         (None, "invalid decision: payload: "),
         (["approve"], "invalid decision: payload: "),
         ({"outcome": "approve", "reviewer": "ravi.reviewer"}, "invalid decision: reason: Field required"),
-        ({"outcome": "approve", "reviewer": "ravi.reviewer", "reason": "   "}, "invalid decision: reason: String should have at least 1 character"),
-        ({"outcome": "maybe", "reviewer": "ravi.reviewer", "reason": "x"}, "invalid decision: outcome: Input should be 'approve', 'reject' or 'request_info'"),
+        (
+            {"outcome": "approve", "reviewer": "ravi.reviewer", "reason": "   "},
+            "invalid decision: reason: String should have at least 1 character",
+        ),
+        (
+            {"outcome": "maybe", "reviewer": "ravi.reviewer", "reason": "x"},
+            "invalid decision: outcome: Input should be 'approve', 'reject' or 'request_info'",
+        ),
         ({**_decision("ravi.reviewer"), "urgent": True}, "invalid decision: urgent: Extra inputs are not permitted"),
         (_decision("ravi reviewer"), "invalid decision: reviewer: String should match pattern"),
         ({}, "invalid decision: outcome: Field required; reviewer: Field required; reason: Field required"),
     ],
-    ids=["string", "none", "list", "no-reason", "blank-reason", "unknown-outcome", "extra-field", "reviewer-with-spaces", "empty"],
+    ids=[
+        "string",
+        "none",
+        "list",
+        "no-reason",
+        "blank-reason",
+        "unknown-outcome",
+        "extra-field",
+        "reviewer-with-spaces",
+        "empty",
+    ],
 )
 def test_malformed_submission_is_recorded_not_raised(payload, error_start):
     gate = _gate()
@@ -257,12 +273,12 @@ def test_gate_view_says_the_last_level_times_out():
 
 
 def test_a_huge_bad_payload_is_kept_as_a_bounded_preview():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from gates.gate import MAX_KEPT_PAYLOAD_CHARS, RejectedAttempt
 
     attempt = RejectedAttempt.of(
-        at=datetime.now(timezone.utc), via="signal", reviewer="x" * 500, payload={"reason": "y" * 100_000}, error="too long"
+        at=datetime.now(UTC), via="signal", reviewer="x" * 500, payload={"reason": "y" * 100_000}, error="too long"
     )
     assert attempt.payload["truncated"] is True and attempt.payload["chars"] > 100_000
     assert len(attempt.payload["preview"]) <= MAX_KEPT_PAYLOAD_CHARS
@@ -270,12 +286,12 @@ def test_a_huge_bad_payload_is_kept_as_a_bounded_preview():
 
 
 def test_only_a_bounded_number_of_rejected_attempts_is_kept_the_latest_always_among_them():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from gates.gate import MAX_KEPT_ATTEMPTS, RejectedAttempt, keep_attempt
 
     attempts: list = []
     for n in range(MAX_KEPT_ATTEMPTS + 25):
-        keep_attempt(attempts, RejectedAttempt.of(at=datetime.now(timezone.utc), via="signal", reviewer=None, payload=n, error="bad"))
+        keep_attempt(attempts, RejectedAttempt.of(at=datetime.now(UTC), via="signal", reviewer=None, payload=n, error="bad"))
     assert len(attempts) == MAX_KEPT_ATTEMPTS
     assert attempts[0].payload == 0 and attempts[-1].payload == MAX_KEPT_ATTEMPTS + 24

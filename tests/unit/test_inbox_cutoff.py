@@ -4,8 +4,8 @@ and inbox rows read from raw listing entries."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from temporalio.api.common.v1 import SearchAttributes, WorkflowType
@@ -15,7 +15,8 @@ from temporalio.client import WorkflowExecution
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.converter import DataConverter, encode_search_attributes
 
-from workers.inbox import (
+from gates import search_attributes as sa
+from hitl_temporal.inbox import (
     EPOCH,
     MAX_REFINE_ROUNDS,
     PROBE_AGES,
@@ -25,9 +26,8 @@ from workers.inbox import (
     inbox_item,
     with_cutoff,
 )
-from workflows import search_attributes as sa
 
-NOW = datetime(2026, 11, 26, 16, 0, 0, 123456, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 16, 0, 0, 123456, tzinfo=UTC)
 Store = Callable[[list[datetime | None], Window], list[int]]
 
 
@@ -74,7 +74,7 @@ def run_search(opened: list[datetime | None], limit: int, store: Store) -> tuple
 
 def oldest(opened: list[datetime | None], rows: list[int], limit: int) -> list[int]:
     """The page the client keeps: `rows` oldest first (ties by index, standing in for start time and case ID)."""
-    far = datetime.max.replace(tzinfo=timezone.utc)
+    far = datetime.max.replace(tzinfo=UTC)
     return sorted(rows, key=lambda i: (opened[i] or far, i))[:limit]
 
 
@@ -109,7 +109,9 @@ def test_the_page_is_exactly_the_oldest_cases_and_lists_few_more(opened, store):
 def test_cases_opened_at_one_instant_are_never_split_or_doubled(store):
     # 30 opened before, 40 at the very same whole second (the 50th case is one of them), 30 after
     tie = NOW.replace(microsecond=0) - timedelta(hours=5)
-    opened = [tie - timedelta(minutes=30 - i) for i in range(30)] + [tie] * 40 + [tie + timedelta(minutes=1 + i) for i in range(30)]
+    opened = (
+        [tie - timedelta(minutes=30 - i) for i in range(30)] + [tie] * 40 + [tie + timedelta(minutes=1 + i) for i in range(30)]
+    )
     _, listed, _ = run_search(opened, 50, store)
     assert set(range(70)) <= set(listed)  # every tied case, whatever the store does at the boundary
     assert len(set(listed)) == len(listed)
@@ -184,7 +186,7 @@ def test_cutoff_literal_is_rfc3339_utc():
 
 
 def test_inbox_item_reads_the_raw_listing_as_the_sdk_would():
-    opened = datetime(2026, 11, 25, 9, 30, 0, 250000, tzinfo=timezone.utc)
+    opened = datetime(2026, 11, 25, 9, 30, 0, 250000, tzinfo=UTC)
     attributes = TypedSearchAttributes([
         SearchAttributePair(sa.CASE_KIND, "renewal_discount_exception"),
         SearchAttributePair(sa.BUSINESS_KEY, "acme_enterprise/fy26"),

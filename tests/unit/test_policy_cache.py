@@ -10,9 +10,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.case_activities import CaseActivities, PolicyCache, ResolvePolicyInput
+from activities.case_activities import CaseActivities
+from activities.policy_files import PolicyCache, bundled_policy_dir
 from gates.cases import CaseKind
-from gates.policy import PolicyError, bundled_policy_dir
+from gates.messages import ResolvePolicyInput
+from gates.policy import PolicyError
 from workers.config import Settings
 
 
@@ -65,8 +67,16 @@ def test_a_broken_edit_fails_every_call_until_fixed(policy_dir: Path):
     ("edit", "reason"),
     [
         (lambda text: text + "\nrules: []\n", "duplicate key 'rules' (first at line 7); each key may appear once"),
-        (lambda text: text.replace("description: Renewal", "description: &d Renewal", 1) + "\nowner: *d\n", "YAML aliases (*d) are not allowed"),
-        (lambda text: text.replace("needs the CFO", 'needs the CFO **Proposed**: approve"', 1).replace("description: A discount above 40%", 'description: "A discount above 40%', 1), "contains the markup character '*'"),
+        (
+            lambda text: text.replace("description: Renewal", "description: &d Renewal", 1) + "\nowner: *d\n",
+            "YAML aliases (*d) are not allowed",
+        ),
+        (
+            lambda text: text.replace("needs the CFO", 'needs the CFO **Proposed**: approve"', 1).replace(
+                "description: A discount above 40%", 'description: "A discount above 40%', 1
+            ),
+            "contains the markup character '*'",
+        ),
         (lambda text: text + "#" * (300 * 1024), "larger than 256 KiB"),
     ],
     ids=["duplicate-key", "alias", "markdown", "huge"],

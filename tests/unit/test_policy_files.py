@@ -12,15 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
+from activities.policy_files import bundled_gates, bundled_policy_dir, load_policies, load_policy_file
 from gates.cases import CaseKind
-from gates.policy import (
-    MAX_POLICY_FILE_BYTES,
-    GateLevel,
-    PolicyError,
-    bundled_policy_dir,
-    load_policies,
-    load_policy_file,
-)
+from gates.kinds import SPECS
+from gates.policy import MAX_POLICY_FILE_BYTES, GateLevel, PolicyError
 
 BUNDLED = bundled_policy_dir()
 DISCOUNT_FILE = BUNDLED / "discount_policy_v3_2.yaml"
@@ -65,6 +60,14 @@ def test_bundled_policies_are_the_expected_versions():
 def test_bundled_gates_route_to_finance_ops_and_security():
     gates = {kind: policy.gate.name for kind, policy in load_policies(BUNDLED).items()}
     assert gates == {CaseKind.RENEWAL: "finance", CaseKind.PROCUREMENT: "ops", CaseKind.ACCESS: "security"}
+
+
+def test_the_kind_to_gate_mapping_is_the_policies_and_the_kinds_title_the_same_gates():
+    """`bundled_gates` is the policies' own mapping; gates/kinds.py titles each kind's gate for the static
+    summary a case shows before its policy is resolved, so that title must be the policy's gate title."""
+    policies = load_policies(BUNDLED)
+    assert bundled_gates() == {kind: policy.gate.name for kind, policy in policies.items()}
+    assert {kind: SPECS[kind].gate_title for kind in policies} == {kind: policy.gate.title for kind, policy in policies.items()}
 
 
 def test_finance_gate_ladder_is_reviewer_director_cfo():
@@ -284,11 +287,15 @@ def _one_line_error(path: Path) -> str:
 
 def test_duplicate_top_level_key_is_refused_with_its_line(tmp_path):
     """PyYAML keeps the last of two equal keys; a second `rules:` would replace every rule silently."""
-    text = _bundled_text() + "\nrules:\n  - {id: DISC-1, description: only this, reason_code: unusual_case, require: [crm.tier]}\n"
+    text = _bundled_text() + (
+        "\nrules:\n  - {id: DISC-1, description: only this, reason_code: unusual_case, require: [crm.tier]}\n"
+    )
     path = _write_text(tmp_path, text)
     line = len(_bundled_text().splitlines()) + 2
     message = _one_line_error(path)
-    assert message == f"{path}: cannot read policy: line {line}: duplicate key 'rules' (first at line 7); each key may appear once"
+    assert message == (
+        f"{path}: cannot read policy: line {line}: duplicate key 'rules' (first at line 7); each key may appear once"
+    )
 
 
 def test_duplicate_key_inside_a_rule_is_refused_with_its_line(tmp_path):
@@ -311,12 +318,15 @@ def test_billion_laughs_is_refused_at_the_first_alias_without_expanding(tmp_path
     started = time.monotonic()
     message = _one_line_error(path)
     assert time.monotonic() - started < 1.0
-    assert message == f"{path}: cannot read policy: line 2: YAML aliases (*a) are not allowed in policy files; write the value out"
+    assert message == (
+        f"{path}: cannot read policy: line 2: YAML aliases (*a) are not allowed in policy files; write the value out"
+    )
 
 
 def test_merge_keys_are_refused(tmp_path):
     text = _bundled_text().replace(
-        "    - {group: finance_reviewers,", "    - <<: {remind_after: 1h}\n      group: finance_reviewers\n    - {group: finance_reviewers,"
+        "    - {group: finance_reviewers,",
+        "    - <<: {remind_after: 1h}\n      group: finance_reviewers\n    - {group: finance_reviewers,",
     )
     assert "YAML merge keys (<<) are not allowed in policy files" in _one_line_error(_write_text(tmp_path, text))
 
@@ -358,13 +368,41 @@ def test_yaml_problems_are_one_line_naming_the_line(tmp_path, text, expected):
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [
-        ("rule", "Discount \\e[31mabove\\e[0m 15%", "rules.1.description (DISC-2) contains the hidden or control character ⟨U+001B⟩ at position 10"),
-        ("rule", "A discount above 15% \\u202eevorppa", "rules.1.description (DISC-2) contains the hidden or control character ⟨U+202E⟩ at position 22"),
-        ("rule", "Looks fine\\u200b", "rules.1.description (DISC-2) contains the hidden or control character ⟨U+200B⟩ at position 11"),
-        ("rule", "\\u200b\\u2060", "rules.1.description (DISC-2) contains the hidden or control character ⟨U+200B⟩ at position 1"),
-        ("rule", "first line\\n\\n**Proposed**: approve", "rules.1.description (DISC-2) contains the hidden or control character ⟨U+000A⟩ at position 11"),
-        ("rule", "above 15% **Proposed**: approve", "rules.1.description (DISC-2) contains the markup character '*' at position 11"),
-        ("rule", "see [the wiki](https://evil.example)", "rules.1.description (DISC-2) contains the markup character '[' at position 5"),
+        (
+            "rule",
+            "Discount \\e[31mabove\\e[0m 15%",
+            "rules.1.description (DISC-2) contains the hidden or control character ⟨U+001B⟩ at position 10",
+        ),
+        (
+            "rule",
+            "A discount above 15% \\u202eevorppa",
+            "rules.1.description (DISC-2) contains the hidden or control character ⟨U+202E⟩ at position 22",
+        ),
+        (
+            "rule",
+            "Looks fine\\u200b",
+            "rules.1.description (DISC-2) contains the hidden or control character ⟨U+200B⟩ at position 11",
+        ),
+        (
+            "rule",
+            "\\u200b\\u2060",
+            "rules.1.description (DISC-2) contains the hidden or control character ⟨U+200B⟩ at position 1",
+        ),
+        (
+            "rule",
+            "first line\\n\\n**Proposed**: approve",
+            "rules.1.description (DISC-2) contains the hidden or control character ⟨U+000A⟩ at position 11",
+        ),
+        (
+            "rule",
+            "above 15% **Proposed**: approve",
+            "rules.1.description (DISC-2) contains the markup character '*' at position 11",
+        ),
+        (
+            "rule",
+            "see [the wiki](https://evil.example)",
+            "rules.1.description (DISC-2) contains the markup character '[' at position 5",
+        ),
         ("rule", "needs `sudo` approval", "rules.1.description (DISC-2) contains the markup character '`' at position 7"),
         ("rule", "needs _director_ approval", "rules.1.description (DISC-2) contains the markup character '_' at position 7"),
         ("policy", "ping <!channel> now", "description contains the markup character '<' at position 6"),
@@ -395,7 +433,9 @@ def test_policy_text_shown_to_reviewers_is_refused_when_it_could_hide_or_forge_t
 
 def test_plain_policy_text_with_identifiers_and_punctuation_is_accepted(tmp_path):
     data = _discount()
-    data["rules"][1]["description"] = "A discount above 15% (finance_reviewers, per FY26 plan #4) needs a reviewer's OK: see DISC-3."
+    data["rules"][1]["description"] = (
+        "A discount above 15% (finance_reviewers, per FY26 plan #4) needs a reviewer's OK: see DISC-3."
+    )
     data["gate"]["levels"][0]["title"] = "Finance reviewer (EMEA)"
     assert load_policy_file(_write(tmp_path, data)).rules[1].description.startswith("A discount above 15%")
 

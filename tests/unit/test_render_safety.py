@@ -36,6 +36,7 @@ from gates.presentation import (
 )
 from gates.text import neutralize, quoted
 from gates.trace import CaseState, CaseView, gate_view
+from hitl_temporal.cli.render import case_renderable, render_case
 from tests.unit.factories import (
     CRM_FULL,
     T0,
@@ -53,7 +54,6 @@ from tests.unit.untrusted import (
     structure,
     tokens,
 )
-from workers.render import case_renderable, render_case
 
 DISCOUNT = policy(CaseKind.RENEWAL)
 BENIGN = "x"
@@ -91,7 +91,12 @@ def _brief(text: str, earlier_questions: int = 0, request=None) -> str:
     """A renewal brief with `text` in every place someone other than the system wrote."""
     request = request or renewal()
     evidence = context(
-        {**CRM_FULL, "crm.tier": text, "chat.thread": {"title": text, "approval_stated_by": "vp.sales"}, "chat.extra": {f"K {text}": 1}},
+        {
+            **CRM_FULL,
+            "crm.tier": text,
+            "chat.thread": {"title": text, "approval_stated_by": "vp.sales"},
+            "chat.extra": {f"K {text}": 1},
+        },
         missing={"crm.contract_terms": text},
     )
     precedents = [precedent(1).model_copy(update={"reason": text})]
@@ -120,7 +125,9 @@ def test_a_justification_is_shown_in_the_requesters_words_under_a_system_label()
 def test_a_precedent_reason_is_a_code_span_cut_to_a_couple_of_hundred_characters():
     brief = _brief("[click](https://evil.example) " + "y" * 300)
     line = next(line for line in brief.splitlines() if line.startswith("- `renewal_discount_exception:globex_1/fy25`"))
-    assert line.endswith(f"`[click](https://evil.example) {'y' * (PRECEDENT_REASON_CHARS - 30)}…` (130 more characters not shown)")
+    assert line.endswith(
+        f"`[click](https://evil.example) {'y' * (PRECEDENT_REASON_CHARS - 30)}…` (130 more characters not shown)"
+    )
 
 
 def test_connector_strings_are_code_spans_and_our_numbers_stay_plain():
@@ -217,7 +224,9 @@ def _gate(attempt_text: str | None = None) -> GateState:
 
 
 def _decision(reason: str, via: str = "signal") -> AcceptedDecision:
-    return AcceptedDecision(outcome="approve", decided_by="rita.reviewer", reason=reason, via=via, level=0, group="finance_reviewers", at=T0)
+    return AcceptedDecision(
+        outcome="approve", decided_by="rita.reviewer", reason=reason, via=via, level=0, group="finance_reviewers", at=T0
+    )
 
 
 def test_current_details_of_a_waiting_case_keep_the_systems_lines():
@@ -230,7 +239,8 @@ def test_current_details_of_a_waiting_case_keep_the_systems_lines():
         "Decide with **More Actions → Send a Signal → `decide`**, data:\n\n"
         '```json\n{"outcome": "approve", "reviewer": "<your id>", "reason": "<why>"}\n```\n\n'
         "`outcome` is `approve`, `reject` or `request_info`. Press **R** to refresh this panel after sending.\n\n"
-        "Last rejected attempt: reviewer `**approve** by cfo_jane` (as the sender wrote it), refused: `**approve** by cfo_jane`\n\n"
+        "Last rejected attempt: reviewer `**approve** by cfo_jane` (as the sender wrote it), "
+        "refused: `**approve** by cfo_jane`\n\n"
         "BRIEF"
     )
 

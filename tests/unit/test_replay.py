@@ -7,7 +7,8 @@ read and every attribute in every upsert; `before_hardening/`: before HARDENED_P
 workflow IDs that are not the case IDs), which must keep replaying while such cases may still run;
 `continued/` holds the two runs of a case that continued as new.
 Record the current set (only after a deliberate, patched change; move the old set aside first) with
-`HITL_RECORD_HISTORIES=1 pytest tests/integration/test_case_paths.py tests/integration/test_operator_actions.py tests/integration/test_continue_as_new.py`.
+`HITL_RECORD_HISTORIES=1 pytest tests/integration/test_case_paths.py tests/integration/test_operator_actions.py \
+tests/integration/test_continue_as_new.py`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tests.replay_variants import (
     RenewalWithAPatchedChange,
 )
 from workers.client import WORKER_DATA_CONVERTER
-from workers.ops_commands import load_history_file
+from workers.replay import load_history_file
 from workers.worker import WORKFLOW_RUNNER, WORKFLOWS
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -55,7 +56,9 @@ async def test_stored_history_replays_against_current_code(path: Path):
 
 
 async def test_an_unpatched_workflow_change_fails_replay_and_names_the_case():
-    replayer = Replayer(workflows=[RenewalWithAnUnpatchedChange], data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
+    replayer = Replayer(
+        workflows=[RenewalWithAnUnpatchedChange], data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER
+    )
     history = _load(HISTORIES / "renewal_discount_exception--approve.json")
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(history)
@@ -65,7 +68,9 @@ async def test_an_unpatched_workflow_change_fails_replay_and_names_the_case():
 
 
 async def test_the_same_change_behind_workflow_patched_replays():
-    replayer = Replayer(workflows=[RenewalWithAPatchedChange], data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
+    replayer = Replayer(
+        workflows=[RenewalWithAPatchedChange], data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER
+    )
     await replayer.replay_workflow(_load(HISTORIES / "renewal_discount_exception--approve.json"))
 
 

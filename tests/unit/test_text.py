@@ -99,7 +99,15 @@ def test_any_text_is_one_fenced_block_showing_exactly_the_neutralized_text(text)
     source = f"In their words:\n\n{md_block(text)}\n\nSystem line."
     expected = neutralize(text.replace("\r\n", "\n"))
     for md in RENDERERS:
-        assert structure(source, md) == ["paragraph_open", "inline", "paragraph_close", "fence", "paragraph_open", "inline", "paragraph_close"]
+        assert structure(source, md) == [
+            "paragraph_open",
+            "inline",
+            "paragraph_close",
+            "fence",
+            "paragraph_open",
+            "inline",
+            "paragraph_close",
+        ]
         (fence,) = [t for t in tokens(source, md) if t.type == "fence"]
         assert fence.info == "text"
         assert fence.content == (expected if expected.endswith("\n") else expected + "\n")

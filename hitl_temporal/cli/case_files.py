@@ -61,7 +61,8 @@ def load_case_file(path: Path, model: type[CaseRequest]) -> CaseRequest:
     except JsonInputError as err:
         raise CaseFileError(one_line(str(err))) from None
     if not isinstance(document, dict):
-        raise CaseFileError(f"{shown}: expected a JSON object with the {model.kind.value} fields, found a JSON {_json_type(document)}")
+        found = _json_type(document)
+        raise CaseFileError(f"{shown}: expected a JSON object with the {model.kind.value} fields, found a JSON {found}")
     try:
         # from the decoded object, not the text: pydantic's own JSON parser would call an unpaired
         # surrogate "invalid JSON", where the field's rule says what is wrong with it

@@ -5,7 +5,8 @@ with their precedents) once, so the first renewal case already finds a service-i
 precedent. Dates are relative to the moment of seeding; fiscal years are calendar years.
 
 Seeding is one transaction under a transaction-level advisory lock: two processes seeding at
-once produce one world (the second waits, sees the accounts and does nothing).
+once produce one world (the second waits, sees the accounts and does nothing). The gate each past
+decision went through is the one the bundled policies name for its kind.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from activities.policy_files import bundled_gates
 from gates.cases import CaseKind, case_id_for
 from gates.precedent import amount_band
 
@@ -340,7 +342,6 @@ class PastDecision:
     inputs: list[str]
 
 
-_GATES = {CaseKind.RENEWAL: "finance", CaseKind.PROCUREMENT: "ops", CaseKind.ACCESS: "security"}
 _POLICIES = {CaseKind.RENEWAL: RENEWAL_POLICY, CaseKind.PROCUREMENT: PROCUREMENT_POLICY, CaseKind.ACCESS: ACCESS_POLICY}
 _ACCOUNT_OWNERS = {account[0]: account[5] for account in ACCOUNTS}
 
@@ -640,7 +641,7 @@ async def _seed_past_decisions(conn: asyncpg.Connection, now: datetime) -> None:
     """Decision traces with their precedents, as if earlier cases had been decided through the gates."""
     for decision in PAST_DECISIONS:
         case_id = case_id_for(decision.kind, decision.business_key)
-        gate = _GATES[decision.kind]
+        gate = bundled_gates()[decision.kind]
         policy = _POLICIES[decision.kind]
         band = amount_band(decision.kind, decision.magnitude)
         decided_at = now - timedelta(days=decision.days_ago)

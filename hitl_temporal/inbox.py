@@ -1,7 +1,7 @@
 """The reviewer inbox: cases waiting for a decision, read from Temporal visibility.
 
 One visibility query over the search attributes the case workflow publishes (see
-`workflows/search_attributes.py`), counted and listed, never a scan of workflows or a query per case:
+`gates/search_attributes.py`), counted and listed, never a scan of workflows or a query per case:
 
     HitlCaseState = 'waiting' AND ExecutionStatus = 'Running'
       AND WorkflowType IN ('RenewalDiscountException', 'ProcurementThresholdBreach', 'AccessEscalation')
@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from pydantic import BaseModel, Field
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 
+from gates import search_attributes as sa
 from gates.cases import WORKFLOW_TYPES
-from workflows import search_attributes as sa
+from gates.durations import format_duration
 
 # Values that may appear inside a visibility query: every id this project writes (kinds, gates,
 # groups, people, case IDs, business keys) fits; anything else is refused rather than escaped.
@@ -294,40 +294,9 @@ def _to_resolution(at: datetime) -> datetime:
     return at - timedelta(microseconds=at.microsecond % 1000)
 
 
-class UnknownReviewer(LookupError):
-    pass
-
-
-async def reviewer_groups(conn: asyncpg.Connection | asyncpg.Pool, reviewer: str) -> list[str]:
-    """The reviewer groups a person sits in (the same directory the gate's roster is read from).
-
-    An inactive person sits in none (the roster leaves them out); an unknown one raises UnknownReviewer."""
-    row = await conn.fetchrow(
-        """SELECT p.active,
-                  coalesce(array_agg(m.group_id ORDER BY m.group_id) FILTER (WHERE m.group_id IS NOT NULL), '{}') AS groups
-             FROM world_people p LEFT JOIN world_group_members m ON m.person_id = p.person_id
-            WHERE p.person_id = $1
-            GROUP BY p.active""",
-        reviewer,
-    )
-    if row is None:
-        raise UnknownReviewer(f"no person {reviewer!r} in the directory")
-    return list(row["groups"]) if row["active"] else []
-
-
-def human_duration(seconds: int) -> str:
-    """`2d 3h`, `5h 12m`, `12m`, `40s`: two units at most."""
-    seconds = abs(int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
+def age_text(seconds: int) -> str:
+    """`2d 3h`, `5h 12m`, `12m`, `40s`: how the inbox shows an age or a time left (two units at most)."""
+    return format_duration(seconds, separator=" ", seconds_after_minutes=False)
 
 
 def next_step(item: InboxItem) -> str:
@@ -336,5 +305,5 @@ def next_step(item: InboxItem) -> str:
         return ""
     if item.time_left_seconds < 0:
         what = "timeout" if item.deadline_action == "times out" else "escalation"
-        return f"{what} overdue by {human_duration(item.time_left_seconds)}"
-    return f"{item.deadline_action} in {human_duration(item.time_left_seconds)}"
+        return f"{what} overdue by {age_text(item.time_left_seconds)}"
+    return f"{item.deadline_action} in {age_text(item.time_left_seconds)}"

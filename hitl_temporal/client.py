@@ -1,6 +1,6 @@
-"""The typed client services use to start and decide cases (and the CLI uses too).
+"""`CaseClient`: what a service uses to start, read, decide and operate cases (the CLI uses it too).
 
-    cases = CaseClient(await connect_client(Settings()))
+    cases = await CaseClient.connect("localhost:7233")     # or CaseClient(client) on a Client of yours
     started = await cases.start_case(RenewalDiscountRequest(...))
     view = await cases.get_case(started.case_id)
     receipt = await cases.decide(started.case_id, Decision(outcome="approve", reviewer="fin_rev_ana", reason="..."))
@@ -8,28 +8,23 @@
     case_id = await cases.resolve_case_id("acme_enterprise/fy26")   # full ID, unique prefix or business key
     page = await cases.inbox(gate="finance", reviewer="fin_rev_ana", reviewer_groups=["finance_reviewers"])
     page.items, page.total                # the oldest 50 waiting, and how many wait in all
+    await cases.escalate(case_id, operator="op_kim", reason="...")   # and reassign, cancel, note, retry
 
 Idempotent by business key: the case ID is derived from it, and starting a case that exists
 returns the existing one (unless it ended without a recorded outcome: then it starts again).
-Usable from any asyncio service.
+Usable from any asyncio service. It needs Temporal only: never PostgreSQL, nor the worker's code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType, HistoryEventFilterType
-from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflow.v1 import WorkflowExecutionConfig, WorkflowExecutionInfo
-from temporalio.api.workflowservice.v1 import (
-    GetWorkflowExecutionHistoryRequest,
-    ListWorkflowExecutionsRequest,
-)
+from temporalio.api.workflow.v1 import WorkflowExecutionInfo
+from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -39,15 +34,27 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from gates.cases import KIND_ALIASES, WORKFLOW_TYPES, CaseKind, CaseRequest, case_id_for
-from gates.gate import Decision, DecisionReceipt
+from gates import search_attributes as sa
+from gates.cases import DEFAULT_TASK_QUEUE, KIND_ALIASES, WORKFLOW_TYPES, CaseKind, CaseRequest, case_id_for
+from gates.gate import Decision, DecisionReceipt, OperatorAction, OperatorActionKind, OperatorReceipt
 from gates.presentation import static_details, static_summary
 from gates.trace import CaseResult, CaseView
-from workers.config import DEFAULT_TASK_QUEUE
-from workers.inbox import (
+from hitl_temporal.errors import (
+    AmbiguousCase,
+    CaseEnded,
+    CaseError,
+    CaseNotFound,
+    DecisionRejected,
+    NoWorker,
+    RetryNotNoted,
+    rpc_error,
+)
+from hitl_temporal.history import ENDED_WITHOUT_OUTCOME, why_ended
+from hitl_temporal.inbox import (
     CutoffSearch,
     InboxPage,
     InvalidQueryValue,
@@ -58,53 +65,16 @@ from workers.inbox import (
     oldest_first,
     quote,
 )
-from workflows import search_attributes as sa
-
-
-class CaseError(RuntimeError):
-    """A case operation a user can act on (unknown case, rejected decision, ...): one-line message."""
-
-
-class CaseNotFound(CaseError):
-    pass
-
-
-class AmbiguousCase(CaseError):
-    """A prefix or business key that matches more than one case; `candidates` holds their IDs."""
-
-    def __init__(self, message: str, candidates: list[str]):
-        super().__init__(message)
-        self.candidates = candidates
-
-
-class DecisionRejected(CaseError):
-    pass
-
-
-class NoWorker(CaseError):
-    """Nobody answered: no worker polls the case's task queue (or it is overloaded)."""
-
-
-class CaseEnded(CaseError):
-    """The case's workflow ended without a recorded outcome (terminated, timed out or failed, e.g. a
-    refused start): a query would replay its history and show it as it was, so it is refused instead.
-    `status` is "terminated", "timed out" or "failed"; `why` what its closing event says."""
-
-    def __init__(self, message: str, *, status: str, why: str):
-        super().__init__(message)
-        self.status = status
-        self.why = why
-
-
-# Closed without the workflow returning a result, so the case recorded no outcome. (A cancelled case
-# records 'cancelled' before it stops; a completed one its decision.) Also the runs `start_case`
-# may replace: what ID reuse policy ALLOW_DUPLICATE_FAILED_ONLY allows, minus cancelled.
-ENDED_WITHOUT_OUTCOME: dict[WorkflowExecutionStatus, str] = {
-    WorkflowExecutionStatus.TERMINATED: "terminated",
-    WorkflowExecutionStatus.TIMED_OUT: "timed out",
-    WorkflowExecutionStatus.FAILED: "failed",
-}
-
+from hitl_temporal.ops import (
+    UPDATE_TIMEOUT,
+    CancelOutcome,
+    RetryPlan,
+    RetryReceipt,
+    cancel_case,
+    execute_retry,
+    plan_retry,
+    send_operator_action,
+)
 
 # How many candidates an ambiguous lookup names.
 MAX_CANDIDATES = 5
@@ -112,6 +82,8 @@ MAX_CANDIDATES = 5
 
 @dataclass(frozen=True)
 class StartedCase:
+    """What `CaseClient.start_case` found or started."""
+
     case_id: str
     created: bool  # False when the case already existed (running, decided or cancelled)
     # When this start replaced a run that ended without a recorded outcome: how that run ended
@@ -120,6 +92,7 @@ class StartedCase:
 
 
 def workflow_type_for(kind: CaseKind) -> str:
+    """The Temporal workflow type a case of `kind` runs as (part of the public interface)."""
     return WORKFLOW_TYPES[kind]
 
 
@@ -132,15 +105,64 @@ def case_kind(text: str) -> CaseKind:
 
 
 class CaseClient:
+    """Cases on one Temporal namespace and task queue: start, read, find, decide, list and operate them.
+
+    Every method raises a `CaseError` (see `hitl_temporal.errors`) with a one-line message for what
+    a user can act on; other errors (a lost connection) are the SDK's own.
+    """
+
     def __init__(self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE):
+        """Wrap a connected Temporal client.
+
+        Args:
+            client: A client whose data converter is pydantic's
+                (`temporalio.contrib.pydantic.pydantic_data_converter`): payloads are pydantic models.
+            task_queue: The task queue the case worker polls (HITL_TASK_QUEUE of the worker).
+        """
         self.client = client
         self.task_queue = task_queue
 
+    @classmethod
+    async def connect(
+        cls,
+        target_host: str = "localhost:7233",
+        *,
+        namespace: str = "default",
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        **connect_options: Any,
+    ) -> CaseClient:
+        """Connect to Temporal with the converter cases need and return a client for them.
+
+        Args:
+            target_host: ``host:port`` of the Temporal frontend.
+            namespace: The namespace the cases run in.
+            task_queue: The task queue the case worker polls.
+            connect_options: Passed to `temporalio.client.Client.connect` (TLS, API key, interceptors...).
+
+        Returns:
+            A CaseClient on the new connection.
+        """
+        client = await Client.connect(target_host, namespace=namespace, data_converter=pydantic_data_converter, **connect_options)
+        return cls(client, task_queue)
+
     async def start_case(self, request: CaseRequest) -> StartedCase:
-        """Start the case, or return the existing one (created=False) when it runs, was decided or was
-        cancelled. A run under this ID that ended without a recorded outcome (terminated, timed out,
-        failed: also someone else's payload refused under this case's ID) would otherwise block the
-        real case forever, so the case is started again over it (`replaced` says how it ended)."""
+        """Start the case, or find the existing one.
+
+        A case that runs, was decided or was cancelled is returned with ``created=False``. A run under
+        this ID that ended without a recorded outcome (terminated, timed out, failed: also someone
+        else's payload refused under this case's ID) would otherwise block the real case forever, so
+        the case is started again over it (``replaced`` says how it ended).
+
+        Args:
+            request: The case payload (`RenewalDiscountRequest`, `ProcurementRequest`,
+                `AccessEscalationRequest`); its business key gives the case ID.
+
+        Returns:
+            The case ID and whether this call started it.
+
+        Raises:
+            CaseError: Temporal refused the lookup of an existing run.
+        """
         case_id = request.case_id()
         try:
             # a decided case stays decided: the same business key does not reopen it
@@ -177,15 +199,30 @@ class CaseClient:
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None
-            raise _translate(case_id, err) from err
+            raise rpc_error(case_id, err) from err
         return ENDED_WITHOUT_OUTCOME.get(description.status) if description.status else None
 
     def handle(self, case_id: str) -> WorkflowHandle:
+        """The Temporal handle of the case's workflow (its ID is the case ID)."""
         return self.client.get_workflow_handle(case_id)
 
     async def get_case(self, case_id: str) -> CaseView:
-        """The case as `hitl show` prints it. Described first: a case that ended without a recorded
-        outcome raises CaseEnded (saying why) rather than a view replayed from its history."""
+        """The case as `hitl show` prints it.
+
+        Described first: a case that ended without a recorded outcome raises CaseEnded (saying why)
+        rather than a view replayed from its history.
+
+        Args:
+            case_id: The full case ID (see `resolve_case_id` for prefixes and business keys).
+
+        Returns:
+            Brief, findings, proposal, gate, deadlines, who may decide, attempts and operator actions.
+
+        Raises:
+            CaseNotFound: No case has this ID.
+            CaseEnded: The workflow ended without a recorded outcome.
+            NoWorker: No worker answered the query.
+        """
         try:
             description = await self.handle(case_id).describe()
             status = ENDED_WITHOUT_OUTCOME.get(description.status) if description.status else None
@@ -198,13 +235,25 @@ class CaseClient:
         except WorkflowQueryFailedError as err:  # e.g. "case is starting; ask again in a moment"
             raise CaseError(f"{case_id}: {err.message or err}") from err
         except RPCError as err:
-            raise _translate(case_id, err) from err
+            raise rpc_error(case_id, err) from err
 
     async def decide(self, case_id: str, decision: Decision, *, timeout: float | None = None) -> DecisionReceipt:
-        """Decide through the update: validated before anything is written; raises DecisionRejected with the reason.
+        """Decide the case through its update: validated before anything is written.
 
-        Without a running worker the update waits; `timeout` (seconds) turns that into NoWorker. The
-        server keeps the update, so it may still be applied when a worker starts."""
+        Args:
+            case_id: The full case ID.
+            decision: Outcome, reviewer and reason.
+            timeout: Seconds to wait for a worker to take the update; without it the call waits for
+                one. The server keeps the update, so it may still be applied when a worker starts.
+
+        Returns:
+            The receipt: the outcome accepted, by whom, at which level.
+
+        Raises:
+            DecisionRejected: The case refused the decision (the message says why) or is closed.
+            NoWorker: No worker answered within `timeout`.
+            CaseNotFound: No case has this ID.
+        """
         update = self.handle(case_id).execute_update("submit_decision", decision, result_type=DecisionReceipt)
         try:
             # the SDK keeps polling an update no worker has taken: bound the whole call, not one RPC
@@ -225,7 +274,7 @@ class CaseClient:
                 # "already completed", or "update was aborted by closing workflow" when the decision
                 # races the case's completion: ask Temporal whether the case exists before saying it doesn't.
                 raise await self._closed(case_id) from err
-            raise _translate(case_id, err) from err
+            raise rpc_error(case_id, err) from err
 
     async def _closed(self, case_id: str) -> CaseError:
         """Why a case takes no decision after a NOT_FOUND: decided (with the outcome), ended some other
@@ -247,10 +296,20 @@ class CaseClient:
     async def resolve_case_id(self, text: str) -> str:
         """The case ID for a full case ID, a unique case ID prefix, or a business key (`acme_enterprise/fy26`).
 
-        Raises CaseNotFound ("no case matching X") or AmbiguousCase (naming up to 5 candidates).
         Order: the exact ID (strongly consistent); then visibility (`WorkflowId STARTS_WITH` or
         `HitlBusinessKey` equal to / starting with the text, an exact business key winning over
-        prefixes); then, for a case too new to be visible yet, `<kind>:<business key>` for each kind."""
+        prefixes); then, for a case too new to be visible yet, `<kind>:<business key>` for each kind.
+
+        Args:
+            text: What the user typed.
+
+        Returns:
+            The full case ID.
+
+        Raises:
+            CaseNotFound: Nothing matches ("no case matching X").
+            AmbiguousCase: Several cases match (the message names up to 5).
+        """
         text = text.strip()
         if not text:
             raise CaseNotFound("no case matching an empty case ID")
@@ -278,7 +337,7 @@ class CaseClient:
         except RPCError as err:
             if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 return False
-            raise _translate(case_id, err) from err
+            raise rpc_error(case_id, err) from err
         return True
 
     async def _visible_matches(self, text: str) -> tuple[list[str], list[str]]:
@@ -311,13 +370,28 @@ class CaseClient:
         limit: int | None = 50,
         now: datetime | None = None,
     ) -> InboxPage:
-        """The oldest `limit` cases waiting for a decision (all with `limit=None`), oldest gate first,
-        and how many wait in all: visibility counts and one listing, no per-case calls.
+        """The oldest cases waiting for a decision, oldest gate first, and how many wait in all.
 
-        With `reviewer`, only what they may decide now: cases whose eligible groups include one of
-        `reviewer_groups` (their directory groups, see `workers.inbox.reviewer_groups`) and that they
-        did not request. Visibility is eventually consistent: a gate opened a moment ago may be missing,
-        and a case decided while the page is read is just left out."""
+        Visibility counts and one listing, no per-case calls. Visibility is eventually consistent: a
+        gate opened a moment ago may be missing, and a case decided while the page is read is left out.
+
+        Args:
+            gate: Only this gate (finance, ops, security).
+            kind: Only this kind (a CaseKind, or `renewal`, `procurement`, `access`).
+            reviewer: Only what this reviewer may decide now: cases whose eligible groups include one
+                of `reviewer_groups` and that they did not request.
+            reviewer_groups: The groups `reviewer` sits in (the directory's: `hitl inbox --reviewer`
+                reads them with `activities.store.directory.reviewer_groups`).
+            limit: At most this many cases; None for every waiting case.
+            now: The time ages and deadlines are measured from (default: now).
+
+        Returns:
+            The page of cases and the total waiting.
+
+        Raises:
+            ValueError: `reviewer` without `reviewer_groups`, or `limit` below 1.
+            CaseError: An unknown kind, a value no case ID has, or a listing Temporal refused.
+        """
         if reviewer is not None and reviewer_groups is None:
             raise ValueError("inbox(reviewer=...) needs reviewer_groups: the groups the reviewer sits in")
         if limit is not None and limit < 1:
@@ -330,7 +404,7 @@ class CaseClient:
                 task_queue=self.task_queue,
                 gate=gate,
                 kind=kind_value,
-                eligible_groups=list(reviewer_groups) if reviewer is not None else None,  # type: ignore[arg-type]
+                eligible_groups=list(reviewer_groups or []) if reviewer is not None else None,
                 exclude_requester=reviewer,
             )
         except InvalidQueryValue as err:
@@ -363,7 +437,7 @@ class CaseClient:
         return (await self.client.count_workflows(query)).count
 
     async def _list_raw(self, query: str) -> AsyncIterator[WorkflowExecutionInfo]:
-        """`ListWorkflowExecutions` pages, undecoded: `workers.inbox.inbox_item` reads only what it shows."""
+        """`ListWorkflowExecutions` pages, undecoded: `hitl_temporal.inbox.inbox_item` reads only what it shows."""
         token = b""
         while True:
             page = await self.client.workflow_service.list_workflow_executions(
@@ -379,99 +453,141 @@ class CaseClient:
                 return
 
     async def wait_for_decision(self, case_id: str) -> CaseResult:
+        """Wait until the case is decided (or times out, or is cancelled) and return its result.
+
+        Args:
+            case_id: The full case ID.
+
+        Returns:
+            The outcome, who decided, and the recorded trace's ID.
+
+        Raises:
+            CaseNotFound: No case has this ID.
+        """
         try:
             return await self.client.get_workflow_handle(case_id, result_type=CaseResult).result()
         except RPCError as err:
-            raise _translate(case_id, err) from err
+            raise rpc_error(case_id, err) from err
 
+    # -- operator actions --------------------------------------------------------------------------
 
-def _translate(case_id: str, err: RPCError) -> CaseError:
-    if err.status == RPCStatusCode.NOT_FOUND:
-        if "already completed" in err.message or "completed" in err.message.lower():
-            return DecisionRejected(f"case {case_id} is already decided")
-        return CaseNotFound(f"no case {case_id}")
-    if err.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED) or "before a worker" in err.message:
-        return NoWorker(
-            f"no worker answered for {case_id} ({err.message}); is a worker (`hitl worker` or `hitl dev`) running on its task queue?"
-        )
-    return CaseError(f"{case_id}: {err.message}")
+    async def escalate(self, case_id: str, *, operator: str, reason: str) -> OperatorReceipt:
+        """Move the case's gate to its next level now (reminders and deadlines restart there).
 
+        Args:
+            case_id: The full case ID.
+            operator: Who acts; kept with the reason in the case and its trace.
+            reason: Why.
 
-def failure_text(failure) -> str:
-    """'Type: message' of a temporal.api.failure.v1.Failure (innermost cause kept short)."""
-    kind = failure.application_failure_info.type if failure.HasField("application_failure_info") else ""
-    text = f"{kind}: {failure.message}" if kind else failure.message
-    if failure.HasField("cause") and failure.cause.message and failure.cause.message not in text:
-        text += f" (cause: {failure_text(failure.cause)})"
-    return text
+        Returns:
+            The case's receipt (`result` says what it did).
 
+        Raises:
+            ActionRefused: The case refused (not waiting, already at the last level, closed).
+            CaseNotFound: No case has this ID.
+            CaseError: The case did not answer in time.
+        """
+        return await self._act(case_id, OperatorAction(action=OperatorActionKind.ESCALATE, operator=operator, reason=reason))
 
-def _duration(seconds: int) -> str:
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n]
-    return "".join(parts[:2]) or "0s"
+    async def reassign(self, case_id: str, *, group: str, operator: str, reason: str) -> OperatorReceipt:
+        """Give the current level of the case's gate to another reviewer group.
 
+        Args:
+            case_id: The full case ID.
+            group: The reviewer group that takes over the current level.
+            operator: Who acts.
+            reason: Why.
 
-def _payload_texts(payloads) -> list[str]:
-    """Terminate details as text (JSON strings unquoted); undecodable ones are skipped."""
-    texts = []
-    for payload in payloads:
+        Returns:
+            The case's receipt.
+
+        Raises:
+            ActionRefused: The case refused (not waiting, an unknown group, closed).
+            CaseNotFound: No case has this ID.
+        """
+        action = OperatorAction(action=OperatorActionKind.REASSIGN, operator=operator, reason=reason, group=group)
+        return await self._act(case_id, action)
+
+    async def cancel(self, case_id: str, *, operator: str, reason: str) -> CancelOutcome:
+        """End the case with outcome ``cancelled``, recorded in its trace.
+
+        The cancel goes through the case's update first; when work is in progress the workflow is
+        also cancelled through Temporal to interrupt it (``interrupted``).
+
+        Args:
+            case_id: The full case ID.
+            operator: Who acts.
+            reason: Why.
+
+        Returns:
+            The case's answer and whether Temporal cancellation was sent.
+
+        Raises:
+            ActionRefused: The case refused (already decided or closed).
+            CaseNotFound: No case has this ID.
+        """
+        action = OperatorAction(action=OperatorActionKind.CANCEL, operator=operator, reason=reason)
+        return await cancel_case(self.client, case_id, action)
+
+    async def note(self, case_id: str, *, operator: str, reason: str) -> OperatorReceipt:
+        """Add an operator's note to the case and its trace; nothing else changes.
+
+        Args:
+            case_id: The full case ID.
+            operator: Who writes.
+            reason: The note.
+
+        Returns:
+            The case's receipt.
+
+        Raises:
+            ActionRefused: The case refused (closed).
+            CaseNotFound: No case has this ID.
+        """
+        return await self._act(case_id, OperatorAction(action=OperatorActionKind.NOTE, operator=operator, reason=reason))
+
+    async def plan_retry(self, case_id: str) -> RetryPlan:
+        """What `retry` would do now: reset a failing workflow task, or failing activities.
+
+        Args:
+            case_id: The full case ID.
+
+        Returns:
+            The plan; `describe()` says it in words (for a confirmation).
+
+        Raises:
+            ActionRefused: Nothing is failing, the case is not running, or its first workflow task
+                never completed (no good point to reset to).
+            CaseNotFound: No case has this ID.
+        """
+        return await plan_retry(self.client, case_id)
+
+    async def retry(self, plan: RetryPlan, *, operator: str, reason: str) -> RetryReceipt:
+        """Carry out a retry plan, then note it in the case (and its trace) with what was reset.
+
+        Failing activities go back to attempt 1; a failing workflow task is reset to the last
+        completed one (a new run).
+
+        Args:
+            plan: From `plan_retry`.
+            operator: Who acts.
+            reason: Why; the note records it with what was reset.
+
+        Returns:
+            What was done, one line (``reset activity 3``, ``reset to event 12; new run ...``), and
+            the note's receipt.
+
+        Raises:
+            RetryNotNoted: The reset was done but the note was not recorded (`done` says what was reset).
+            CaseError: Temporal refused the reset.
+        """
+        done = await execute_retry(self.client, plan, operator=operator, reason=reason)
+        note = OperatorAction(action=OperatorActionKind.RETRY, operator=operator, reason=f"{reason} ({done})")
         try:
-            value = json.loads(payload.data)
-        except ValueError:
-            continue
-        texts.append(value if isinstance(value, str) else json.dumps(value))
-    return texts
+            noted = await self._act(plan.case_id, note)
+        except CaseError as err:
+            raise RetryNotNoted(str(err), done=done) from err
+        return RetryReceipt(done=done, note=noted)
 
-
-def ended_reason(event: HistoryEvent, execution_config: WorkflowExecutionConfig | None = None) -> str:
-    """Why a run ended without an outcome, from its closing history event, one line: who terminated
-    it and why, which timeout passed (its starter chose it), or the failure (a refused start's reason)."""
-    closed = event.event_time.ToDatetime(tzinfo=UTC)
-    at = f" at {closed:%Y-%m-%d %H:%M}Z"
-    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
-        attrs = event.workflow_execution_terminated_event_attributes
-        details = "; ".join(_payload_texts(attrs.details.payloads))
-        reason = attrs.reason or "no reason given"
-        return f"terminated{at} by {attrs.identity or 'unknown'}: {reason}" + (f" ({details})" if details else "")
-    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
-        timeouts = []
-        if execution_config is not None:
-            execution = execution_config.workflow_execution_timeout.seconds
-            run = execution_config.workflow_run_timeout.seconds
-            if execution:
-                timeouts.append(f"execution timeout {_duration(execution)}")
-            if run and run != execution:  # the server sets the run timeout to the execution timeout
-                timeouts.append(f"run timeout {_duration(run)}")
-        chosen = ", ".join(timeouts) or "a timeout"
-        return f"timed out{at} ({chosen}, set by whoever started it)"
-    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-        return f"failed{at}: {failure_text(event.workflow_execution_failed_event_attributes.failure)}"
-    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
-        return f"cancelled{at}"
-    return f"closed{at} ({EventType.Name(event.event_type).removeprefix('EVENT_TYPE_').lower()})"
-
-
-async def why_ended(
-    client: Client, workflow_id: str, run_id: str, *, execution_config: WorkflowExecutionConfig | None = None
-) -> str:
-    """`ended_reason` of the run's closing event (one history call; a describe for a timeout's length
-    when `execution_config` is not given)."""
-    answer = await client.workflow_service.get_workflow_execution_history(
-        GetWorkflowExecutionHistoryRequest(
-            namespace=client.namespace,
-            execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
-            history_event_filter_type=HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
-        ),
-        retry=True,
-    )
-    if not answer.history.events:
-        return "no closing event in its history"
-    event = answer.history.events[-1]
-    if execution_config is None and event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
-        description = await client.get_workflow_handle(workflow_id, run_id=run_id).describe()
-        execution_config = description.raw_description.execution_config
-    return ended_reason(event, execution_config)
-
+    async def _act(self, case_id: str, action: OperatorAction) -> OperatorReceipt:
+        return await send_operator_action(self.client, case_id, action, timeout=UPDATE_TIMEOUT)

@@ -27,12 +27,12 @@ from gates.cases import KIND_ALIASES
 from gates.gate import RejectedAttempt
 from gates.text import quoted, terminal_text
 from gates.trace import CaseView
-from workers.inbox import InboxItem, human_duration, next_step
+from hitl_temporal.inbox import InboxItem, age_text, next_step
 
 # Wide enough that piped lines never wrap; trailing padding is stripped.
 PLAIN_WIDTH = 10_000
 
-SHORT_KIND = {kind: alias for alias, kind in KIND_ALIASES.items() if alias != kind.value}
+SHORT_KIND: dict[str, str] = {kind.value: alias for alias, kind in KIND_ALIASES.items() if alias != kind.value}
 
 
 def stdout_is_terminal() -> bool:
@@ -68,11 +68,11 @@ MIN_ASK_WIDTH = 24
 def _inbox_cells(item: InboxItem) -> list[str]:
     cells = [
         item.case_id,
-        SHORT_KIND.get(item.kind, item.kind),  # type: ignore[call-overload]
+        SHORT_KIND.get(item.kind, item.kind),
         item.ask,
         item.gate,
         f"{item.escalation_level + 1} {item.reviewer_group}",
-        human_duration(item.age_seconds),
+        age_text(item.age_seconds),
         next_step(item),
     ]
     return [terminal_text(cell, one_line=True) for cell in cells]
@@ -149,7 +149,7 @@ def inbox_empty_message(*, gate: str | None, kind: str | None, reviewer: str | N
 
 def _when(at: datetime, now: datetime) -> str:
     delta = int((at - now).total_seconds())
-    relative = f"in {human_duration(delta)}" if delta >= 0 else f"{human_duration(delta)} ago"
+    relative = f"in {age_text(delta)}" if delta >= 0 else f"{age_text(delta)} ago"
     return f"{at.astimezone(UTC):%Y-%m-%d %H:%M}Z ({relative})"
 
 
@@ -186,7 +186,10 @@ def case_details(view: CaseView, now: datetime | None = None) -> Table:
         row("gate opened", _when(g.opened_at, now))
         row("reminder", _when(g.remind_at, now))
         row("next deadline", f"{g.deadline_action} at {_when(g.next_deadline, now)}")
-        rows("escalations", (f"to level {e.to_level + 1} ({e.to_group}) at {_stamp(e.at)}: {quoted(e.reason)}" for e in g.escalations))
+        rows(
+            "escalations",
+            (f"to level {e.to_level + 1} ({e.to_group}) at {_stamp(e.at)}: {quoted(e.reason)}" for e in g.escalations),
+        )
         rows("reminders", (f"level {r.level + 1} ({r.group}) at {_stamp(r.at)}" for r in g.reminders))
     if view.decision:
         d = view.decision

@@ -1,0 +1,231 @@
+"""One case's state in one object: what the case workflow knows, keeps and carries to its next run.
+
+The workflow (workflows/case.py) holds one `CaseFile`; its handlers and its loop change it, and the
+pure functions of gates.composition turn it into what others see: the reviewer view, the UI's
+Current Details, the decision trace, the state carried over on continue-as-new. The rules that
+decide whether a submission reaches the gate now (`judging_gate`, `operator_problem`) live here too,
+so the update validators, the handlers after an await, and the unit tests apply the same ones.
+
+A case fills its file as it goes (the request, then the policy, then each round's evidence,
+evaluation and brief, then the gate), so those fields are optional here. The loop does not read
+them back: it passes what it has for certain, and `AtGate` is what a case waiting at its gate has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gates.bounds import MAX_OPERATOR_ACTIONS
+from gates.brief import ReviewerQuestion
+from gates.cases import REQUEST_MODELS, CaseRequest
+from gates.evidence import ContextBundle
+from gates.gate import (
+    AcceptedDecision,
+    GateState,
+    OperatorAction,
+    OperatorActionKind,
+    OperatorRecord,
+    RejectedAttempt,
+    keep_attempt,
+)
+from gates.messages import Roster
+from gates.policy import Policy, PolicyEvaluation
+from gates.precedent import Precedent
+from gates.trace import CaseCarryOver, CaseState, CaseSummary
+
+
+@dataclass
+class CaseFile:
+    """Everything one run of a case knows, from its first workflow task to its recorded decision."""
+
+    state: CaseState = CaseState.GATHERING
+    refusal: str | None = None  # why the start was refused (state REFUSED)
+    request: CaseRequest | None = None  # set once the start is admitted
+    policy: Policy | None = None  # resolved once, when the case opens
+    runs_before: int = 0  # runs of this case before this one (continue-as-new)
+    # the latest gathering round: what the sources said, the precedents, the evaluation and the brief
+    context: ContextBundle = field(default_factory=ContextBundle)
+    tags: list[str] = field(default_factory=list)
+    precedents: list[Precedent] = field(default_factory=list)
+    headline: str | None = None
+    evaluation: PolicyEvaluation | None = None
+    summary: CaseSummary | None = None
+    # the gate, opened once and reopened after each request_info round
+    gate: GateState | None = None
+    rounds: list[AcceptedDecision] = field(default_factory=list)  # the request_info decisions
+    questions: list[ReviewerQuestion] = field(default_factory=list)
+    decision: AcceptedDecision | None = None  # the final one, once taken
+    # attempts refused before the gate opened (or when it could not judge); the gate keeps its own
+    early_attempts: list[RejectedAttempt] = field(default_factory=list)
+    early_received: int = 0  # attempts ever kept in early_attempts (which holds a bounded number)
+    operator_actions: list[OperatorRecord] = field(default_factory=list)
+    escalation_requested: OperatorRecord | None = None  # an operator's escalate, until the loop performs it
+    cancel_requested: OperatorRecord | None = None  # an operator's cancel of work in progress
+    trimmed: list[str] = field(default_factory=list)  # what earlier runs cut to fit their payload limit
+
+    @classmethod
+    def restored(cls, carried: CaseCarryOver) -> tuple[CaseFile, AtGate]:
+        """The file of a case continued as new, waiting at its gate as its previous run left it."""
+        request = REQUEST_MODELS[carried.kind].model_validate(carried.request)
+        case = cls(
+            state=CaseState.WAITING,
+            request=request,
+            policy=carried.policy,
+            runs_before=carried.runs,
+            context=carried.context,
+            tags=carried.tags,
+            precedents=carried.precedents,
+            headline=carried.headline,
+            evaluation=carried.evaluation,
+            summary=carried.summary,
+            gate=carried.gate,
+            rounds=carried.rounds,
+            questions=carried.questions,
+            early_attempts=carried.early_attempts,
+            early_received=carried.attempts_received - carried.gate.attempts_received,
+            operator_actions=carried.operator_actions,
+            trimmed=carried.trimmed,
+        )
+        at_gate = AtGate(
+            request=request,
+            started_at=carried.started_at,
+            policy=carried.policy,
+            evaluation=carried.evaluation,
+            summary=carried.summary,
+            gate=carried.gate,
+        )
+        return case, at_gate
+
+    # -- the gate and the decision --------------------------------------------------------------
+
+    def open_gate(self, policy: Policy, request: CaseRequest, roster: Roster, *, level: int, now: datetime) -> GateState:
+        """Open the policy's gate at `level`, with the members of its groups as the directory has them now."""
+        self.gate = GateState(
+            definition=policy.gate,
+            requester=request.requester,
+            roster=roster.members,
+            level=level,
+            opened_at=now,
+            level_started_at=now,
+        )
+        self.state = CaseState.WAITING
+        return self.gate
+
+    def reopen_gate(self, gate: GateState, *, level: int, now: datetime) -> GateState:
+        """Back from request_info: the same gate, fresh deadlines, never a lower level than before."""
+        gate.level = max(gate.level, level)
+        gate.level_started_at = now
+        gate.round = len(self.rounds) + 1
+        gate.decision = None
+        gate.open = True
+        self.state = CaseState.WAITING
+        return gate
+
+    def cancellation(self, now: datetime) -> AcceptedDecision:
+        """What a cancellation through Temporal records: the operator who asked for it, if one did."""
+        note = self.cancel_requested
+        return AcceptedDecision(
+            outcome="cancelled",
+            decided_by=f"operator:{note.operator}" if note else "temporal:cancel-request",
+            reason=note.reason if note else "the workflow was cancelled through Temporal",
+            via="operator",
+            level=self.gate.level if self.gate else -1,
+            at=now,
+        )
+
+    # -- rejected attempts ------------------------------------------------------------------------
+
+    def keep_attempt(self, attempt: RejectedAttempt) -> None:
+        """Keep an attempt refused before any gate could judge it (bounded like the gate's own)."""
+        keep_attempt(self.early_attempts, attempt)
+        self.early_received += 1
+
+    def attempts(self) -> list[RejectedAttempt]:
+        """Every kept rejected attempt, the file's and the gate's, oldest first."""
+        return sorted(self.early_attempts + (self.gate.rejected_attempts if self.gate else []), key=lambda a: a.at)
+
+    def attempts_received(self) -> int:
+        """Every rejected attempt this case has kept, including those later dropped by the bound."""
+        return self.early_received + (self.gate.attempts_received if self.gate else 0)
+
+    # -- who judges a submission now ----------------------------------------------------------------
+
+    def judging_gate(self) -> GateState | str:
+        """The gate that judges a decision now (it answers "already decided: ..." itself once it has
+        one), or why no decision can be taken at all."""
+        gate = self.gate
+        if gate is not None and (gate.open or self.state == CaseState.WAITING or self.decision is not None):
+            return gate
+        if self.decision is not None:
+            return f"case already decided: {self.decision.outcome} by {self.decision.decided_by}"
+        if self.state == CaseState.REFUSED:
+            return "this start was refused and is not a case"
+        return f"case is not waiting for a decision (state: {self.state.value})"
+
+    def operator_problem(self, action: OperatorAction, *, bounded: bool) -> str | None:
+        """Why this operator action cannot be taken now, or None. `bounded`: the case keeps at most
+        MAX_OPERATOR_ACTIONS (since HARDENED_PATCH)."""
+        # Retry and note stay possible while recording (the record activity is what may be stuck);
+        # they reach the case state and history, though the trace was composed before recording.
+        if self.state == CaseState.REFUSED:
+            return "this start was refused and is not a case"
+        if self.state == CaseState.DECIDED or (
+            self.state == CaseState.RECORDING and action.action not in (OperatorActionKind.RETRY, OperatorActionKind.NOTE)
+        ):
+            return f"case is already {self.state.value}"
+        if bounded and action.action != OperatorActionKind.CANCEL and len(self.operator_actions) >= MAX_OPERATOR_ACTIONS:
+            return (
+                f"this case already keeps {MAX_OPERATOR_ACTIONS} operator actions, the most it takes; "
+                "only cancel is still possible"
+            )
+        if action.action in (OperatorActionKind.ESCALATE, OperatorActionKind.REASSIGN):
+            gate = self.gate
+            if gate is None or not gate.open:
+                return f"case is not waiting at a gate (state: {self.state.value})"
+            if action.action == OperatorActionKind.ESCALATE and gate.is_last_level():
+                return f"already at the last level ({gate.definition.levels[gate.level].title}); decide or cancel instead"
+            if action.action == OperatorActionKind.ESCALATE and self.escalation_requested is not None:
+                return "an escalation is already in progress"
+            if action.action == OperatorActionKind.REASSIGN and not action.group:
+                return "reassign needs a group"
+        return None
+
+    def gate_for(self, action: OperatorAction, *, bounded: bool) -> GateState | str:
+        """The open gate an escalate or reassign applies to, or why it no longer applies.
+
+        For a handler that awaited something since it was validated: a decision, a cancel or the
+        case's own timeout may have closed the gate meanwhile, and the action must not touch it."""
+        gate = self.gate
+        if gate is not None and gate.decision is not None:
+            d = gate.decision
+            return f"the case was decided meanwhile ({d.outcome} by {d.decided_by}); nothing was changed"
+        problem = self.operator_problem(action, bounded=bounded)
+        if problem is not None or gate is None:
+            return problem or f"case is not waiting at a gate (state: {self.state.value})"
+        return gate
+
+
+@dataclass(frozen=True)
+class AtGate:
+    """What a case waiting at its gate has for certain, passed along the loop while it waits."""
+
+    request: CaseRequest
+    started_at: datetime
+    policy: Policy
+    evaluation: PolicyEvaluation
+    summary: CaseSummary
+    gate: GateState
+
+
+def decided_by_policy(policy: Policy, evaluation: PolicyEvaluation, now: datetime) -> AcceptedDecision:
+    """The policy's own decision, when no rule requires a human."""
+    allowed = ", ".join(f.rule_id for f in evaluation.findings)
+    return AcceptedDecision(
+        outcome=policy.auto_outcome,
+        decided_by=f"policy:{policy.ref}",
+        reason=f"no rule requires a human; allowed by {allowed}",
+        via="policy",
+        level=-1,
+        at=now,
+    )

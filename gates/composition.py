@@ -1,0 +1,247 @@
+"""What others see of a case, composed from its file (gates.case_file): the reviewer view, the UI's
+Current Details, the search attributes of the inbox, the decision trace, the late additions to it
+and the state carried over.
+
+Pure functions of the case's state, so the workflow only calls them and the unit tests can read
+what a reviewer or an auditor would (tests/unit/test_case_composition.py). What is cut to fit
+Temporal's payload limit is cut here too (gates.fit), and named in the record's `trimmed`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from temporalio.common import SearchAttributeUpdate
+
+from gates import search_attributes as sa
+from gates.bounds import MAX_CASE_PAYLOAD_BYTES, QUESTIONS_IN_BRIEF
+from gates.brief import Proposal
+from gates.case_file import AtGate, CaseFile
+from gates.cases import CaseRequest
+from gates.fit import fit_json
+from gates.gate import AcceptedDecision
+from gates.kinds import SPECS
+from gates.messages import LateAdditions, SummarizeInput
+from gates.policy import Policy, PolicyEvaluation
+from gates.precedent import PrecedentFeatures
+from gates.presentation import ask_markdown, current_details
+from gates.text import md_block
+from gates.trace import (
+    AgentNote,
+    CaseCarryOver,
+    CaseState,
+    CaseView,
+    DecisionTrace,
+    fitted_carry_over,
+    gate_view,
+)
+
+
+def summarize_input(
+    case: CaseFile,
+    request: CaseRequest,
+    evaluation: PolicyEvaluation,
+    headline: str,
+    *,
+    latest_questions: bool,
+    advise_inline: bool,
+) -> SummarizeInput:
+    """What the brief is written from: the request, this round's evidence, evaluation and precedents,
+    and the reviewers' questions (`latest_questions`, since HARDENED_PATCH: the latest few, the
+    others counted)."""
+    questions = case.questions
+    return SummarizeInput(
+        kind=request.kind,
+        ask=ask_markdown(request),
+        requester=request.requester,
+        justification=request.justification,
+        context=case.context,
+        evaluation=evaluation,
+        precedents=case.precedents,
+        headline=headline,
+        questions=questions[-QUESTIONS_IN_BRIEF:] if latest_questions else questions,
+        earlier_questions=max(0, len(questions) - QUESTIONS_IN_BRIEF) if latest_questions else 0,
+        advise_inline=advise_inline,
+    )
+
+
+def case_view(case: CaseFile, request: CaseRequest, *, case_id: str) -> CaseView:
+    """What `hitl show`, the `case_state` query and services see: the brief, findings, proposal,
+    precedents, and while the case waits its gate (level, deadlines, who may decide)."""
+    evaluation, summary = case.evaluation, case.summary
+    return CaseView(
+        case_id=case_id,
+        kind=request.kind.value,
+        state=case.state,
+        ask=SPECS[request.kind].ask(request),
+        requester=request.requester,
+        policy=case.policy.ref if case.policy else "",
+        brief=summary.brief if summary else None,
+        findings=evaluation.findings if evaluation else [],
+        reason_codes=[c.value for c in evaluation.reason_codes] if evaluation else [],
+        proposal=summary.proposal if summary else None,
+        precedent_headline=case.headline,
+        precedents=case.precedents,
+        gate=gate_view(case.gate) if case.gate and case.state == CaseState.WAITING else None,
+        decision=case.decision,
+        rounds=case.rounds,
+        rejected_attempts=case.attempts(),
+        questions=case.questions,
+        operator_actions=case.operator_actions,
+    )
+
+
+def case_details(case: CaseFile) -> str:
+    """The UI's Current Details panel for the case as it stands (gates.presentation.current_details)."""
+    return current_details(
+        state=case.state.value,
+        decision=case.decision,
+        gate=case.gate,
+        brief=case.summary.brief if case.summary is not None else None,
+    )
+
+
+def refused_details(reason: str) -> str:
+    """The Current Details of a refused start: it is not a case, and the reason is shown as text."""
+    return f"## Refused\n\nThis start is not a case:\n\n{md_block(reason)}"
+
+
+def case_attributes(case: CaseFile) -> list[SearchAttributeUpdate[Any]]:
+    """The search attributes the inbox and saved views filter on, for the case as it stands; the
+    deadline and who may decide only while the gate is open."""
+    gate = case.gate
+    updates: list[SearchAttributeUpdate[Any]] = [sa.CASE_STATE.value_set(case.state.value)]
+    if case.evaluation is not None:
+        updates.append(sa.REASON_CODES.value_set([c.value for c in case.evaluation.reason_codes]))
+    if gate is not None:
+        updates += [
+            sa.GATE.value_set(gate.definition.name),
+            sa.ESCALATION_LEVEL.value_set(gate.level),
+            sa.REVIEWER_GROUP.value_set(gate.current_group),
+            sa.GATE_OPENED_AT.value_set(gate.opened_at),
+        ]
+        if case.state == CaseState.WAITING and gate.open:
+            updates += [sa.ELIGIBLE_GROUPS.value_set(gate.eligible_groups()), sa.NEXT_DEADLINE.value_set(gate.escalate_at())]
+        else:
+            updates += [sa.ELIGIBLE_GROUPS.value_unset(), sa.NEXT_DEADLINE.value_unset()]
+    if case.decision is not None:
+        updates.append(sa.OUTCOME.value_set(case.decision.outcome))
+    return updates
+
+
+def opening_attributes(request: CaseRequest, policy: Policy, *, own_all: bool) -> list[SearchAttributeUpdate[Any]]:
+    """The attributes a case sets when it opens. `own_all` (since HARDENED_PATCH): every other
+    attribute of ours unset too, so the workflow owns them from its first task, whatever the starter set."""
+    spec = SPECS[request.kind]
+    updates: list[SearchAttributeUpdate[Any]] = [
+        sa.CASE_KIND.value_set(request.kind.value),
+        sa.BUSINESS_KEY.value_set(request.business_key()),
+        sa.POLICY.value_set(policy.ref),
+        sa.REQUESTER.value_set(request.requester),
+        sa.ASK.value_set(spec.ask(request)),
+        sa.CASE_STATE.value_set(CaseState.GATHERING.value),
+    ]
+    if (amount := spec.amount_minor(request)) is not None:
+        updates.append(sa.AMOUNT_MINOR.value_set(amount))
+    if own_all:
+        owned = {update.key.name for update in updates}
+        updates += [key.value_unset() for key in sa.ALL_SEARCH_ATTRIBUTES if key.name not in owned]
+    return updates
+
+
+def refused_attributes() -> list[SearchAttributeUpdate[Any]]:
+    """A refused start keeps no attribute of its starter's (it cannot pose as a case in the inbox
+    or a lookup): its state says refused, and everything else is unset."""
+    return [sa.CASE_STATE.value_set(CaseState.REFUSED.value)] + [
+        key.value_unset() for key in sa.ALL_SEARCH_ATTRIBUTES if key != sa.CASE_STATE
+    ]
+
+
+def decision_trace(
+    case: CaseFile, request: CaseRequest, decision: AcceptedDecision, *, started_at: datetime, workflow_id: str, run_id: str
+) -> DecisionTrace:
+    """The record of who decided what, on which evidence, under which policy (before fitting).
+
+    A case cancelled early may have no policy, evaluation or brief yet: it records what there is."""
+    spec = SPECS[request.kind]
+    gate, evaluation, summary = case.gate, case.evaluation, case.summary
+    policy_ref = case.policy.ref if case.policy else "unresolved"
+    reason_codes = [c.value for c in evaluation.reason_codes] if evaluation else []
+    return DecisionTrace(
+        decision_trace=request.kind.value,
+        entities={**spec.entities(request), "policy": policy_ref},
+        inputs=case.context.consulted(),
+        human_gate=gate.definition.name if gate else None,
+        case_id=workflow_id,
+        business_key=request.business_key(),
+        workflow_id=workflow_id,
+        run_id=run_id,
+        request=request.model_dump(mode="json"),
+        brief=summary.brief if summary else "",
+        findings=evaluation.findings if evaluation else [],
+        reason_codes=reason_codes,
+        proposal=summary.proposal if summary else Proposal(outcome="none", rationale="no brief was written"),
+        agent=summary.agent if summary else AgentNote(used=False),
+        precedent_headline=case.headline or "",
+        precedents_cited=[p.case_id for p in case.precedents],
+        features=PrecedentFeatures(
+            kind=request.kind, policy=policy_ref, reason_codes=reason_codes, amount_band=spec.band(request), tags=case.tags
+        ),
+        outcome=decision.outcome,
+        decided_by=decision.decided_by,
+        decided_via=decision.via,
+        reason=decision.reason,
+        decided_level=decision.level if decision.level >= 0 else None,
+        rounds=case.rounds,
+        questions=case.questions,
+        reminders=gate.reminders if gate else [],
+        escalations=gate.escalations if gate else [],
+        operator_actions=case.operator_actions,
+        rejected_attempts=case.attempts(),
+        opened_at=started_at,
+        gate_opened_at=gate.opened_at if gate else None,
+        decided_at=decision.at,
+        trimmed=case.trimmed,
+    )
+
+
+def late_additions(case: CaseFile, decision_key: str) -> LateAdditions:
+    """The case's full lists of attempts and operator actions, for a trace already written: what
+    arrived while it was being recorded is added, fitted under half the payload limit."""
+    fitted, _ = fit_json(
+        {
+            "rejected_attempts": [a.model_dump(mode="json") for a in case.attempts()],
+            "operator_actions": [a.model_dump(mode="json") for a in case.operator_actions],
+        },
+        MAX_CASE_PAYLOAD_BYTES // 2,
+    )
+    return LateAdditions(decision_key=decision_key, **fitted)
+
+
+def carry_over(case: CaseFile, at_gate: AtGate, *, workflow_id: str, first_execution_run_id: str) -> CaseCarryOver:
+    """A waiting case's state for its next run, fitted under the payload limit."""
+    return fitted_carry_over(
+        CaseCarryOver(
+            workflow_id=workflow_id,
+            first_execution_run_id=first_execution_run_id,
+            runs=case.runs_before + 1,
+            kind=at_gate.request.kind,
+            request=at_gate.request.model_dump(mode="json"),
+            started_at=at_gate.started_at,
+            policy=at_gate.policy,
+            context=case.context,
+            evaluation=at_gate.evaluation,
+            precedents=case.precedents,
+            headline=case.headline,
+            summary=at_gate.summary,
+            tags=case.tags,
+            gate=at_gate.gate,
+            rounds=case.rounds,
+            questions=case.questions,
+            early_attempts=case.early_attempts,
+            attempts_received=case.attempts_received(),
+            operator_actions=case.operator_actions,
+            trimmed=case.trimmed,
+        )
+    )

@@ -1,0 +1,169 @@
+"""What the workflows send to their activities and get back: one pydantic model per input and output.
+
+Pure (pydantic only), so the workflow code and the tests can import them without the I/O modules
+that implement the activities (asyncpg, httpx). These payloads are in every stored history: a field
+added needs a default, and a field renamed or removed breaks replay (tests/unit/test_replay.py).
+The domain models that activities also take or return stay with their domain: `SourceRequest` and
+`ConnectorResult` (gates.evidence), `Policy` (gates.policy), `CaseSummary` and `AgentNote`
+(gates.trace, of which the decision trace is made).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from gates.brief import ReviewerQuestion
+from gates.cases import CaseKind
+from gates.evidence import ContextBundle
+from gates.gate import OperatorRecord, RejectedAttempt
+from gates.policy import PolicyEvaluation
+from gates.precedent import Precedent
+from gates.trace import DecisionTrace
+
+# -- policy, precedents, brief (activities/case_activities.py) ---------------------------------
+
+
+class ResolvePolicyInput(BaseModel):
+    kind: CaseKind
+
+
+class PrecedentQuery(BaseModel):
+    kind: CaseKind
+    amount_band: str
+    tags: list[str]
+    exclude_case_id: str | None = Field(
+        default=None,
+        description="Older cases passed their own ID. A case's trace is written only once it is decided, after its "
+        "last lookup, so since HARDENED_PATCH none is excluded: an earlier decision under the same case ID "
+        "(the same business key) is a precedent like any other.",
+    )
+    limit: int = 10
+
+
+class PrecedentMatches(BaseModel):
+    precedents: list[Precedent]
+    headline: str
+
+
+class SummarizeInput(BaseModel):
+    kind: CaseKind
+    ask: str
+    requester: str
+    justification: str
+    context: ContextBundle
+    evaluation: PolicyEvaluation
+    precedents: list[Precedent]
+    headline: str
+    questions: list[ReviewerQuestion] = Field(description="The questions the brief repeats (the latest few)")
+    earlier_questions: int = Field(default=0, description="Questions asked before those, named only by count")
+    advise_inline: bool = Field(
+        default=True,
+        description="Ask the agent inside this activity (histories from before `advise_case`); "
+        "False: only say whether one is configured, and the workflow asks it through `advise_case`.",
+    )
+
+
+class AdviseInput(BaseModel):
+    brief: str
+    evidence_labels: list[str]
+    policy_findings: list[str]
+
+    @classmethod
+    def of(cls, brief: str, context: ContextBundle, evaluation: PolicyEvaluation) -> AdviseInput:
+        """The agent's question about a written brief: the brief and the labels it may cite."""
+        return cls(
+            brief=brief,
+            evidence_labels=[e.label for e in context.items],
+            policy_findings=[f"{f.rule_id}: {f.detail}" for f in evaluation.findings],
+        )
+
+
+# -- recording (activities/case_activities.py) ---------------------------------------------------
+
+
+class RecordDecisionInput(BaseModel):
+    decision_key: str = Field(description="Chosen by the workflow; the same key never writes twice")
+    trace: DecisionTrace
+
+
+class RecordReceipt(BaseModel):
+    trace_id: int
+    newly_recorded: bool
+    otel_trace_id: str | None
+
+
+class LateAdditions(BaseModel):
+    """What reached the case while its decision was being recorded (refused decisions, operator
+    notes), added to its trace: the full lists, so writing them twice changes nothing."""
+
+    decision_key: str
+    rejected_attempts: list[RejectedAttempt] = Field(description="All of the case's kept attempts, oldest first")
+    operator_actions: list[OperatorRecord] = Field(description="All of the case's operator actions")
+
+
+# -- the reviewer directory (activities/directory.py) -------------------------------------------
+
+
+class RosterRequest(BaseModel):
+    groups: list[str] = Field(description="Reviewer group ids, e.g. ['finance_reviewers', 'finance_directors']")
+
+
+class Roster(BaseModel):
+    members: dict[str, list[str]] = Field(description="Active members of each asked group; an unknown group has none")
+    people: dict[str, str] = Field(default_factory=dict, description="Display name of every listed member")
+
+
+# -- notifications (activities/notify.py) ---------------------------------------------------------
+
+NotificationKind = Literal["reminder", "escalation", "timeout", "info_requested"]
+
+
+class Notification(BaseModel):
+    """One message to a gate's reviewers. `notification_key` makes sending it idempotent."""
+
+    notification_key: str = Field(
+        min_length=1, description="Chosen by the workflow, e.g. '<case_id>/<run>/reminder/level-0/1'"
+    )
+    case_id: str
+    kind: NotificationKind
+    gate: str = Field(description="finance / ops / security")
+    level: int = Field(description="Escalation level of the gate, 0 for the first reviewers")
+    reviewer_group: str
+    recipients: list[str] = Field(description="Reviewer ids reminded by this notification")
+    message: str = Field(description="Short Markdown text for the reviewers")
+    case_url: str | None = Field(default=None, description="Where a reviewer opens the case")
+
+
+class NotificationReceipt(BaseModel):
+    notification_id: int
+    channels: list[str] = Field(description="['outbox'] or ['outbox', 'webhook']")
+    delivered: bool
+    error: str | None = None
+
+
+# -- the start's user metadata (activities/start_metadata.py) -----------------------------------
+
+
+class StartMetadataRequest(BaseModel):
+    workflow_id: str
+    run_id: str
+
+
+class StartMetadata(BaseModel):
+    static_summary: str | None = None
+    static_details: str | None = None
+
+
+# -- the `hitl check` probe (activities/stack_check.py) ------------------------------------------
+
+
+class StackCheckInput(BaseModel):
+    check_id: str
+
+
+class StackCheckResult(BaseModel):
+    check_id: str
+    worker_identity: str
+    row_id: int

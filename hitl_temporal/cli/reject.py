@@ -1,0 +1,17 @@
+"""`hitl reject CASE --as REVIEWER --reason WHY`."""
+
+from __future__ import annotations
+
+import click
+
+from gates.gate import DecisionOutcome
+from hitl_temporal.cli.application import Application, pass_app
+from hitl_temporal.cli.decisions import decision_options, submit_decision
+
+
+@click.command()
+@decision_options
+@pass_app
+def reject(app: Application, case: str, reviewer: str, reason: str) -> None:
+    """Reject CASE (case ID, unique prefix or business key)."""
+    submit_decision(app, case, DecisionOutcome.REJECT, reviewer=reviewer, reason=reason)

@@ -1,0 +1,68 @@
+"""`hitl trace CASE`: the recorded decision trace, as YAML or JSON."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import yaml
+
+from activities.store.traces import latest_trace, recorded_case_ids
+from gates.trace import DecisionTrace
+from hitl_temporal.cli.application import Application, pass_app, state_dir_option
+from hitl_temporal.client import MAX_CANDIDATES
+from hitl_temporal.errors import CaseNotFound
+
+
+@click.command()
+@state_dir_option
+@click.argument("case")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@pass_app
+def trace(app: Application, case: str, fmt: str) -> None:
+    """Print the recorded decision trace of CASE (case ID, unique prefix or business key)."""
+    app.settings  # noqa: B018 -- a configuration error comes first
+
+    async def body() -> int:
+        conn = await app.database()
+        row = await latest_trace(conn, case)
+        if row is None:  # not an exact case ID: resolve it through Temporal, then the record's keys
+            try:
+                case_id = await (await app.cases()).resolve_case_id(case)
+            except CaseNotFound as err:
+                # decided cases Temporal no longer knows (past its retention), by business key
+                recorded = await recorded_case_ids(conn, case, limit=MAX_CANDIDATES + 1)
+                if len(recorded) != 1:
+                    if recorded:
+                        raise CaseNotFound(
+                            f"{case} matches {len(recorded)} recorded cases: {', '.join(recorded[:MAX_CANDIDATES])}"
+                        ) from err
+                    raise CaseNotFound(f"{err}: no decision trace recorded") from err
+                case_id = recorded[0]
+            row = await latest_trace(conn, case_id)
+            if row is None:
+                raise CaseNotFound(f"no decision trace recorded for {case_id} (not decided yet)")
+        stored = json.loads(row["trace"])  # jsonb does not keep key order: restore the trace's own
+        fields = DecisionTrace.model_fields
+        order = [name for name in fields if name in stored] + sorted(set(stored) - set(fields))
+        document = {name: stored[name] for name in order}
+        document.update(trace_id=row["id"], recorded_at=row["recorded_at"].isoformat())
+        if fmt == "json":
+            click.echo(json.dumps(document, indent=2))
+        else:
+            click.echo(yaml.dump(document, Dumper=_ReadableDumper, sort_keys=False, allow_unicode=True), nl=False)
+        return 0
+
+    app.run(body)
+
+
+class _ReadableDumper(yaml.SafeDumper):
+    """Multi-line strings (the brief) as literal blocks, so the trace reads like the brief did."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ReadableDumper.add_representer(str, _represent_str)
