@@ -17,6 +17,7 @@ import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
+from activities.store.traces import recorded_among
 from bench.bare import BARE_WORKFLOW
 from bench.stack import ACCESS_LOOKALIKE_PREFIX, ACCESS_SUBJECT
 from demo.examples import FIRST_REVIEWER, example_payload
@@ -217,15 +218,13 @@ class TraceWatcher:
                 self._wake.clear()
                 last = None
                 await self._wake.wait()
-            rows = await self._conn.fetch(
-                "SELECT case_id FROM decision_traces WHERE case_id = ANY($1::text[])", list(self._watches)
-            )
+            recorded = await recorded_among(self._conn, list(self._watches))
             now = time.perf_counter()
             if last is not None:
                 self.gaps.append(now - last)
             last = now
-            for row in rows:
-                future = self._watches.pop(row["case_id"], None)
+            for case_id in recorded:
+                future = self._watches.pop(case_id, None)
                 if future is not None and not future.done():
                     future.set_result(now)
             await asyncio.sleep(self._interval)

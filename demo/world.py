@@ -11,7 +11,6 @@ decision went through is the one the bundled policies name for its kind.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,6 +18,8 @@ from decimal import Decimal
 import asyncpg
 
 from activities.policy_files import bundled_gates
+from activities.store.precedents import insert_precedent_row
+from activities.store.traces import insert_seeded_trace
 from gates.cases import CaseKind, case_id_for
 from gates.precedent import amount_band
 
@@ -660,44 +661,36 @@ async def _seed_past_decisions(conn: asyncpg.Connection, now: datetime) -> None:
             "reason": decision.reason,
             "seeded": True,
         }
-        trace_id = await conn.fetchval(
-            """INSERT INTO decision_traces
-                      (decision_key, case_id, run_id, trace_name, kind, business_key, policy, gate, outcome,
-                       decided_by, decided_via, reason, reason_codes, opened_at, decided_at, trace)
-               VALUES ($1, $2, 'seed', $3, $3, $4, $5, $6, $7, $8, 'seed', $9, $10, $11, $12, $13::jsonb)
-               ON CONFLICT (decision_key) DO NOTHING
-               RETURNING id""",
-            f"seed:{case_id}",
-            case_id,
-            decision.kind.value,
-            decision.business_key,
-            policy,
-            gate,
-            decision.outcome,
-            decision.decided_by,
-            decision.reason,
-            decision.reason_codes,
-            opened_at,
-            decided_at,
-            json.dumps(trace),
+        trace_id = await insert_seeded_trace(
+            conn,
+            case_id=case_id,
+            kind=decision.kind,
+            business_key=decision.business_key,
+            policy=policy,
+            gate=gate,
+            outcome=decision.outcome,
+            decided_by=decision.decided_by,
+            reason=decision.reason,
+            reason_codes=decision.reason_codes,
+            opened_at=opened_at,
+            decided_at=decided_at,
+            trace=trace,
         )
         if trace_id is None:
             continue  # this past decision is already recorded (the world tables were emptied by hand)
-        await conn.execute(
-            """INSERT INTO precedents (decision_trace_id, case_id, kind, policy, reason_codes, amount_band, tags,
-                                       outcome, decided_by, reason, decided_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+        await insert_precedent_row(
+            conn,
             trace_id,
-            case_id,
-            decision.kind.value,
-            policy,
-            decision.reason_codes,
-            band,
-            decision.tags,
-            decision.outcome,
-            decision.decided_by,
-            decision.reason,
-            decided_at,
+            case_id=case_id,
+            kind=decision.kind,
+            policy=policy,
+            reason_codes=decision.reason_codes,
+            amount_band=band,
+            tags=decision.tags,
+            outcome=decision.outcome,
+            decided_by=decision.decided_by,
+            reason=decision.reason,
+            decided_at=decided_at,
         )
 
 

@@ -9,7 +9,7 @@ and the unit tests apply the same rules.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -22,6 +22,7 @@ from gates.bounds import (
     MAX_REQUEST_INFO_ROUNDS,
 )
 from gates.cases import PersonId, Text
+from gates.durations import exact_duration
 from gates.policy import GateDefinition
 from gates.text import storable, storable_text
 
@@ -321,7 +322,7 @@ class GateState(BaseModel):
             outcome=self.definition.timeout_outcome,
             decided_by=f"timeout:{self.definition.name}",
             reason=(
-                f"no decision within {_human(self.definition.levels[self.level].escalate_after)} at the last level "
+                f"no decision within {exact_duration(self.definition.levels[self.level].escalate_after)} at the last level "
                 f"({self.definition.levels[self.level].title}); policy outcome on timeout is {self.definition.timeout_outcome}"
             ),
             via="timeout",
@@ -331,11 +332,3 @@ class GateState(BaseModel):
         )
         self.open = False
         return self.decision
-
-
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

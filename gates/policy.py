@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from gates.cases import CaseKind
+from gates.durations import parse_duration
 from gates.text import neutralize, one_visible_line_problem
 
 
@@ -43,16 +44,13 @@ class ReasonCode(StrEnum):
     CUSTOMER_COMMITMENT = "customer_commitment"
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def _parse_duration(value: Any) -> Any:
-    """Accept `30s`, `15m`, `4h`, `2d` besides what pydantic accepts (ISO 8601, seconds)."""
+    """Accept `30s`, `15m`, `4h`, `2d` (gates.durations) besides what pydantic accepts (ISO 8601, seconds)."""
     if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+        try:
+            return parse_duration(value, fractions=True)
+        except ValueError:
+            pass  # pydantic reads ISO 8601 or a number of seconds, or says what is wrong
     return value
 
 

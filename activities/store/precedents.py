@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeAlias
 
 import asyncpg
@@ -17,21 +18,53 @@ Connection: TypeAlias = "asyncpg.Connection | asyncpg.Pool"
 async def insert_precedent(conn: Connection, decision_trace_id: int, trace: DecisionTrace) -> None:
     """The precedent of a trace just recorded (same transaction as the trace)."""
     features = trace.features
+    await insert_precedent_row(
+        conn,
+        decision_trace_id,
+        case_id=trace.case_id,
+        kind=features.kind,
+        policy=features.policy,
+        reason_codes=features.reason_codes,
+        amount_band=features.amount_band,
+        tags=features.tags,
+        outcome=trace.outcome,
+        decided_by=trace.decided_by,
+        reason=trace.reason,
+        decided_at=trace.decided_at,
+    )
+
+
+async def insert_precedent_row(
+    conn: Connection,
+    decision_trace_id: int,
+    *,
+    case_id: str,
+    kind: CaseKind,
+    policy: str,
+    reason_codes: list[str],
+    amount_band: str | None,
+    tags: list[str],
+    outcome: str,
+    decided_by: str | None,
+    reason: str | None,
+    decided_at: datetime,
+) -> None:
+    """One precedent row from its columns: a recorded trace's, or a past decision the demo world seeds."""
     await conn.execute(
         """INSERT INTO precedents (decision_trace_id, case_id, kind, policy, reason_codes, amount_band, tags,
                outcome, decided_by, reason, decided_at)
            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)""",
         decision_trace_id,
-        trace.case_id,
-        features.kind.value,
-        features.policy,
-        features.reason_codes,
-        features.amount_band,
-        features.tags,
-        trace.outcome,
-        trace.decided_by,
-        trace.reason,
-        trace.decided_at,
+        case_id,
+        kind.value,
+        policy,
+        reason_codes,
+        amount_band,
+        tags,
+        outcome,
+        decided_by,
+        reason,
+        decided_at,
     )
 
 

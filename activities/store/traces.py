@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
 
+from gates.cases import CaseKind
 from gates.report import TraceRow
 from gates.trace import DecisionTrace
 
@@ -41,6 +43,53 @@ async def insert_trace(conn: Connection, decision_key: str, trace: DecisionTrace
         trace.decided_at,
         trace.model_dump_json(),
     )
+
+
+async def insert_seeded_trace(
+    conn: Connection,
+    *,
+    case_id: str,
+    kind: CaseKind,
+    business_key: str,
+    policy: str,
+    gate: str,
+    outcome: str,
+    decided_by: str,
+    reason: str,
+    reason_codes: list[str],
+    opened_at: datetime,
+    decided_at: datetime,
+    trace: dict[str, Any],
+) -> int | None:
+    """A past decision of the demo world (`decided_via` 'seed', key `seed:<case id>`): its row ID,
+    or None when it was seeded before. Its `trace` is the seed document's shape, not a full DecisionTrace."""
+    return await conn.fetchval(
+        """INSERT INTO decision_traces
+                  (decision_key, case_id, run_id, trace_name, kind, business_key, policy, gate, outcome,
+                   decided_by, decided_via, reason, reason_codes, opened_at, decided_at, trace)
+           VALUES ($1, $2, 'seed', $3, $3, $4, $5, $6, $7, $8, 'seed', $9, $10, $11, $12, $13::jsonb)
+           ON CONFLICT (decision_key) DO NOTHING
+           RETURNING id""",
+        f"seed:{case_id}",
+        case_id,
+        kind.value,
+        business_key,
+        policy,
+        gate,
+        outcome,
+        decided_by,
+        reason,
+        reason_codes,
+        opened_at,
+        decided_at,
+        json.dumps(trace),
+    )
+
+
+async def recorded_among(conn: Connection, case_ids: list[str]) -> list[str]:
+    """Which of `case_ids` have a recorded trace."""
+    rows = await conn.fetch("SELECT case_id FROM decision_traces WHERE case_id = ANY($1::text[])", case_ids)
+    return [row["case_id"] for row in rows]
 
 
 async def recorded_under(conn: Connection, decision_key: str) -> asyncpg.Record:

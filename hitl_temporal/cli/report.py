@@ -12,8 +12,11 @@ from rich.console import Console
 from rich.table import Table
 from temporalio.service import RPCError
 
+from activities.policy_files import bundled_gates, load_policies
 from activities.store.traces import report_rows
+from gates.cases import CaseKind
 from gates.durations import format_duration
+from gates.policy import gates_by_kind
 from gates.report import Report, compute_report
 from hitl_temporal.cli.application import Application, pass_app, state_dir_option
 from hitl_temporal.cli.options import DURATION
@@ -41,7 +44,9 @@ def report(app: Application, since: timedelta, png: Path | None, as_json: bool) 
         result = compute_report(rows, since=start, until=until)
         try:  # Temporal down: the traces still make a report
             client = await app.temporal()
-            ended, retention = await asyncio.gather(count_ended(client, since=start), namespace_retention(client))
+            ended, retention = await asyncio.gather(
+                count_ended(client, since=start, gate_of=_gates_in_use(app)), namespace_retention(client)
+            )
             note = retention_note(since, retention).strip(" ()") or None
             result = result.model_copy(update={"ended": ended, "ended_note": note})
         except (TemporalUnavailable, RPCError) as err:
@@ -156,3 +161,9 @@ def write_png(report: Report, path: Path) -> None:
     window = f"since {report.since:%Y-%m-%d %H:%M}Z" if report.since else "all time"
     figure.suptitle(f"hitl: {report.cases} decisions, {window}")
     figure.savefig(path, format="png", dpi=100)
+
+
+def _gates_in_use(app: Application) -> dict[CaseKind, str]:
+    """Each kind's gate under the policies the worker is configured with (HITL_POLICY_DIR), else the bundled ones."""
+    policy_dir = app.settings.policy_dir
+    return gates_by_kind(load_policies(policy_dir)) if policy_dir is not None else bundled_gates()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from activities.policy_files import bundled_gates
 from demo.examples import example
 from gates.cases import CaseKind, CaseRequest
 from hitl_temporal import CaseClient, CaseEnded
@@ -198,7 +199,7 @@ async def test_ops_stuck_and_report_show_cases_that_ended_without_a_recorded_out
         assert [c.case_id for c in report.ended] == [refused.id, terminated.id], report.ended
         counts = {
             e.kind: e.model_dump(include={"terminated", "timed_out", "failed", "refused_starts"})
-            for e in await count_ended(client, since=t0)
+            for e in await count_ended(client, since=t0, gate_of=bundled_gates())
         }
         assert counts == expected, counts
 

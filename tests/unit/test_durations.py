@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from gates.durations import format_duration, parse_duration
+from gates.durations import exact_duration, format_duration, parse_duration
+from gates.policy import GateLevel
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,19 @@ def test_a_length_shows_its_largest_unit_and_at_most_one_more(seconds, compact, 
     assert format_duration(seconds) == compact  # hitl ops stuck: "waiting 2d3h past its deadline"
     assert format_duration(seconds, separator=" ", seconds_after_minutes=False) == table  # the inbox
     assert format_duration(seconds, adjacent=False) == two_largest  # why a case timed out
+
+
+def test_policies_and_options_read_the_same_durations():
+    """A policy's `escalate_after` and a command's `--older-than` go through one parser; pydantic's
+    own forms (ISO 8601, seconds) still work in policies."""
+    level = GateLevel.model_validate({"group": "finance_reviewers", "title": "Deal desk", "remind_after": "1.5h",
+                                      "escalate_after": "1d12h"})
+    assert (level.remind_after, level.escalate_after) == (parse_duration("90m"), parse_duration("36h"))
+    assert GateLevel.model_validate({"group": "g", "title": "t", "remind_after": "PT1H", "escalate_after": 7200}).escalate_after \
+        == timedelta(hours=2)
+
+
+def test_the_timeout_reason_states_the_policy_duration_exactly():
+    assert [exact_duration(timedelta(seconds=s)) for s in (90 * 60, 2 * 86400, 45, 25 * 3600, 86400 + 1)] == [
+        "90m", "2d", "45s", "25h", "86401s",
+    ]
