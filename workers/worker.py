@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable, Sequence
 
 import asyncpg
 from temporalio.client import Client
@@ -50,18 +51,29 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client) -> li
 def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, *, task_queue: str | None = None, **options) -> Worker:
     """The worker, on the client's connection with the worker's data converter (workers/client.py);
     activities that call Temporal keep the given client, which decodes as any client does."""
+    return case_worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        activities=activities_for(pool, settings, client),
+        **({"max_cached_workflows": settings.max_cached_workflows} | options),
+    )
+
+
+def case_worker(client: Client, *, task_queue: str, activities: Sequence[Callable], **options) -> Worker:
+    """A worker of the case workflows with the given activities: the real ones (`build_worker`) or the
+    fast test tier's fakes of the same names (tests/unit/workflow/), configured alike."""
     return Worker(
         worker_client(client),
-        task_queue=task_queue or settings.task_queue,
+        task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(pool, settings, client),
+        activities=activities,
         workflow_runner=WORKFLOW_RUNNER,
         interceptors=[HeartbeatWhileRunning()],
         # No workflow_failure_exception_types: a nondeterministic replay fails the workflow *task*,
         # which Temporal retries, so the case keeps running and resumes on a compatible worker. This
         # matters in a rolling deploy of a patched change: an old worker that replays a case a new
         # worker started must not fail the case for good. `hitl ops stuck` reports such a task.
-        **({"max_cached_workflows": settings.max_cached_workflows} | options),
+        **options,
     )
 
 

@@ -18,7 +18,7 @@ from gates.search_attributes import ALL_SEARCH_ATTRIBUTES
 from tests.case_helpers import start_case
 from tests.conftest import TEST_SERVER
 from tests.unit.workflow.fakes import FakeWorld
-from tests.unit.workflow.harness import case_worker
+from tests.unit.workflow.harness import fake_world_worker
 from workers.client import DATA_CONVERTER, client_interceptors
 
 
@@ -48,7 +48,7 @@ def world() -> FakeWorld:
 @pytest_asyncio.fixture
 async def worker(workflow_env, world):
     """The real case workflows on their own task queue, with this test's fake activities."""
-    async with case_worker(workflow_env.client, world) as running:
+    async with fake_world_worker(workflow_env.client, world) as running:
         yield running
 
 

@@ -11,26 +11,17 @@ from temporalio.worker import Worker
 
 from gates.trace import CaseResult
 from tests.unit.workflow.fakes import FakeWorld
-from workers.client import worker_client
-from workers.heartbeat import HeartbeatWhileRunning
-from workers.worker import WORKFLOW_RUNNER, WORKFLOWS
+from workers.worker import case_worker
 
 # A case whose workflow task fails is retried by Temporal for ever: a test fails after this instead
 # (generous, for a loaded machine; a healthy case ends in well under a second).
 CASE_TIMEOUT_SECONDS = 60
 
 
-def case_worker(client: Client, world: FakeWorld) -> Worker:
-    """A worker on its own task queue (`worker.task_queue`) built as `build_worker` builds the real
-    one, with the fake world's activities; use as `async with`."""
-    return Worker(
-        worker_client(client),
-        task_queue=f"fast-{uuid.uuid4()}",
-        workflows=WORKFLOWS,
-        activities=world.activities(),
-        workflow_runner=WORKFLOW_RUNNER,
-        interceptors=[HeartbeatWhileRunning()],
-    )
+def fake_world_worker(client: Client, world: FakeWorld) -> Worker:
+    """A worker on its own task queue (`worker.task_queue`), built as the real one is
+    (workers.worker.case_worker), with the fake world's activities; use as `async with`."""
+    return case_worker(client, task_queue=f"fast-{uuid.uuid4()}", activities=world.activities())
 
 
 async def finished(handle: WorkflowHandle) -> CaseResult:
