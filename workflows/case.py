@@ -89,6 +89,7 @@ LEAN_PATCH = "local-reads-and-changed-only-upserts"
 # fitted records, late attempts in the trace, heartbeats. Cases started before it keep their path.
 HARDENED_PATCH = "guarded-input-owned-attributes-continue-as-new"
 
+
 class CaseWorkflow:
     """Base of the per-kind workflows; subclasses set `spec` and a typed `run`."""
 
