@@ -25,12 +25,8 @@ from activities.agent import (
 from activities.policy_files import PolicyCache, bundled_policy_dir
 from activities.store import precedents as store_precedents
 from activities.store import traces
-from gates.brief import (
-    Proposal,
-    precedent_headline,
-    propose,
-    render_brief,
-)
+from gates.brief import precedent_headline
+from gates.composition import written_brief
 from gates.messages import (
     AdviseInput,
     LateAdditions,
@@ -114,19 +110,7 @@ class CaseActivities:
     async def summarize_case(self, case: SummarizeInput) -> CaseSummary:
         """The deterministic brief and proposal; the agent's advice beside it (never instead of it) when
         one is configured, asked here for older histories or flagged for `advise_case` otherwise."""
-        proposal: Proposal = propose(case.evaluation, case.precedents, case.context)
-        brief = render_brief(
-            ask=case.ask,
-            requester=case.requester,
-            justification=case.justification,
-            context=case.context,
-            evaluation=case.evaluation,
-            precedents=case.precedents,
-            headline=case.headline,
-            proposal=proposal,
-            questions=case.questions,
-            earlier_questions=case.earlier_questions,
-        )
+        brief, proposal = written_brief(case)
         if not case.advise_inline:
             return CaseSummary(
                 brief=brief, proposal=proposal, agent=AgentNote(used=False), advice_pending=agent_configured(self._settings)

@@ -16,7 +16,7 @@ from temporalio.common import SearchAttributeUpdate
 
 from gates import search_attributes as sa
 from gates.bounds import MAX_CASE_PAYLOAD_BYTES, QUESTIONS_IN_BRIEF
-from gates.brief import Proposal
+from gates.brief import Proposal, propose, render_brief
 from gates.case_file import AtGate, CaseFile
 from gates.cases import CaseRequest
 from gates.fit import fit_json
@@ -245,3 +245,22 @@ def carry_over(case: CaseFile, at_gate: AtGate, *, workflow_id: str, first_execu
             trimmed=case.trimmed,
         )
     )
+
+
+def written_brief(case: SummarizeInput) -> tuple[str, Proposal]:
+    """The deterministic brief and proposal of a summarize request: what `summarize_case` writes
+    (and the fast test tier's fake of it), with or without an agent beside it."""
+    proposal = propose(case.evaluation, case.precedents, case.context)
+    brief = render_brief(
+        ask=case.ask,
+        requester=case.requester,
+        justification=case.justification,
+        context=case.context,
+        evaluation=case.evaluation,
+        precedents=case.precedents,
+        headline=case.headline,
+        proposal=proposal,
+        questions=case.questions,
+        earlier_questions=case.earlier_questions,
+    )
+    return brief, proposal

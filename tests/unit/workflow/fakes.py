@@ -18,8 +18,9 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from gates.brief import precedent_headline, propose, render_brief
+from gates.brief import precedent_headline
 from gates.cases import CaseKind
+from gates.composition import written_brief
 from gates.evidence import ConnectorResult, EvidenceItem, MissingContext, SourceRequest
 from gates.messages import (
     AdviseInput,
@@ -189,19 +190,7 @@ class FakeWorld:
     async def summarize_case(self, case: SummarizeInput) -> CaseSummary:
         """The deterministic brief and proposal, as the real activity writes them."""
         self.calls.append("summarize_case")
-        proposal = propose(case.evaluation, case.precedents, case.context)
-        brief = render_brief(
-            ask=case.ask,
-            requester=case.requester,
-            justification=case.justification,
-            context=case.context,
-            evaluation=case.evaluation,
-            precedents=case.precedents,
-            headline=case.headline,
-            proposal=proposal,
-            questions=case.questions,
-            earlier_questions=case.earlier_questions,
-        )
+        brief, proposal = written_brief(case)
         if case.advise_inline:
             return CaseSummary(brief=brief, proposal=proposal, agent=self._advice())
         pending = self.agent_advice is not None
