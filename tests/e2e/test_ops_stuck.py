@@ -136,16 +136,19 @@ def test_no_poller_or_only_stale_pollers_means_no_worker():
 # -- on the dev server ---------------------------------------------------------------------------
 
 
-async def stuck_case(client, task_queue: str, case_id: str, **options):
-    """Poll `find_stuck` on one task queue (visibility is eventually consistent) until it lists the case."""
+async def stuck_case(client, task_queue: str, case_id: str, *, because: StuckKind, **options):
+    """Poll `find_stuck` on one task queue (visibility is eventually consistent) until it lists the case
+    for the reason the test sets up. A case can be listed for another reason first: just after its
+    worker starts, the server may not have seen it poll yet ("no worker ... (none seen)")."""
 
     async def listed():
         report = await find_stuck(client, task_queue=task_queue, **options)
         found = [c for c in report.stuck if c.case_id == case_id]
         assert found, f"{case_id} not among {[c.case_id for c in report.stuck]} ({report.checked} checked)"
+        assert because in kinds(found[0].reasons), f"{case_id} listed for {found[0].reasons}, not yet for {because}"
         return found[0]
 
-    return await assert_eventually(listed, timeout=20, interval=0.3)
+    return await assert_eventually(listed, timeout=30, interval=0.3)
 
 
 async def test_an_activity_retrying_past_the_limit_is_reported_with_its_last_error(temporal_env, world_pool):
@@ -154,7 +157,11 @@ async def test_an_activity_retrying_past_the_limit_is_reported_with_its_last_err
         handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), worker.task_queue)
         try:
             case = await stuck_case(
-                temporal_env.client, worker.task_queue, handle.id, criteria=StuckCriteria(activity_attempts=1)
+                temporal_env.client,
+                worker.task_queue,
+                handle.id,
+                because=StuckKind.ACTIVITY_RETRYING,
+                criteria=StuckCriteria(activity_attempts=1),
             )
             calm = await find_stuck(
                 temporal_env.client, task_queue=worker.task_queue, criteria=StuckCriteria(activity_attempts=50)
@@ -176,7 +183,7 @@ async def test_a_failing_workflow_task_is_reported_with_the_error(temporal_env):
     ):
         handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), task_queue)
         try:
-            case = await stuck_case(temporal_env.client, task_queue, handle.id)
+            case = await stuck_case(temporal_env.client, task_queue, handle.id, because=StuckKind.WORKFLOW_TASK_FAILING)
         finally:
             await handle.terminate("test over")
     assert case.workflow_type == "RenewalDiscountException" and case.state is None  # never got to publish a state
@@ -189,7 +196,7 @@ async def test_a_case_on_a_task_queue_nobody_polls_is_reported_from_the_cli(temp
     handle = await start_case(temporal_env.client, example(CaseKind.ACCESS, human=True), task_queue)
     env = clean_env(TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host)
     try:
-        await stuck_case(temporal_env.client, task_queue, handle.id)
+        await stuck_case(temporal_env.client, task_queue, handle.id, because=StuckKind.NO_WORKER)
         listed = await asyncio.to_thread(
             subprocess.run,
             [HITL, "ops", "stuck", "--task-queue", task_queue, "--json"],
@@ -234,7 +241,7 @@ async def test_a_case_replayed_by_incompatible_code_keeps_running_and_resumes_on
         await wait_until_waiting(handle)  # the first build sleeps before it starts the case
     async with new_worker(client, world_pool, task_queue=task_queue):  # today's code: no such timer first
         await handle.signal("decide", {"outcome": "approve", "reviewer": "eng_lee", "reason": "wakes the case up"})
-        case = await stuck_case(client, task_queue, handle.id)
+        case = await stuck_case(client, task_queue, handle.id, because=StuckKind.WORKFLOW_TASK_FAILING)
         status = (await handle.describe()).status
     assert kinds(case.reasons) == [StuckKind.WORKFLOW_TASK_FAILING]
     assert "Nondeterminism" in case.reasons[0].detail, case.reasons[0].detail
