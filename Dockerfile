@@ -27,7 +27,8 @@ RUN pip install '.[cli]'
 # --- runtime: the virtualenv only, run by an unprivileged user -----------------------------
 FROM python:${PYTHON_VERSION}-slim
 RUN groupadd --system --gid 10001 hitl \
- && useradd --system --uid 10001 --gid hitl --home-dir /home/hitl --create-home --shell /usr/sbin/nologin hitl
+ && useradd --system --uid 10001 --gid hitl --home-dir /home/hitl --create-home --shell /usr/sbin/nologin hitl \
+ && install -d -o hitl -g hitl -m 0700 /home/hitl/.hitl
 COPY --from=build /opt/hitl /opt/hitl
 ENV PATH=/opt/hitl/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -1,8 +1,9 @@
 """The demo world: a small company with customers, vendors, budgets, people and past decisions.
 
-`seed_demo_world` fills the `world_*` tables and a handful of past decisions (decision traces
-with their precedents) once, so the first renewal case already finds a service-impact
-precedent. Dates are relative to the moment of seeding; fiscal years are calendar years.
+`seed_demo_world` loads the demo directory (demo/directory.yaml), fills the other `world_*`
+tables and a handful of past decisions (decision traces with their precedents) once, so the
+first renewal case already finds a service-impact precedent. Dates are relative to the moment
+of seeding; fiscal years are calendar years.
 
 Seeding is one transaction under a transaction-level advisory lock: two processes seeding at
 once produce one world (the second waits, sees the accounts and does nothing). The gate each past
@@ -14,13 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from importlib import resources
 
 import asyncpg
 
 from activities.policy_files import bundled_gates
+from activities.store.directory import load_directory
 from activities.store.precedents import insert_precedent_row
 from activities.store.traces import insert_seeded_trace
 from gates.cases import CaseKind, case_id_for
+from gates.directory import Directory, parse_directory_file
 from gates.precedent import amount_band
 
 # An arbitrary constant shared by every seeder: the key of the advisory lock ("HITLW").
@@ -31,57 +35,16 @@ PROCUREMENT_POLICY = "procurement_policy_v2_0"
 ACCESS_POLICY = "access_policy_v1_4"
 
 # --- Directory ----------------------------------------------------------------------------
-# (person_id, name, title, manager_id, active). Managers come before their reports.
-PEOPLE: list[tuple[str, str, str, str | None, bool]] = [
-    ("ceo_alex", "Alex Moreno", "Chief Executive Officer", None, True),
-    ("cfo_jane", "Jane Whitfield", "Chief Financial Officer", "ceo_alex", True),
-    ("coo_mia", "Mia Laurent", "Chief Operating Officer", "ceo_alex", True),
-    ("ciso_sam", "Sam Achebe", "Chief Information Security Officer", "ceo_alex", True),
-    ("cto_hugo", "Hugo Brandt", "Chief Technology Officer", "ceo_alex", True),
-    ("vp_sales_lee", "Lee Harper", "VP of Sales", "ceo_alex", True),
-    ("fin_dir_omar", "Omar Haddad", "Finance Director, Revenue", "cfo_jane", True),
-    ("fin_dir_lina", "Lina Park", "Director of FP&A", "cfo_jane", True),
-    ("fin_cos_raf", "Rafael Silva", "Chief of Staff to the CFO", "cfo_jane", True),
-    ("fin_rev_ana", "Ana Costa", "Senior Revenue Analyst", "fin_dir_omar", True),
-    ("fin_rev_ben", "Ben Okafor", "Deal Desk Analyst", "fin_dir_omar", True),
-    ("fin_rev_greta", "Greta Olsen", "Revenue Analyst (left the company)", "fin_dir_omar", False),
-    ("vp_ops_raj", "Raj Patel", "VP of Operations", "coo_mia", True),
-    ("vp_proc_dana", "Dana Whitaker", "VP of Procurement", "coo_mia", True),
-    ("ops_cos_ivy", "Ivy Chen", "Chief of Staff to the COO", "coo_mia", True),
-    ("ops_rev_kim", "Kim Nguyen", "Procurement Manager", "vp_ops_raj", True),
-    ("ops_rev_tom", "Tomas Ruiz", "Senior Procurement Specialist", "vp_ops_raj", True),
-    ("buyer_pat", "Pat Ortiz", "Buyer", "ops_rev_kim", True),
-    ("sec_lead_noor", "Noor Rahman", "Security Engineering Lead", "ciso_sam", True),
-    ("sec_lead_viktor", "Viktor Lindqvist", "Identity & Access Lead", "ciso_sam", True),
-    ("sec_cos_ada", "Ada Novak", "Security Program Manager", "ciso_sam", True),
-    ("sec_rev_eli", "Eli Cohen", "Security Analyst", "sec_lead_noor", True),
-    ("sec_rev_zoe", "Zoe Martin", "Security Analyst", "sec_lead_viktor", True),
-    ("ae_sam", "Samantha Reyes", "Senior Account Executive", "vp_sales_lee", True),
-    ("ae_jordan", "Jordan Blake", "Account Executive", "vp_sales_lee", True),
-    ("eng_mgr_priya", "Priya Shah", "Engineering Manager, Platform", "cto_hugo", True),
-    ("eng_lee", "Lee Wong", "Site Reliability Engineer", "eng_mgr_priya", True),
-    ("it_admin_kai", "Kai Mueller", "IT Administrator", "cto_hugo", True),
-    ("contractor_max", "Max Ivanov", "Contract Data Engineer", "eng_mgr_priya", True),
-]
+# People, reviewer groups, operators and delegations: demo/directory.yaml, loaded like any directory
+# file (`hitl directory load`), which fills world_people and the reviewer group tables too.
+DIRECTORY_FILE = "directory.yaml"
 
-# (group_id, gate, description, members). The policy files name these groups as escalation levels.
-# fmt: off
-REVIEWER_GROUPS: list[tuple[str, str, str, list[str]]] = [
-    ("finance_reviewers", "finance", "Deal desk: first review of discount exceptions",
-     ["fin_rev_ana", "fin_rev_ben", "fin_rev_greta"]),
-    ("finance_directors", "finance", "Finance directors: escalated discount exceptions",
-     ["fin_dir_omar", "fin_dir_lina"]),
-    ("cfo_office", "finance", "Office of the CFO: final finance escalation", ["cfo_jane", "fin_cos_raf"]),
-    ("ops_reviewers", "ops", "Procurement: first review of threshold breaches", ["ops_rev_kim", "ops_rev_tom"]),
-    ("ops_vp_approvers", "ops", "VP approval for purchases over threshold", ["vp_ops_raj", "vp_proc_dana"]),
-    ("coo_office", "ops", "Office of the COO: final ops escalation", ["coo_mia", "ops_cos_ivy"]),
-    ("security_reviewers", "security", "Security analysts: first review of access escalations",
-     ["sec_rev_eli", "sec_rev_zoe"]),
-    ("security_leads", "security", "Security leads: privileged and long-lived access",
-     ["sec_lead_noor", "sec_lead_viktor"]),
-    ("ciso_office", "security", "Office of the CISO: final security escalation", ["ciso_sam", "sec_cos_ada"]),
-]
-# fmt: on
+
+def demo_directory() -> Directory:
+    """The demo world's directory file, parsed and validated (it ships with the package)."""
+    data = resources.files("demo").joinpath(DIRECTORY_FILE).read_bytes()
+    return parse_directory_file(data, f"demo/{DIRECTORY_FILE}")
+
 
 # --- CRM ------------------------------------------------------------------------------------
 # (account_id, name, tier, enterprise_arr_usd, contract_terms, account_owner)
@@ -518,23 +481,8 @@ async def seed_demo_world(conn: asyncpg.Connection) -> bool:
         return True
 
 
-def _email(name: str) -> str:
-    return name.lower().replace(" ", ".").replace("'", "") + "@example.com"
-
-
 async def _seed_directory(conn: asyncpg.Connection) -> None:
-    await conn.executemany(
-        "INSERT INTO world_people (person_id, name, email, title, manager_id, active) VALUES ($1, $2, $3, $4, $5, $6)",
-        [(pid, name, _email(name), title, manager, active) for pid, name, title, manager, active in PEOPLE],
-    )
-    await conn.executemany(
-        "INSERT INTO world_reviewer_groups (group_id, gate, description) VALUES ($1, $2, $3)",
-        [(group, gate, description) for group, gate, description, _ in REVIEWER_GROUPS],
-    )
-    await conn.executemany(
-        "INSERT INTO world_group_members (group_id, person_id) VALUES ($1, $2)",
-        [(group, person) for group, _, _, members in REVIEWER_GROUPS for person in members],
-    )
+    await load_directory(conn, demo_directory(), loaded_by="hitl seed")
 
 
 async def _seed_crm_and_chat(conn: asyncpg.Connection, now: datetime) -> None:

@@ -19,6 +19,7 @@ from datetime import datetime
 from gates.bounds import MAX_OPERATOR_ACTIONS
 from gates.brief import ReviewerQuestion
 from gates.cases import REQUEST_MODELS, CaseRequest
+from gates.duties import conflict_of
 from gates.evidence import ContextBundle
 from gates.gate import (
     AcceptedDecision,
@@ -29,9 +30,11 @@ from gates.gate import (
     RejectedAttempt,
     keep_attempt,
 )
+from gates.identity import TrustSnapshot
 from gates.messages import Roster
 from gates.policy import Policy, PolicyEvaluation
 from gates.precedent import Precedent
+from gates.quorum import Quorum
 from gates.trace import CaseCarryOver, CaseState, CaseSummary
 
 
@@ -63,6 +66,11 @@ class CaseFile:
     escalation_requested: OperatorRecord | None = None  # an operator's escalate, until the loop performs it
     cancel_requested: OperatorRecord | None = None  # an operator's cancel of work in progress
     trimmed: list[str] = field(default_factory=list)  # what earlier runs cut to fit their payload limit
+    # since TRUST_PATCH: proofs verified against these keys, separation of duties, the evidence digest
+    trusted: bool = False
+    trust: TrustSnapshot | None = None
+    keys_refreshed_at: datetime | None = None  # the last fetch for a key id not seen (rate-limited)
+    operators: list[str] | None = None  # the directory's operators for this case's gate, as last read
 
     @classmethod
     def restored(cls, carried: CaseCarryOver) -> tuple[CaseFile, AtGate]:
@@ -86,6 +94,8 @@ class CaseFile:
             early_received=carried.attempts_received - carried.gate.attempts_received,
             operator_actions=carried.operator_actions,
             trimmed=carried.trimmed,
+            trusted=carried.trusted,
+            operators=carried.gate.operators if carried.trusted else None,
         )
         at_gate = AtGate(
             request=request,
@@ -99,8 +109,21 @@ class CaseFile:
 
     # -- the gate and the decision --------------------------------------------------------------
 
-    def open_gate(self, policy: Policy, request: CaseRequest, roster: Roster, *, level: int, now: datetime) -> GateState:
-        """Open the policy's gate at `level`, with the members of its groups as the directory has them now."""
+    def open_gate(
+        self,
+        policy: Policy,
+        request: CaseRequest,
+        roster: Roster,
+        *,
+        level: int,
+        now: datetime,
+        digest: str | None = None,
+        quorum: Quorum | None = None,
+    ) -> GateState:
+        """Open the policy's gate at `level`, with the members of its groups as the directory has them now.
+
+        A trusted case's gate also keeps the directory's delegations, operators and version, the case's
+        subject, its identity mode and the digest of the evidence a decision must name."""
         self.gate = GateState(
             definition=policy.gate,
             requester=request.requester,
@@ -109,16 +132,29 @@ class CaseFile:
             opened_at=now,
             level_started_at=now,
         )
+        if self.trusted:
+            gate = self.gate
+            gate.trusted, gate.subject, gate.digest, gate.quorum = True, request.subject(), digest, quorum
+            gate.identity_mode = self.trust.mode if self.trust is not None else "verified"
+            gate.directory_version, gate.delegations = roster.directory_version, roster.delegations
+            gate.inactive = roster.inactive
+            gate.operators, gate.serving = roster.operators, roster.serving
+            self.operators = roster.operators
         self.state = CaseState.WAITING
         return self.gate
 
-    def reopen_gate(self, gate: GateState, *, level: int, now: datetime) -> GateState:
-        """Back from request_info: the same gate, fresh deadlines, never a lower level than before."""
+    def reopen_gate(
+        self, gate: GateState, *, level: int, now: datetime, digest: str | None = None, quorum: Quorum | None = None
+    ) -> GateState:
+        """Back from request_info: the same gate, fresh deadlines, never a lower level than before;
+        a trusted gate takes the new round's evidence digest (a decision on the old one is stale)."""
         gate.level = max(gate.level, level)
         gate.level_started_at = now
         gate.round = len(self.rounds) + 1
         gate.decision = None
         gate.open = True
+        if gate.trusted:  # a new round: new evidence, so approvals on the old one no longer count
+            gate.digest, gate.quorum, gate.approvals, gate.rejections = digest, quorum, [], []
         self.state = CaseState.WAITING
         return gate
 
@@ -163,13 +199,17 @@ class CaseFile:
             return "this start was refused and is not a case"
         return f"case is not waiting for a decision (state: {self.state.value})"
 
-    def operator_problem(self, action: OperatorAction, *, bounded: bool) -> str | None:
+    def operator_problem(self, action: OperatorAction, *, bounded: bool, now: datetime | None = None) -> str | None:
         """Why this operator action cannot be taken now, or None. `bounded`: the case keeps at most
-        MAX_OPERATOR_ACTIONS (since HARDENED_PATCH)."""
+        MAX_OPERATOR_ACTIONS (since HARDENED_PATCH). Trusted cases (give `now`): the requester and the
+        subject may not operate their own case, and in verified mode the operator needs the
+        directory's operator role (checked against the roles last read; the handler reads them again)."""
         # Retry and note stay possible while recording (the record activity is what may be stuck);
         # they reach the case state and history, though the trace was composed before recording.
         if self.state == CaseState.REFUSED:
             return "this start was refused and is not a case"
+        if self.trusted and now is not None and (problem := self._operator_trust_problem(action, now)):
+            return problem
         if self.state == CaseState.DECIDED or (
             self.state == CaseState.RECORDING and action.action not in (OperatorActionKind.RETRY, OperatorActionKind.NOTE)
         ):
@@ -189,6 +229,47 @@ class CaseFile:
                 return "an escalation is already in progress"
             if action.action == OperatorActionKind.REASSIGN and not action.group:
                 return "reassign needs a group"
+        if action.action == OperatorActionKind.DELEGATE:
+            return self._delegation_problem(action, now)
+        return None
+
+    def _operator_trust_problem(self, action: OperatorAction, now: datetime) -> str | None:
+        operator, request, gate = action.operator, self.request, self.gate
+        if request is None:
+            return "case is starting; try again in a moment"
+        delegations = gate.all_delegations() if gate is not None else []
+        conflict = conflict_of(
+            operator, requester=request.requester, subject=request.subject(), delegations=delegations, now=now, doing="operate"
+        )
+        if conflict:
+            return conflict
+        verified = self.trust is not None and self.trust.mode == "verified"
+        own_delegation = action.action == OperatorActionKind.DELEGATE and action.delegator in (None, operator)
+        if verified and not own_delegation and self.operators is not None and operator not in self.operators:
+            where = self.policy.gate.name if self.policy is not None else "this"
+            version = gate.directory_version if gate is not None and gate.directory_version else "none loaded"
+            return (
+                f"{operator} has no operator role for the {where} gate in the directory (version {version}); "
+                "an administrator grants it in the directory file (`hitl directory load`)"
+            )
+        return None
+
+    def _delegation_problem(self, action: OperatorAction, now: datetime | None) -> str | None:
+        """A one-off delegation for this case: only while a trusted gate waits, for someone who sits at it."""
+        gate = self.gate
+        if not self.trusted:
+            return "this case was started before delegations existed; decide or reassign instead"
+        if gate is None or not gate.open:
+            return f"case is not waiting at a gate (state: {self.state.value})"
+        if action.delegate is None:
+            return "delegate needs `delegate`: who decides for the delegator"
+        delegator = action.delegator or action.operator
+        if delegator == action.delegate:
+            return f"{delegator} cannot delegate to themselves"
+        if gate.level_of(delegator) is None:
+            return f"{delegator} has no seat at this gate to delegate (groups: {', '.join(gate.eligible_groups())})"
+        if problem := gate.conflict(action.delegate, now):
+            return problem
         return None
 
     def gate_for(self, action: OperatorAction, *, bounded: bool) -> GateState | str:

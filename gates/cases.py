@@ -80,6 +80,10 @@ class CaseRequest(BaseModel):
     def case_id(self) -> str:
         return case_id_for(self.kind, self.business_key())
 
+    def subject(self) -> str | None:
+        """The person the case is about, who may not decide it (an access request's user); None if nobody."""
+        return None
+
 
 class RenewalDiscountRequest(CaseRequest):
     kind: ClassVar[CaseKind] = CaseKind.RENEWAL
@@ -112,6 +116,9 @@ class AccessEscalationRequest(CaseRequest):
     entitlement: Slug = Field(description="Role or entitlement requested")
     duration_days: WholeNumber = Field(gt=0, le=365)
     policy_exception: Text = Field(description="The policy exception this access needs")
+
+    def subject(self) -> str | None:
+        return self.subject_user
 
     def business_key(self) -> str:
         return f"{self.subject_user}/{self.system}/{self.entitlement}"

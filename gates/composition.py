@@ -9,6 +9,8 @@ Temporal's payload limit is cut here too (gates.fit), and named in the record's 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +23,7 @@ from gates.case_file import AtGate, CaseFile
 from gates.cases import CaseRequest
 from gates.fit import fit_json
 from gates.gate import AcceptedDecision
+from gates.identity import evidence_digest
 from gates.kinds import SPECS
 from gates.messages import LateAdditions, SummarizeInput
 from gates.policy import Policy, PolicyEvaluation
@@ -66,9 +69,28 @@ def summarize_input(
     )
 
 
-def case_view(case: CaseFile, request: CaseRequest, *, case_id: str) -> CaseView:
+def digest_of(request: CaseRequest, policy: Policy, evaluation: PolicyEvaluation, case: CaseFile, proposal: Proposal) -> str:
+    """The digest a decision names (trusted cases): over the canonical request, evidence, findings,
+    proposal and policy version of this round, so a decision made on other evidence is stale."""
+    seen = {
+        "request": request.model_dump(mode="json"),
+        "policy": policy.ref,
+        "evidence": case.context.model_dump(mode="json"),
+        "findings": [finding.model_dump(mode="json") for finding in evaluation.findings],
+        "proposal": proposal.model_dump(mode="json"),
+    }
+    try:
+        return evidence_digest(seen)
+    except ValueError:
+        # Outside RFC 8785's domain (an integer beyond 2**53 from a source, say): a case must not
+        # wedge on it. Senders compare the digest the case shows; none recomputes it.
+        return "sha256:" + hashlib.sha256(json.dumps(seen, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def case_view(case: CaseFile, request: CaseRequest, *, case_id: str, now: datetime | None = None) -> CaseView:
     """What `hitl show`, the `case_state` query and services see: the brief, findings, proposal,
-    precedents, and while the case waits its gate (level, deadlines, who may decide)."""
+    precedents, and while the case waits its gate (level, deadlines, who may decide, and for a
+    trusted case who may not and why, and the evidence digest)."""
     evaluation, summary = case.evaluation, case.summary
     return CaseView(
         case_id=case_id,
@@ -83,7 +105,7 @@ def case_view(case: CaseFile, request: CaseRequest, *, case_id: str) -> CaseView
         proposal=summary.proposal if summary else None,
         precedent_headline=case.headline,
         precedents=case.precedents,
-        gate=gate_view(case.gate) if case.gate and case.state == CaseState.WAITING else None,
+        gate=gate_view(case.gate, now) if case.gate and case.state == CaseState.WAITING else None,
         decision=case.decision,
         rounds=case.rounds,
         rejected_attempts=case.attempts(),
@@ -107,9 +129,10 @@ def refused_details(reason: str) -> str:
     return f"## Refused\n\nThis start is not a case:\n\n{md_block(reason)}"
 
 
-def case_attributes(case: CaseFile) -> list[SearchAttributeUpdate[Any]]:
+def case_attributes(case: CaseFile, now: datetime | None = None) -> list[SearchAttributeUpdate[Any]]:
     """The search attributes the inbox and saved views filter on, for the case as it stands; the
-    deadline and who may decide only while the gate is open."""
+    deadline and who may decide only while the gate is open (and for a trusted case, given `now`,
+    who sits in an eligible group but may not decide now)."""
     gate = case.gate
     updates: list[SearchAttributeUpdate[Any]] = [sa.CASE_STATE.value_set(case.state.value)]
     if case.evaluation is not None:
@@ -121,18 +144,25 @@ def case_attributes(case: CaseFile) -> list[SearchAttributeUpdate[Any]]:
             sa.REVIEWER_GROUP.value_set(gate.current_group),
             sa.GATE_OPENED_AT.value_set(gate.opened_at),
         ]
-        if case.state == CaseState.WAITING and gate.open:
+        waiting = case.state == CaseState.WAITING and gate.open
+        if waiting:
             updates += [sa.ELIGIBLE_GROUPS.value_set(gate.eligible_groups()), sa.NEXT_DEADLINE.value_set(gate.escalate_at())]
         else:
             updates += [sa.ELIGIBLE_GROUPS.value_unset(), sa.NEXT_DEADLINE.value_unset()]
+        if case.trusted and now is not None:
+            excluded = sorted(gate.excluded(now)) if waiting else []
+            updates.append(sa.MAY_NOT_DECIDE.value_set(excluded) if excluded else sa.MAY_NOT_DECIDE.value_unset())
     if case.decision is not None:
         updates.append(sa.OUTCOME.value_set(case.decision.outcome))
     return updates
 
 
-def opening_attributes(request: CaseRequest, policy: Policy, *, own_all: bool) -> list[SearchAttributeUpdate[Any]]:
+def opening_attributes(
+    request: CaseRequest, policy: Policy, *, own_all: bool, trusted: bool = False
+) -> list[SearchAttributeUpdate[Any]]:
     """The attributes a case sets when it opens. `own_all` (since HARDENED_PATCH): every other
-    attribute of ours unset too, so the workflow owns them from its first task, whatever the starter set."""
+    attribute of ours unset too, so the workflow owns them from its first task, whatever the starter
+    set; `trusted` (since the trust patch) the trust patch's attribute as well."""
     spec = SPECS[request.kind]
     updates: list[SearchAttributeUpdate[Any]] = [
         sa.CASE_KIND.value_set(request.kind.value),
@@ -146,7 +176,9 @@ def opening_attributes(request: CaseRequest, policy: Policy, *, own_all: bool) -
         updates.append(sa.AMOUNT_MINOR.value_set(amount))
     if own_all:
         owned = {update.key.name for update in updates}
-        updates += [key.value_unset() for key in sa.ALL_SEARCH_ATTRIBUTES if key.name not in owned]
+        updates += [key.value_unset() for key in sa.HARDENED_SEARCH_ATTRIBUTES if key.name not in owned]
+    if trusted:
+        updates.append(sa.MAY_NOT_DECIDE.value_unset())
     return updates
 
 
@@ -154,7 +186,7 @@ def refused_attributes() -> list[SearchAttributeUpdate[Any]]:
     """A refused start keeps no attribute of its starter's (it cannot pose as a case in the inbox
     or a lookup): its state says refused, and everything else is unset."""
     return [sa.CASE_STATE.value_set(CaseState.REFUSED.value)] + [
-        key.value_unset() for key in sa.ALL_SEARCH_ATTRIBUTES if key != sa.CASE_STATE
+        key.value_unset() for key in sa.HARDENED_SEARCH_ATTRIBUTES if key != sa.CASE_STATE
     ]
 
 
@@ -203,7 +235,25 @@ def decision_trace(
         gate_opened_at=gate.opened_at if gate else None,
         decided_at=decision.at,
         trimmed=case.trimmed,
+        **(_trust_record(case, decision) if case.trusted else {}),
     )
+
+
+def _trust_record(case: CaseFile, decision: AcceptedDecision) -> dict[str, Any]:
+    """The trace's trust fields: how the case knew who decided, in whose seat, on which evidence."""
+    gate = case.gate
+    mode = case.trust.mode if case.trust is not None else "verified"
+    return {
+        "identity": decision.identity.mode if decision.identity is not None else mode,
+        "decided_identity": decision.identity,
+        "acting_for": decision.acting_for,
+        "delegation": decision.delegation,
+        "evidence_digest": decision.digest or (gate.digest if gate else None),
+        "directory_version": decision.directory_version or (gate.directory_version if gate else None),
+        "excluded": gate.excluded(decision.at) if gate is not None else {},
+        "approvals": gate.approvals if gate is not None else [],
+        "rejections": gate.rejections if gate is not None else [],
+    }
 
 
 def late_additions(case: CaseFile, decision_key: str) -> LateAdditions:
@@ -243,6 +293,7 @@ def carry_over(case: CaseFile, at_gate: AtGate, *, workflow_id: str, first_execu
             attempts_received=case.attempts_received(),
             operator_actions=case.operator_actions,
             trimmed=case.trimmed,
+            trusted=case.trusted,
         )
     )
 

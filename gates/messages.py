@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from gates.brief import ReviewerQuestion
 from gates.cases import CaseKind
+from gates.duties import Delegation  # the gate's own type (gates.gate keeps them); the roster carries them
 from gates.evidence import ContextBundle
 from gates.gate import OperatorRecord, RejectedAttempt
 from gates.policy import PolicyEvaluation
@@ -108,11 +109,32 @@ class LateAdditions(BaseModel):
 
 class RosterRequest(BaseModel):
     groups: list[str] = Field(description="Reviewer group ids, e.g. ['finance_reviewers', 'finance_directors']")
+    people: list[str] = Field(
+        default_factory=list, description="Others whose delegations matter too, e.g. the requester and the subject"
+    )
+    gate: str | None = Field(default=None, description="The gate's name, for operator roles and the groups serving it")
 
 
 class Roster(BaseModel):
+    """Who may act at a gate, from the directory in force. Histories hold older, smaller rosters:
+    every field after `members` has a default."""
+
     members: dict[str, list[str]] = Field(description="Active members of each asked group; an unknown group has none")
-    people: dict[str, str] = Field(default_factory=dict, description="Display name of every listed member")
+    people: dict[str, str] = Field(default_factory=dict, description="Display name of every person the roster names")
+    directory_version: str | None = Field(
+        default=None, description="The directory version read; None: no directory file loaded (the world_* tables)"
+    )
+    inactive: dict[str, list[str]] = Field(
+        default_factory=dict, description="Inactive members of each asked group that has any (routing explained)"
+    )
+    delegations: list[Delegation] = Field(
+        default_factory=list,
+        description="Delegations not yet ended whose delegator or delegate is in an asked group or in the request's people",
+    )
+    operators: list[str] = Field(default_factory=list, description="Active people with an operator role for the gate")
+    serving: dict[str, list[int]] = Field(
+        default_factory=dict, description="Every group serving the gate, with the levels (0-based) it may serve"
+    )
 
 
 # -- notifications (activities/notify.py) ---------------------------------------------------------

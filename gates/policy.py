@@ -20,7 +20,6 @@ from enum import StrEnum
 from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -32,7 +31,9 @@ from pydantic import (
 
 from gates.cases import CaseKind
 from gates.durations import parse_duration
+from gates.quorum import Quorum
 from gates.text import neutralize, one_visible_line_problem
+from gates.yaml_input import YamlFileKind, YamlInputError, parse_yaml
 
 
 class ReasonCode(StrEnum):
@@ -110,6 +111,7 @@ class Rule(BaseModel):
     require: list[str] = Field(default_factory=list, description="Facts that must be known, else a human decides")
     min_level: int = Field(default=0, ge=0, description="Lowest escalation level allowed to decide when this rule fires")
     precedent_relief: PrecedentRelief | None = None
+    quorum: Quorum | None = Field(default=None, description="Approvals by distinct people this case then needs")
 
     @model_validator(mode="after")
     def _has_a_test(self) -> Rule:
@@ -176,87 +178,13 @@ class PolicyError(ValueError):
 
 # A policy file is a few KB; the cap keeps a wrong file (a log, a dump) from being read whole.
 MAX_POLICY_FILE_BYTES = 256 * 1024
-# Deeper than any policy's conditions need; keeps PyYAML's recursive composer off Python's recursion limit.
-MAX_POLICY_DEPTH = 32
+# The hardened YAML loader policy files share with the directory file (gates/yaml_input.py).
+POLICY_FILE = YamlFileKind("policy", MAX_POLICY_FILE_BYTES, "a policy file is a few KB")
 # Policy text is shown in every brief, the UI and notifications: one short line each.
 POLICY_TEXT_LIMITS = {"policy description": 500, "rule description": 300, "gate title": 60, "level title": 60}
 # Markup that would change how a brief (Markdown) or a Slack notification renders the text around it:
 # emphasis, code, links, HTML and Slack's <!channel> mentions, tables, escapes.
 _MARKUP = re.compile(r"[*`~\[\]<>|\\]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
-
-
-class _YamlRefused(Exception):
-    """What the policy loader refuses although YAML allows it; the message starts with `line N`."""
-
-
-class _PolicyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without what a policy file never needs and an attacker could use:
-    aliases (a "billion laughs" file expands to gigabytes), merge keys and repeated keys (PyYAML
-    keeps the last value silently), and nesting deep enough to exhaust the recursive composer."""
-
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise _YamlRefused(
-                f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed in policy files;"
-                " write the value out"
-            )
-        self._depth += 1
-        try:
-            if self._depth > MAX_POLICY_DEPTH:
-                mark = self.peek_event().start_mark
-                raise _YamlRefused(f"line {mark.line + 1}: nested deeper than {MAX_POLICY_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            first_line: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                line = key_node.start_mark.line + 1
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise _YamlRefused(f"line {line}: YAML merge keys (<<) are not allowed in policy files")
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    earlier = first_line.get(key)
-                except TypeError:  # unhashable: the constructor reports it
-                    continue
-                if earlier is not None:
-                    shown = neutralize(str(key), keep_newlines=False)[:80]
-                    raise _YamlRefused(
-                        f"line {line}: duplicate key {shown!r} (first at line {earlier}); each key may appear once"
-                    )
-                first_line[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def _policy_text(data: bytes) -> str:
-    """The file's bytes as text: at most MAX_POLICY_FILE_BYTES, UTF-8 (a leading byte-order mark is fine)."""
-    if len(data) > MAX_POLICY_FILE_BYTES:
-        raise _YamlRefused(f"larger than {MAX_POLICY_FILE_BYTES // 1024} KiB; a policy file is a few KB")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise _YamlRefused(f"line {line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})") from None
-
-
-def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
-    """PyYAML's multi-line message (with a snippet and a caret) as `line N column M: problem`."""
-    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
-        mark = err.problem_mark
-        what = ", ".join(part for part in (err.context, err.problem) if part)
-        return f"line {mark.line + 1} column {mark.column + 1}: {what}"
-    if isinstance(err, yaml.reader.ReaderError):  # a character YAML does not allow, e.g. a raw ESC
-        before = text[: err.position]
-        line, column = before.count("\n") + 1, err.position - (before.rfind("\n") + 1) + 1
-        return f"line {line} column {column}: unacceptable character #x{err.character:04x}: {err.reason}"
-    return str(err)
 
 
 def _validation_problems(err: ValidationError) -> str:
@@ -300,20 +228,10 @@ def parse_policy_file(data: bytes, path: PurePath) -> Policy:
     gates does no I/O); every problem is one PolicyError line naming the file. Read at most
     MAX_POLICY_FILE_BYTES + 1 bytes: more is refused as too large."""
     shown = policy_file_shown(path)
-    text = ""
     try:
-        text = _policy_text(data)
-        loader = _PolicyLoader(text)
-        try:
-            parsed = loader.get_single_data()
-        finally:
-            loader.dispose()
-    except _YamlRefused as err:
+        parsed = parse_yaml(data, POLICY_FILE).value
+    except YamlInputError as err:
         raise PolicyError(f"{shown}: cannot read policy: {err}") from err
-    except yaml.YAMLError as err:
-        raise PolicyError(neutralize(f"{shown}: cannot read policy: {_yaml_problem(err, text)}", keep_newlines=False)) from err
-    except (ValueError, RecursionError) as err:  # e.g. an integer of more digits than Python converts
-        raise PolicyError(neutralize(f"{shown}: cannot read policy: {err}", keep_newlines=False)) from err
     try:
         policy = Policy.model_validate(parsed)
     except ValidationError as err:
@@ -382,6 +300,7 @@ class PolicyEvaluation(BaseModel):
     reason_codes: list[ReasonCode]
     start_level: int = Field(description="Escalation level the gate opens at")
     relief_applied: list[str] = Field(default_factory=list, description="Rules whose level precedent lowered")
+    quorum: Quorum | None = Field(default=None, description="The quorum the firing rules ask for, merged")
 
 
 class _Missing(Exception):
@@ -497,9 +416,12 @@ def evaluate(policy: Policy, facts: Facts, precedent_outcomes: list[str]) -> Pol
     findings = [_evaluate_rule(rule, facts) for rule in policy.rules]
     relief_applied: list[str] = []
     levels: list[int] = []
+    quorum: Quorum | None = None
     for rule, finding in zip(policy.rules, findings):
         if not finding.requires_human:
             continue
+        if rule.quorum is not None:
+            quorum = rule.quorum.merged(quorum)
         level = finding.required_level
         relief = rule.precedent_relief
         if (
@@ -522,4 +444,5 @@ def evaluate(policy: Policy, facts: Facts, precedent_outcomes: list[str]) -> Pol
         reason_codes=reason_codes,
         start_level=max(levels, default=0),
         relief_applied=relief_applied,
+        quorum=quorum,
     )

@@ -27,6 +27,8 @@ ERROR_CHARS = 300
 _PEOPLES_CHANNELS = frozenset({"update", "signal", "operator"})
 
 _DECIDE_EXAMPLE = json.dumps({"outcome": "approve", "reviewer": "<your id>", "reason": "<why>"})
+# How a reviewer gets a proof from the local issuer (`hitl dev`); a refused decision names its issuer's own way.
+PROOF_COMMAND = "hitl token --as <your id>"
 
 
 def ask_markdown(request: CaseRequest) -> str:
@@ -92,6 +94,41 @@ def _decision_line(d: AcceptedDecision) -> str:
     return f"**{d.outcome}** by {d.decided_by} ({d.via}): {md_inline(d.reason)}{label}"
 
 
+def _how_to_decide(gate: GateState) -> list[str]:
+    """The exact data to send. Since the trust patch, through the `submit_decision` update (the UI
+    shows its refusal in the dialog), bound to this round's evidence digest and, in verified mode,
+    with a proof; gates of cases started before it keep the `decide` signal and the plain JSON."""
+    if not gate.trusted or gate.digest is None:
+        return [
+            "Decide with **More Actions → Send a Signal → `decide`**, data:",
+            "",
+            "```json",
+            _DECIDE_EXAMPLE,
+            "```",
+            "",
+            "`outcome` is `approve`, `reject` or `request_info`. Press **R** to refresh this panel after sending.",
+        ]
+    verified = gate.identity_mode != "asserted"
+    example = {"outcome": "approve", "reviewer": "<your id>", "reason": "<why>", "digest": gate.digest}
+    if verified:
+        example["proof"] = f"<{PROOF_COMMAND}>"
+    proof = f"`proof` is what `{PROOF_COMMAND}` prints" if verified else "identity is asserted here, so no `proof`"
+    # one field a line, so the digest shows in a narrow panel; json.dumps writes ASCII, and no line
+    # it writes starts with a backtick, so nothing in it can close the fence
+    return [
+        "Decide with **More Actions → Send an Update → `submit_decision`**, data:",
+        "",
+        "```json",
+        json.dumps(example, indent=2),
+        "```",
+        "",
+        f"`outcome` is `approve`, `reject` or `request_info`; `digest` binds it to the evidence of this round; {proof}. "
+        "A refusal shows in the dialog, and nothing is recorded. "
+        "Tools that can only signal send the same data with **Send a Signal → `decide`**. "
+        "Press **R** to refresh this panel after sending.",
+    ]
+
+
 def _gate_lines(gate: GateState) -> list[str]:
     level = gate.definition.levels[gate.level]
     where = f"level {gate.level + 1} of {len(gate.definition.levels)}: {level.title} ({md_inline(gate.current_group)})"
@@ -101,13 +138,7 @@ def _gate_lines(gate: GateState) -> list[str]:
         f"- **May decide now**: {', '.join(gate.may_decide()) or 'nobody on the roster'}",
         f"- **Reminder** {gate.remind_at():%Y-%m-%d %H:%M} UTC; {deadline} {gate.escalate_at():%Y-%m-%d %H:%M} UTC",
         "",
-        "Decide with **More Actions → Send a Signal → `decide`**, data:",
-        "",
-        "```json",
-        _DECIDE_EXAMPLE,
-        "```",
-        "",
-        "`outcome` is `approve`, `reject` or `request_info`. Press **R** to refresh this panel after sending.",
+        *_how_to_decide(gate),
         "",
     ]
     if gate.rejected_attempts:

@@ -47,7 +47,13 @@ REASON_CODES = SearchAttributeKey.for_keyword_list("HitlReasonCodes")
 GATE_OPENED_AT = SearchAttributeKey.for_datetime("HitlGateOpenedAt")
 NEXT_DEADLINE = SearchAttributeKey.for_datetime("HitlNextDeadline")
 
-ALL_SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
+# Since the trust patch: who sits in an eligible group but may not decide now (the subject of an
+# access case, a delegate of the requester, someone away who delegated), so the inbox leaves it out.
+MAY_NOT_DECIDE = SearchAttributeKey.for_keyword_list("HitlMayNotDecide")
+
+# The attributes a case owns since HARDENED_PATCH (unset at its first task whatever the starter set):
+# kept as it was, so cases started before the trust patch send the upserts their histories hold.
+HARDENED_SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
     CASE_KIND,
     BUSINESS_KEY,
     CASE_STATE,
@@ -64,6 +70,8 @@ ALL_SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
     GATE_OPENED_AT,
     NEXT_DEADLINE,
 )
+# Every attribute to register on a namespace (the dev stack, the tests, the compose file).
+ALL_SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (*HARDENED_SEARCH_ATTRIBUTES, MAY_NOT_DECIDE)
 
 # Names as the `temporal` CLI and the admin tools spell the types.
 _CLI_TYPE_NAMES = {

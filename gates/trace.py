@@ -22,12 +22,14 @@ from gates.gate import (
     AcceptedDecision,
     Escalation,
     GateState,
+    Identity,
     OperatorRecord,
     RejectedAttempt,
     Reminder,
 )
 from gates.policy import Finding, Policy, PolicyEvaluation
 from gates.precedent import Precedent, PrecedentFeatures
+from gates.quorum import Quorum
 
 
 class CaseState(StrEnum):
@@ -91,6 +93,16 @@ class DecisionTrace(BaseModel):
     trimmed: list[str] = Field(
         default_factory=list, description="What was cut to fit the record under Temporal's payload limit (gates/fit.py)"
     )
+    # Since the trust patch: who decided, proven how, in whose seat, on which evidence and directory.
+    identity: Literal["verified", "asserted"] | None = Field(default=None, description="How the case knew who acted")
+    decided_identity: Identity | None = None
+    acting_for: str | None = Field(default=None, description="The delegator, when a delegate decided")
+    delegation: str | None = None
+    evidence_digest: str | None = None
+    directory_version: str | None = None
+    excluded: dict[str, str] = Field(default_factory=dict, description="Routing explained: who could not decide, and why")
+    approvals: list[AcceptedDecision] = Field(default_factory=list, description="Every approval toward a quorum")
+    rejections: list[AcceptedDecision] = Field(default_factory=list, description="Rejections that did not end the case alone")
 
 
 class CaseCarryOver(BaseModel):
@@ -120,6 +132,7 @@ class CaseCarryOver(BaseModel):
     attempts_received: int
     operator_actions: list[OperatorRecord]
     trimmed: list[str] = Field(default_factory=list)
+    trusted: bool = Field(default=False, description="Since the trust patch; the next run resolves the issuers' keys again")
 
 
 def fitted_trace(trace: DecisionTrace) -> DecisionTrace:
@@ -167,6 +180,13 @@ class GateView(BaseModel):
     rejected_attempts: list[RejectedAttempt]
     reminders: list[Reminder]
     escalations: list[Escalation]
+    excluded: dict[str, str] = Field(default_factory=dict, description="Routing explained: who may not decide now, and why")
+    digest: str | None = Field(default=None, description="The evidence digest a decision names (`hitl show` prints it)")
+    identity: Literal["verified", "asserted"] | None = None
+    directory_version: str | None = None
+    quorum: Quorum | None = None
+    approvals: list[str] = Field(default_factory=list, description="Who has approved toward the quorum")
+    still_needed: list[str] = Field(default_factory=list, description="What the quorum still needs")
 
 
 class CaseView(BaseModel):
@@ -203,8 +223,10 @@ class CaseResult(BaseModel):
     trace_id: int
 
 
-def gate_view(gate: GateState) -> GateView:
+def gate_view(gate: GateState, now: datetime | None = None) -> GateView:
+    """The gate as reviewers see it; `now` (trusted gates) for who may decide through a delegation now."""
     level = gate.definition.levels[gate.level]
+    at = now if now is not None else gate.level_started_at
     return GateView(
         gate=gate.definition.name,
         title=gate.definition.title,
@@ -212,7 +234,7 @@ def gate_view(gate: GateState) -> GateView:
         level_title=level.title,
         group=gate.current_group,
         eligible_groups=gate.eligible_groups(),
-        may_decide=gate.may_decide(),
+        may_decide=gate.may_decide(now if gate.trusted else None),
         opened_at=gate.opened_at,
         remind_at=gate.remind_at(),
         next_deadline=gate.escalate_at(),
@@ -220,6 +242,13 @@ def gate_view(gate: GateState) -> GateView:
         rejected_attempts=gate.rejected_attempts,
         reminders=gate.reminders,
         escalations=gate.escalations,
+        excluded=gate.excluded(at) if gate.trusted else {},
+        digest=gate.digest,
+        identity=gate.identity_mode if gate.trusted else None,
+        directory_version=gate.directory_version,
+        quorum=gate.quorum,
+        approvals=gate.approvers(),
+        still_needed=gate.still_needed(),
     )
 
 

@@ -3,16 +3,21 @@
     cases = await CaseClient.connect("localhost:7233")     # or CaseClient(client) on a Client of yours
     started = await cases.start_case(RenewalDiscountRequest(...))
     view = await cases.get_case(started.case_id)
-    receipt = await cases.decide(started.case_id, Decision(outcome="approve", reviewer="fin_rev_ana", reason="..."))
+    receipt = await cases.decide(started.case_id, Decision(outcome="approve", reviewer="fin_rev_ana", reason="...",
+                                                           digest=view.gate.digest, proof=token))
     result = await cases.wait_for_decision(started.case_id)
     case_id = await cases.resolve_case_id("acme_enterprise/fy26")   # full ID, unique prefix or business key
     page = await cases.inbox(gate="finance", reviewer="fin_rev_ana", reviewer_groups=["finance_reviewers"])
     page.items, page.total                # the oldest 50 waiting, and how many wait in all
-    await cases.escalate(case_id, operator="op_kim", reason="...")   # and reassign, cancel, note, retry
+    await cases.escalate(case_id, operator="op_kim", reason="...", proof=token)   # and reassign, cancel, note, retry
 
 Idempotent by business key: the case ID is derived from it, and starting a case that exists
 returns the existing one (unless it ended without a recorded outcome: then it starts again).
 Usable from any asyncio service. It needs Temporal only: never PostgreSQL, nor the worker's code.
+
+With the worker in verified identity mode (HITL_IDENTITY=verified, the default) every decision and
+operator action carries a `proof`, a token from the configured issuer naming the person who acts,
+and a decision names the evidence `digest` it was made on (`CaseView.gate.digest`).
 """
 
 from __future__ import annotations
@@ -471,13 +476,14 @@ class CaseClient:
 
     # -- operator actions --------------------------------------------------------------------------
 
-    async def escalate(self, case_id: str, *, operator: str, reason: str) -> OperatorReceipt:
+    async def escalate(self, case_id: str, *, operator: str, reason: str, proof: str | None = None) -> OperatorReceipt:
         """Move the case's gate to its next level now (reminders and deadlines restart there).
 
         Args:
             case_id: The full case ID.
             operator: Who acts; kept with the reason in the case and its trace.
             reason: Why.
+            proof: A token naming `operator` (verified identity mode needs one).
 
         Returns:
             The case's receipt (`result` says what it did).
@@ -487,9 +493,12 @@ class CaseClient:
             CaseNotFound: No case has this ID.
             CaseError: The case did not answer in time.
         """
-        return await self._act(case_id, OperatorAction(action=OperatorActionKind.ESCALATE, operator=operator, reason=reason))
+        action = OperatorAction(action=OperatorActionKind.ESCALATE, operator=operator, reason=reason, proof=proof)
+        return await self._act(case_id, action)
 
-    async def reassign(self, case_id: str, *, group: str, operator: str, reason: str) -> OperatorReceipt:
+    async def reassign(
+        self, case_id: str, *, group: str, operator: str, reason: str, proof: str | None = None
+    ) -> OperatorReceipt:
         """Give the current level of the case's gate to another reviewer group.
 
         Args:
@@ -497,6 +506,7 @@ class CaseClient:
             group: The reviewer group that takes over the current level.
             operator: Who acts.
             reason: Why.
+            proof: A token naming `operator` (verified identity mode needs one).
 
         Returns:
             The case's receipt.
@@ -505,10 +515,10 @@ class CaseClient:
             ActionRefused: The case refused (not waiting, an unknown group, closed).
             CaseNotFound: No case has this ID.
         """
-        action = OperatorAction(action=OperatorActionKind.REASSIGN, operator=operator, reason=reason, group=group)
+        action = OperatorAction(action=OperatorActionKind.REASSIGN, operator=operator, reason=reason, group=group, proof=proof)
         return await self._act(case_id, action)
 
-    async def cancel(self, case_id: str, *, operator: str, reason: str) -> CancelOutcome:
+    async def cancel(self, case_id: str, *, operator: str, reason: str, proof: str | None = None) -> CancelOutcome:
         """End the case with outcome ``cancelled``, recorded in its trace.
 
         The cancel goes through the case's update first; when work is in progress the workflow is
@@ -518,6 +528,7 @@ class CaseClient:
             case_id: The full case ID.
             operator: Who acts.
             reason: Why.
+            proof: A token naming `operator` (verified identity mode needs one).
 
         Returns:
             The case's answer and whether Temporal cancellation was sent.
@@ -526,16 +537,17 @@ class CaseClient:
             ActionRefused: The case refused (already decided or closed).
             CaseNotFound: No case has this ID.
         """
-        action = OperatorAction(action=OperatorActionKind.CANCEL, operator=operator, reason=reason)
+        action = OperatorAction(action=OperatorActionKind.CANCEL, operator=operator, reason=reason, proof=proof)
         return await cancel_case(self.client, case_id, action)
 
-    async def note(self, case_id: str, *, operator: str, reason: str) -> OperatorReceipt:
+    async def note(self, case_id: str, *, operator: str, reason: str, proof: str | None = None) -> OperatorReceipt:
         """Add an operator's note to the case and its trace; nothing else changes.
 
         Args:
             case_id: The full case ID.
             operator: Who writes.
             reason: The note.
+            proof: A token naming `operator` (verified identity mode needs one).
 
         Returns:
             The case's receipt.
@@ -544,7 +556,42 @@ class CaseClient:
             ActionRefused: The case refused (closed).
             CaseNotFound: No case has this ID.
         """
-        return await self._act(case_id, OperatorAction(action=OperatorActionKind.NOTE, operator=operator, reason=reason))
+        action = OperatorAction(action=OperatorActionKind.NOTE, operator=operator, reason=reason, proof=proof)
+        return await self._act(case_id, action)
+
+    async def delegate(
+        self,
+        case_id: str,
+        *,
+        delegate: str,
+        operator: str,
+        reason: str,
+        delegator: str | None = None,
+        proof: str | None = None,
+    ) -> OperatorReceipt:
+        """Let `delegate` decide for `delegator` in this case only (a one-off delegation, kept in the trace).
+
+        Args:
+            case_id: The full case ID.
+            delegate: Who decides instead.
+            operator: Who sends it: the delegator themselves, or an operator.
+            reason: Why (out of office, say).
+            delegator: For whom (default: `operator`); they must sit at the case's gate.
+            proof: A token naming `operator` (verified identity mode needs one).
+
+        Raises:
+            ActionRefused: The case refused (the delegate may not decide it, say, or the delegator has no seat).
+            CaseNotFound: No case has this ID.
+        """
+        action = OperatorAction(
+            action=OperatorActionKind.DELEGATE,
+            operator=operator,
+            reason=reason,
+            delegate=delegate,
+            delegator=delegator,
+            proof=proof,
+        )
+        return await self._act(case_id, action)
 
     async def plan_retry(self, case_id: str) -> RetryPlan:
         """What `retry` would do now: reset a failing workflow task, or failing activities.
@@ -562,7 +609,7 @@ class CaseClient:
         """
         return await plan_retry(self.client, case_id)
 
-    async def retry(self, plan: RetryPlan, *, operator: str, reason: str) -> RetryReceipt:
+    async def retry(self, plan: RetryPlan, *, operator: str, reason: str, proof: str | None = None) -> RetryReceipt:
         """Carry out a retry plan, then note it in the case (and its trace) with what was reset.
 
         Failing activities go back to attempt 1; a failing workflow task is reset to the last
@@ -572,6 +619,8 @@ class CaseClient:
             plan: From `plan_retry`.
             operator: Who acts.
             reason: Why; the note records it with what was reset.
+            proof: A token naming `operator` (verified identity mode needs one). The reset is
+                Temporal's and needs none: an operator the case does not accept gets RetryNotNoted.
 
         Returns:
             What was done, one line (``reset activity 3``, ``reset to event 12; new run ...``), and
@@ -582,7 +631,7 @@ class CaseClient:
             CaseError: Temporal refused the reset.
         """
         done = await execute_retry(self.client, plan, operator=operator, reason=reason)
-        note = OperatorAction(action=OperatorActionKind.RETRY, operator=operator, reason=f"{reason} ({done})")
+        note = OperatorAction(action=OperatorActionKind.RETRY, operator=operator, reason=f"{reason} ({done})", proof=proof)
         try:
             noted = await self._act(plan.case_id, note)
         except CaseError as err:

@@ -7,7 +7,7 @@ One visibility query over the search attributes the case workflow publishes (see
       AND WorkflowType IN ('RenewalDiscountException', 'ProcurementThresholdBreach', 'AccessEscalation')
       AND TaskQueue = 'hitl-cases' AND TemporalReportedProblems IS NULL
       [AND HitlGate = 'finance'] [AND HitlCaseKind = 'renewal_discount_exception']
-      [AND HitlEligibleGroups IN ('finance_reviewers', ...) AND HitlRequester != 'fin_rev_ana']
+      [AND HitlEligibleGroups IN ('finance_reviewers', ...) AND HitlRequester != 'fin_rev_ana' AND HitlMayNotDecide != 'fin_rev_ana']
 
 Only healthy cases of ours: a starter sets any search attributes it likes (temporal-notes gotcha 13),
 so a workflow of another type, or one of our types on a task queue our worker never polls, could
@@ -110,8 +110,9 @@ def inbox_query(
         parts.append(f"{sa.CASE_KIND.name} = {quote(kind)}")
     if eligible_groups is not None:
         parts.append(f"{sa.ELIGIBLE_GROUPS.name} IN ({', '.join(quote(g) for g in eligible_groups)})")
-    if exclude_requester:
+    if exclude_requester:  # never their own request, nor a case they may not decide (subject, delegate of the requester)
         parts.append(f"{sa.REQUESTER.name} != {quote(exclude_requester)}")
+        parts.append(f"{sa.MAY_NOT_DECIDE.name} != {quote(exclude_requester)}")
     return " AND ".join(parts)
 
 

@@ -27,6 +27,12 @@ from workers.devstack import LocalStack, dev_server_tuning_flags, free_port, tem
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
+# Workers built in this process take the reviewer's word (identity asserted) unless a test asks for
+# verified identity, as the trust tests do (tests/unit/workflow/test_trust.py, tests/integration/
+# test_trust.py, tests/e2e/test_cli_proofs.py); processes started through `clean_env` (`hitl dev`,
+# the CLI) run with the product's default, verified.
+os.environ.setdefault("HITL_IDENTITY", "asserted")
+
 
 @pytest_asyncio.fixture(scope="session")
 async def database_url(tmp_path_factory: pytest.TempPathFactory):
@@ -147,6 +153,7 @@ def cli_env(temporal_env, world_database_url):
             TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
             HITL_DATABASE_URL=world_database_url,
             HITL_TASK_QUEUE=task_queue,
+            HITL_IDENTITY="asserted",  # as the workers these tests start (tests/e2e/test_cli_proofs.py: verified)
         )
 
     return make

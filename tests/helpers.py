@@ -39,7 +39,8 @@ def new_worker(
     """The project's worker (all workflows and activities) on its own task queue; use as `async with`.
 
     The queue is on `worker.task_queue`. `settings` defaults to a clean Settings (local connectors, no agent)."""
-    settings = settings or Settings(_env_file=None, database_url=None)
+    # Identity asserted unless a test asks for verified (tests/integration/test_trust.py does).
+    settings = settings or Settings(_env_file=None, database_url=None, identity="asserted")
     return build_worker(client, pool, settings, task_queue=task_queue or unique_task_queue(), **kw)
 
 

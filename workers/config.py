@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import psutil
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gates.cases import DEFAULT_TASK_QUEUE
@@ -75,6 +75,11 @@ def http_url_problem(url: str) -> str | None:
     return None
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """Is `host` this machine (where plain http cannot be read or altered on the way)?"""
+    return host is not None and (host == "localhost" or host.endswith(".localhost") or host in ("127.0.0.1", "::1"))
+
+
 class Settings(BaseSettings):
     """HITL_* environment variables (see the configuration table in README.md)."""
 
@@ -117,6 +122,28 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(
         default=5.0, gt=0, le=300, allow_inf_nan=False, description="Whole-request timeout for one webhook post."
     )
+    identity: Literal["verified", "asserted"] = Field(
+        default="verified",
+        description="verified: a decision carries a proof (a signed token) that its reviewer is who they say; "
+        "asserted: the reviewer named is taken at their word.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OpenID Connect issuer whose tokens prove who decided (https; http only on localhost); "
+        "its keys come from {issuer}/.well-known/openid-configuration.",
+    )
+    oidc_client_id: str | None = Field(default=None, description="This application's client id at the OIDC issuer.")
+    oidc_audience: str | None = Field(
+        default=None, validate_default=True, description="The `aud` the issuer's tokens carry; default: HITL_OIDC_CLIENT_ID."
+    )
+    oidc_person_claim: str = Field(
+        default="sub", min_length=1, description="Token claim holding the person id (the directory id)."
+    )
+    local_issuer: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        validate_default=True,
+        description="The state directory's own token issuer (`hitl token`), for a laptop; auto: on when no HITL_OIDC_ISSUER.",
+    )
 
     @field_validator("task_queue", "agent_model", "database_url", "state_dir", "policy_dir", "agent_api_key", mode="before")
     @classmethod
@@ -129,6 +156,52 @@ class Settings(BaseSettings):
             if problem:
                 raise ValueError(problem)
         return value
+
+    @field_validator("oidc_client_id", "oidc_audience", "oidc_person_claim", mode="before")
+    @classmethod
+    def _identity_name(cls, value: Any, info: ValidationInfo) -> Any:
+        """Compared with token claims and shown in refusals: one visible line; set but empty is unset."""
+        if isinstance(value, str) and not value.strip():
+            return "sub" if info.field_name == "oidc_person_claim" else None
+        if isinstance(value, str):
+            problem = _setting_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("oidc_issuer", mode="before")
+    @classmethod
+    def _oidc_issuer_url(cls, value: Any) -> Any:
+        """The issuer's keys decide who may act as anyone: fetched over https, or plain http on this machine only."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            problem = http_url_problem(value)
+            if problem:
+                raise ValueError(problem)
+            if urlsplit(value).scheme == "http" and not is_loopback_host(urlsplit(value).hostname):
+                raise ValueError("must be https (plain http is allowed only for localhost)")
+        return value
+
+    @field_validator("oidc_audience")
+    @classmethod
+    def _oidc_audience(cls, audience: str | None, info: ValidationInfo) -> str | None:
+        """The audience defaults to the client id; an OIDC issuer without either is refused at start-up."""
+        audience = audience or info.data.get("oidc_client_id")
+        if info.data.get("oidc_issuer") and not audience:
+            raise ValueError("HITL_OIDC_ISSUER needs HITL_OIDC_AUDIENCE or HITL_OIDC_CLIENT_ID (the `aud` its tokens carry)")
+        return audience
+
+    @field_validator("local_issuer")
+    @classmethod
+    def _some_issuer(cls, local_issuer: str, info: ValidationInfo) -> str:
+        """Verified identity with no issuer would refuse every decision: said at start-up, not at the first one."""
+        if info.data.get("identity") == "verified" and local_issuer == "off" and not info.data.get("oidc_issuer"):
+            raise ValueError(
+                "HITL_IDENTITY=verified needs an issuer: set HITL_OIDC_ISSUER, or HITL_LOCAL_ISSUER=auto/on, "
+                "or HITL_IDENTITY=asserted"
+            )
+        return local_issuer
 
     @field_validator("agent_base_url", "notify_webhook_url", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from activities.case_activities import CaseActivities
 from activities.db import create_pool
 from activities.directory import DirectoryActivities
 from activities.gather import GatherActivities
+from activities.identity import IdentityActivities
 from activities.migrations import SchemaBehind, pending_migrations
 from activities.notify import NotifyActivities
 from activities.stack_check import StackCheckActivities
@@ -31,9 +32,11 @@ from workflows.stack_check import StackCheckWorkflow
 WORKFLOWS: list[type] = [StackCheckWorkflow, *CASE_WORKFLOWS.values()]
 
 # Our pure modules are deterministic and side-effect free: passing them through the sandbox
-# avoids re-importing them (and rebuilding pydantic schemas) for every workflow run.
+# avoids re-importing them (and rebuilding pydantic schemas) for every workflow run. The JOSE
+# libraries the workflow verifies proofs with are passed through too: re-imported inside the
+# sandbox, cryptography's Rust core aborts the process when it raises InvalidSignature.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("gates", "activities")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("gates", "activities", "jwt", "cryptography", "rfc8785")
 )
 
 
@@ -44,6 +47,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client) -> li
         *GatherActivities(pool, settings).activities(),
         *CaseActivities(pool, settings).activities(),
         DirectoryActivities(pool).load_reviewer_roster,
+        IdentityActivities(settings).resolve_trust,
         NotifyActivities(pool, settings).notify_reviewers,
     ]
 

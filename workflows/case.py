@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.case_activities import CaseActivities
     from activities.directory import DirectoryActivities
     from activities.start_metadata import StartMetadataActivities
@@ -39,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from gates.brief import ReviewerQuestion
     from gates.case_file import AtGate, CaseFile, decided_by_policy
     from gates.cases import CaseRequest
+    from gates.duties import Delegation
     from gates.evidence import ContextBundle
     from gates.gate import (
         AcceptedDecision,
@@ -46,12 +49,15 @@ with workflow.unsafe.imports_passed_through():
         DecisionOutcome,
         DecisionReceipt,
         GateState,
+        Identity,
         OperatorAction,
         OperatorActionKind,
         OperatorReceipt,
         OperatorRecord,
         RejectedAttempt,
+        format_validation_error,
     )
+    from gates.identity import ProofRefused
     from gates.kinds import CaseSpec
     from gates.messages import (
         AdviseInput,
@@ -80,6 +86,7 @@ with workflow.unsafe.imports_passed_through():
         start_metadata_problem,
         submission,
     )
+    from workflows.trust import TRUST_PATCH, CaseTrust, DirectoryUnavailable
 
 # Reads of our own files and database as local activities (workflows/activity_calls.py), and
 # upserts of changed attributes only. Cases started before it keep regular activities and
@@ -88,6 +95,8 @@ LEAN_PATCH = "local-reads-and-changed-only-upserts"
 # Everything since this patch: guarded input, refused starts, owned attributes, continue-as-new,
 # fitted records, late attempts in the trace, heartbeats. Cases started before it keep their path.
 HARDENED_PATCH = "guarded-input-owned-attributes-continue-as-new"
+# A one-off delegation (`hitl delegate`) lasts as long as the case waits; this only bounds it.
+ONE_OFF_DELEGATION = timedelta(days=3650)
 
 
 class CaseWorkflow:
@@ -103,6 +112,7 @@ class CaseWorkflow:
         self._patch_decided = False
         self._waiting: GateWait | None = None  # the main loop's wait at the gate, while it waits
         self._signals_this_run = 0
+        self._trust: CaseTrust | None = None  # TRUST_PATCH: set with `self._case.trusted`
 
     def _hardening(self) -> bool:
         """Whether this run takes the HARDENED_PATCH path (decided once, in a step that may write history)."""
@@ -119,7 +129,7 @@ class CaseWorkflow:
             '"reviewer": "<your id>", "reason": "<why>"}. Invalid or unauthorized decisions are kept as rejected attempts.'
         ),
     )
-    def decide(self, *payloads: RawValue) -> None:
+    async def decide(self, *payloads: RawValue) -> None:
         """Never raises: whatever arrives (no data, several payloads, any encoding, any JSON) is
         either a decision the gate accepts or a rejected attempt with its reason."""
         now = workflow.now()
@@ -132,31 +142,75 @@ class CaseWorkflow:
             judge, shown, reviewer = str(problem), preview(payloads), None
         if isinstance(judge, str):
             self._case.keep_attempt(RejectedAttempt.of(at=now, via="signal", reviewer=reviewer, payload=shown, error=judge))
+        elif self._trust is not None:
+            await self._decide_trusted(judge, value)
         else:
             judge.submit_raw(value, "signal", now)
         self._publish_from_handler()
+
+    async def _decide_trusted(self, gate: GateState, value: Any) -> None:
+        """The signal path of a trusted case: the proof verified (keys fetched again for a key id not
+        seen), the gate's rules applied, and the directory read again before the decision is taken."""
+        assert self._trust is not None
+        now = workflow.now()
+        try:
+            decision = Decision.model_validate(value)
+        except ValidationError as err:
+            gate.reject(value, "signal", now, format_validation_error(err), reviewer_of(value))
+            return
+        try:
+            identity = await self._trust.verified(decision.reviewer, decision.proof, channel="decide signal")
+            if not (problem := gate.problem_with(decision, workflow.now())):
+                await self._trust.refresh_gate(gate)
+        except (ProofRefused, DirectoryUnavailable) as refused:
+            gate.reject(value, "signal", workflow.now(), str(refused), decision.reviewer)
+            return
+        if problem:
+            gate.reject(value, "signal", workflow.now(), problem, decision.reviewer)
+        else:
+            gate.submit(decision, value, "signal", workflow.now(), identity)
 
     @workflow.update(
         name="submit_decision",
         description="Decide and get the result back; rejected with the reason when the decision is not allowed.",
     )
-    def submit_decision(self, *payloads: RawValue) -> DecisionReceipt:
+    async def submit_decision(self, *payloads: RawValue) -> DecisionReceipt:
         decision = self._decision_in(payloads)
+        identity: Identity | None = None
+        if self._trust is not None:
+            try:
+                identity = await self._trust.verified(decision.reviewer, decision.proof, channel="submit_decision")
+                await self._trust.refresh_gate(self._gate_accepting(decision))  # removed or inactive since: refused
+            except (ProofRefused, DirectoryUnavailable) as refused:
+                raise refusal(str(refused), "DecisionRejected") from None
         gate = self._gate_accepting(decision)  # a concurrent update may have decided between validation and now
-        accepted = gate.accept(decision, "update", workflow.now())
+        accepted = gate.accept(decision, "update", workflow.now(), identity)
         self._publish_from_handler()
+        message = f"{accepted.outcome} by {accepted.decided_by} accepted at level {accepted.level + 1}"
+        if gate.open:  # toward a quorum: kept, and the case waits for the rest
+            message = f"{accepted.outcome} by {accepted.decided_by} recorded; still needed: {', '.join(gate.still_needed())}"
         return DecisionReceipt(
             case_id=workflow.info().workflow_id,
             accepted=True,
             outcome=accepted.outcome,
             reviewer=accepted.decided_by,
             level=accepted.level,
-            message=f"{accepted.outcome} by {accepted.decided_by} accepted at level {accepted.level + 1}",
+            message=message,
         )
 
     @submit_decision.validator
     def _validate_decision(self, *payloads: RawValue) -> None:
-        self._gate_accepting(self._decision_in(payloads))
+        decision = self._decision_in(payloads)
+        self._check_identity(decision.reviewer, decision.proof, channel="submit_decision", refused_as="DecisionRejected")
+        self._gate_accepting(decision)
+
+    def _check_identity(self, person: str, proof: str | None, *, channel: str, refused_as: str) -> None:
+        """A validator's check of the sender's proof (trusted cases); a key id not seen yet passes to the handler."""
+        if self._trust is not None:
+            try:
+                self._trust.identity(person, proof, channel=channel)
+            except ProofRefused as refused:
+                raise refusal(str(refused), refused_as) from None
 
     @staticmethod
     def _decision_in(payloads: Sequence[Any]) -> Decision:
@@ -168,7 +222,7 @@ class CaseWorkflow:
         judge = self._case.judging_gate()
         if isinstance(judge, str):
             raise refusal(judge, "DecisionRejected")
-        if problem := judge.problem_with(decision):
+        if problem := judge.problem_with(decision, workflow.now()):
             raise refusal(problem, "DecisionRejected")
         return judge
 
@@ -179,8 +233,21 @@ class CaseWorkflow:
     async def operator_action(self, *payloads: RawValue) -> OperatorReceipt:
         action = self._operator_action_in(payloads)
         self._check_operator_action(action)  # state may have moved since validation
+        identity: Identity | None = None
+        if self._trust is not None:
+            try:
+                identity = await self._trust.verified(action.operator, action.proof, channel="operator_action")
+                await self._reread_operator_roles()
+            except (ProofRefused, DirectoryUnavailable) as refused:
+                raise refusal(str(refused), "OperatorActionRejected") from None
+            self._check_operator_action(action)  # with the directory's roles of now
         record = OperatorRecord(
-            action=action.action.value, operator=action.operator, reason=action.reason, group=action.group, at=workflow.now()
+            action=action.action.value,
+            operator=action.operator,
+            reason=action.reason,
+            group=action.group,
+            at=workflow.now(),
+            identity=identity,
         )
         needs_temporal_cancel = False
         match action.action, action.group:
@@ -191,9 +258,10 @@ class CaseWorkflow:
                 await workflow.wait_condition(lambda: self._case.escalation_requested is None or not gate.open)
                 record.result = f"escalated from level {level + 1} to level {gate.level + 1} ({gate.current_group})"
             case OperatorActionKind.REASSIGN, str(group):
+                gate_name = self._case.gate.definition.name if self._trust and self._case.gate else None
                 roster = await calls.local_read(
                     DirectoryActivities.load_reviewer_roster,
-                    RosterRequest(groups=[group]),
+                    RosterRequest(groups=[group], gate=gate_name),
                     lean=self._lean,
                     activity_id=f"load-reviewer-roster-{group}-{len(self._case.operator_actions)}",
                     summary=f"who sits in {group}",
@@ -202,8 +270,24 @@ class CaseWorkflow:
                 members = roster.members.get(group, [])
                 if not members:
                     raise refusal(f"group {group} has no active members", "OperatorActionRejected")
+                if self._trust is not None and (problem := gate.reassign_problem(group, roster.serving)):
+                    raise refusal(problem, "OperatorActionRejected")
                 gate.reassign(group, members)
                 record.result = f"level {gate.level + 1} reassigned to {group} ({', '.join(members)})"
+            case OperatorActionKind.DELEGATE, _ if action.delegate is not None:
+                gate = self._gate_for(action)
+                delegator, now = action.delegator or action.operator, workflow.now()
+                gate.case_delegations.append(
+                    Delegation(
+                        delegator=delegator,
+                        delegate=action.delegate,
+                        starts_at=now,
+                        ends_at=now + ONE_OFF_DELEGATION,
+                        reason=f"delegated by {action.operator}",
+                        for_case=True,
+                    )
+                )
+                record.result = f"{action.delegate} may decide for {delegator} in this case"
             case OperatorActionKind.CANCEL, _ if (open_gate := self._case.gate) is not None and open_gate.open:
                 open_gate.close_by_operator("cancelled", action.operator, action.reason, workflow.now())
                 record.result = "cancelled while waiting for a decision"
@@ -221,7 +305,24 @@ class CaseWorkflow:
 
     @operator_action.validator
     def _validate_operator_action(self, *payloads: RawValue) -> None:
-        self._check_operator_action(self._operator_action_in(payloads))
+        action = self._operator_action_in(payloads)
+        self._check_identity(action.operator, action.proof, channel="operator_action", refused_as="OperatorActionRejected")
+        self._check_operator_action(action)
+
+    async def _reread_operator_roles(self) -> None:
+        """The directory's operators of now (and the open gate's roster with them)."""
+        assert self._trust is not None
+        case = self._case
+        if case.gate is not None and case.gate.open:
+            await self._trust.refresh_gate(case.gate)  # keeps the roles read before when the directory is down
+            case.operators = case.gate.operators
+        elif case.policy is not None and case.request is not None:
+            people = [p for p in (case.request.requester, case.request.subject()) if p]
+            try:
+                case.operators = (await self._trust.roster(case.policy.gate.name, [], people)).operators
+            except DirectoryUnavailable:
+                if case.operators is None:
+                    raise  # no roles read yet: refused, with the reason
 
     @staticmethod
     def _operator_action_in(payloads: Sequence[Any]) -> OperatorAction:
@@ -229,7 +330,7 @@ class CaseWorkflow:
         return submission(payloads, OperatorAction, what="operator_action", invalid=invalid, refused_as=refused_as)
 
     def _check_operator_action(self, action: OperatorAction) -> None:
-        problem = self._case.operator_problem(action, bounded=self._hardened)
+        problem = self._case.operator_problem(action, bounded=self._hardened, now=workflow.now())
         if problem:
             raise refusal(problem, "OperatorActionRejected")
 
@@ -247,7 +348,7 @@ class CaseWorkflow:
             raise refusal(f"this start was refused: {self._case.refusal}", "CaseRefused")
         if self._case.request is None:  # queried before the first workflow task ran
             raise refusal("case is starting; ask again in a moment", "CaseStarting")
-        return compose.case_view(self._case, self._case.request, case_id=workflow.info().workflow_id)
+        return compose.case_view(self._case, self._case.request, case_id=workflow.info().workflow_id, now=workflow.now())
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -266,6 +367,8 @@ class CaseWorkflow:
         if carried is not None:
             self._case, at_gate = CaseFile.restored(carried)
             self._lean = True
+            if self._case.trusted:
+                self._trust = CaseTrust(self._case, lean=True)
             return await self._run_admitted(at_gate.request, at_gate.started_at, resumed=at_gate)
         try:
             request = admissible_request(payloads, self.spec.kind, info)
@@ -274,6 +377,9 @@ class CaseWorkflow:
         self._case.request = request
         started = workflow.now()
         self._lean = workflow.patched(LEAN_PATCH)
+        if workflow.patched(TRUST_PATCH):
+            self._case.trusted = True
+            self._trust = CaseTrust(self._case, lean=self._lean)
         metadata = await calls.local_read(
             StartMetadataActivities.read_start_metadata,
             StartMetadataRequest(workflow_id=info.workflow_id, run_id=info.run_id),
@@ -311,10 +417,13 @@ class CaseWorkflow:
                 summary=f"resolve the current {self.spec.kind.value} policy",
             )
             self._case.policy = policy
-            history_budget.upsert(compose.opening_attributes(request, policy, own_all=self._hardened), lean=self._lean)
+            opening = compose.opening_attributes(request, policy, own_all=self._hardened, trusted=self._case.trusted)
+            history_budget.upsert(opening, lean=self._lean)
         else:
             policy = resumed.policy
             self._publish()
+        if self._trust is not None:
+            await self._trust.resolve()  # at case start, and again in each run after continue-as-new
         cancelled = False
         try:
             decision = await self._decide(request, policy, started, resumed)
@@ -346,7 +455,7 @@ class CaseWorkflow:
                 evaluation, summary = await self._gather_evaluate_summarize(request, policy)
                 if not evaluation.requires_human and case.gate is None:
                     return decided_by_policy(policy, evaluation, workflow.now())
-                gate = await self._open_gate(request, policy, evaluation)
+                gate = await self._open_gate(request, policy, evaluation, summary)
                 at_gate = AtGate(request, started, policy, evaluation, summary, gate)
             self._waiting = GateWait(
                 case, at_gate, hardened=self._hardened, publish=self._publish, continue_as_new_due=self._continue_as_new_due
@@ -397,21 +506,33 @@ class CaseWorkflow:
         case.summary = summary
         return evaluation, summary
 
-    async def _open_gate(self, request: CaseRequest, policy: Policy, evaluation: PolicyEvaluation) -> GateState:
-        now = workflow.now()
-        gate = self._case.gate
+    async def _open_gate(
+        self, request: CaseRequest, policy: Policy, evaluation: PolicyEvaluation, summary: CaseSummary
+    ) -> GateState:
+        gate, trusted = self._case.gate, self._trust is not None
+        digest = compose.digest_of(request, policy, evaluation, self._case, summary.proposal) if trusted else None
+        if self._trust is not None:
+            await self._trust.resolve()  # the issuers' keys of now, for this round
         if gate is None:
             groups = [level.group for level in policy.gate.levels]
+            if trusted and evaluation.quorum is not None:
+                groups += [seat for seat in evaluation.quorum.seats if seat not in groups]
+            people = [p for p in (request.requester, request.subject()) if p] if trusted else []
             roster = await calls.local_read(
                 DirectoryActivities.load_reviewer_roster,
-                RosterRequest(groups=groups),
+                RosterRequest(groups=groups, people=people, gate=policy.gate.name if trusted else None),
                 lean=self._lean,
                 activity_id="load-reviewer-roster",
                 summary=f"who sits in {', '.join(groups)}",
             )
-            gate = self._case.open_gate(policy, request, roster, level=evaluation.start_level, now=now)
+            gate = self._case.open_gate(
+                policy, request, roster, level=evaluation.start_level, now=workflow.now(), digest=digest, quorum=evaluation.quorum
+            )
         else:
-            self._case.reopen_gate(gate, level=evaluation.start_level, now=now)
+            level, quorum = evaluation.start_level, evaluation.quorum
+            self._case.reopen_gate(gate, level=level, now=workflow.now(), digest=digest, quorum=quorum)
+            if self._trust is not None:
+                await self._trust.refresh_gate(gate)
         self._publish()
         return gate
 
@@ -458,7 +579,7 @@ class CaseWorkflow:
 
     def _publish(self) -> None:
         """Search attributes for the inbox and saved views, current details for the UI, in one step."""
-        history_budget.upsert(compose.case_attributes(self._case), lean=self._lean)
+        history_budget.upsert(compose.case_attributes(self._case, workflow.now()), lean=self._lean)
         workflow.set_current_details(compose.case_details(self._case))
 
     def _publish_from_handler(self) -> None:

@@ -20,8 +20,12 @@ import click
 from hitl_temporal.cli.application import Application
 from hitl_temporal.cli.approve import approve
 from hitl_temporal.cli.check import check
+from hitl_temporal.cli.delegate import delegate
 from hitl_temporal.cli.dev import dev
+from hitl_temporal.cli.directory import directory
 from hitl_temporal.cli.inbox import inbox
+from hitl_temporal.cli.login import login
+from hitl_temporal.cli.logout import logout
 from hitl_temporal.cli.migrate import migrate
 from hitl_temporal.cli.ops import ops
 from hitl_temporal.cli.reject import reject
@@ -31,7 +35,9 @@ from hitl_temporal.cli.schema import schema
 from hitl_temporal.cli.seed import seed
 from hitl_temporal.cli.show import show
 from hitl_temporal.cli.start import start
+from hitl_temporal.cli.token import token
 from hitl_temporal.cli.trace import trace
+from hitl_temporal.cli.whoami import whoami
 from hitl_temporal.cli.worker import worker
 
 
@@ -42,8 +48,12 @@ def hitl(ctx: click.Context) -> None:
     ctx.ensure_object(Application)
 
 
-for command in (dev, worker, migrate, check, start, inbox, approve, reject, request_info, show, trace, schema, seed, ops, report):
+for command in (
+    dev, worker, migrate, check, start, inbox, approve, reject, request_info, show, trace, schema, seed, ops, report,
+    login, logout, whoami, token, delegate,
+):
     hitl.add_command(command)
+hitl.add_command(directory)
 
 
 def main() -> None:

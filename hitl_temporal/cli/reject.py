@@ -1,4 +1,4 @@
-"""`hitl reject CASE --as REVIEWER --reason WHY`."""
+"""`hitl reject CASE [--as REVIEWER] --reason WHY [--digest D]`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,6 @@ from hitl_temporal.cli.decisions import decision_options, submit_decision
 @click.command()
 @decision_options
 @pass_app
-def reject(app: Application, case: str, reviewer: str, reason: str) -> None:
+def reject(app: Application, case: str, reviewer: str | None, reason: str, digest: str | None) -> None:
     """Reject CASE (case ID, unique prefix or business key)."""
-    submit_decision(app, case, DecisionOutcome.REJECT, reviewer=reviewer, reason=reason)
+    submit_decision(app, case, DecisionOutcome.REJECT, reviewer=reviewer, reason=reason, digest=digest)

@@ -6,7 +6,8 @@ like "[draft] see :memo:" prints as typed.
 
 Every string from a case goes through `gates.text` on its way out, on a terminal and piped alike: no
 escape sequence, CR or bidi override reaches the output raw, and what people wrote (reasons, the
-reviewer a rejected sender claimed, errors quoting them) is shown in “ ” apart from our labels.
+reviewer a rejected sender claimed, errors quoting them, why someone may not decide, a
+delegation's note) is shown in “ ” apart from our labels.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from gates.cases import KIND_ALIASES
-from gates.gate import RejectedAttempt
+from gates.gate import AcceptedDecision, Identity, RejectedAttempt
 from gates.text import quoted, terminal_text
-from gates.trace import CaseView
+from gates.trace import CaseView, GateView
 from hitl_temporal.inbox import InboxItem, age_text, next_step
 
 # Wide enough that piped lines never wrap; trailing padding is stripped.
@@ -191,21 +192,68 @@ def case_details(view: CaseView, now: datetime | None = None) -> Table:
             (f"to level {e.to_level + 1} ({e.to_group}) at {_stamp(e.at)}: {quoted(e.reason)}" for e in g.escalations),
         )
         rows("reminders", (f"level {r.level + 1} ({r.group}) at {_stamp(r.at)}" for r in g.reminders))
+        for label, value in _gate_trust(g, view.case_id):
+            row(label, value)
+        rows("routing explained", (f"{person}: {quoted(why)}" for person, why in g.excluded.items()), "yellow")
     if view.decision:
         d = view.decision
         level = f" at level {d.level + 1}" if d.level >= 0 else ""
         row("decided", f"{d.outcome} by {d.decided_by} via {d.via}{level} at {_stamp(d.at)}: {quoted(d.reason)}", "bold")
+        for label, value in _decision_trust(d):
+            row(label, value)
     rows("rounds", (f"request_info by {r.decided_by} at {_stamp(r.at)}: {quoted(r.reason)}" for r in view.rounds))
     rows("rejected attempts", (_attempt(a) for a in view.rejected_attempts), "yellow")
     rows(
         "operator actions",
         (
-            f"{_stamp(o.at)} {o.action} by {o.operator}{f' (group {o.group})' if o.group else ''}: {quoted(o.reason)}"
+            f"{_stamp(o.at)} {o.action} by {o.operator}{f' (group {o.group})' if o.group else ''}"
+            + (f" ({_proven(o.identity)})" if o.identity else "")
+            + f": {quoted(o.reason)}"
             + (f" -> {o.result}" if o.result else "")
             for o in view.operator_actions
         ),
     )
     return grid
+
+
+IDENTITY_MODES = {
+    "verified": "verified (a decision carries a proof of who decides: `hitl login`, or --as with the local issuer)",
+    "asserted": "asserted (the reviewer named is taken at their word)",
+}
+
+
+def _gate_trust(g: GateView, case_id: str) -> list[tuple[str, str]]:
+    """The evidence digest a decision names, the identity mode and the directory version (trusted gates)."""
+    found: list[tuple[str, str]] = []
+    if g.identity:
+        found.append(("identity", IDENTITY_MODES.get(g.identity, g.identity)))
+    if g.directory_version:
+        found.append(("directory", f"version {g.directory_version}"))
+    if g.digest:
+        found.append(("evidence digest", f"{g.digest}  (hitl approve {case_id} --digest {g.digest} ...)"))
+    return found
+
+
+def _decision_trust(d: AcceptedDecision) -> list[tuple[str, str]]:
+    """Who decided as the case established it, in whose seat, on which evidence and directory."""
+    found: list[tuple[str, str]] = []
+    if d.identity:
+        found.append(("identity", _proven(d.identity)))
+    if d.acting_for:
+        note = f" ({quoted(d.delegation)})" if d.delegation else ""
+        found.append(("delegation", f"{d.decided_by} for {d.acting_for}{note}"))
+    if d.digest:
+        found.append(("evidence digest", d.digest))
+    if d.directory_version:
+        found.append(("directory", f"version {d.directory_version}"))
+    return found
+
+
+def _proven(identity: Identity) -> str:
+    """`vp_ops_raj, verified by hitl-local via submit_decision`, or `..., asserted via decide signal`."""
+    if identity.mode == "verified":
+        return f"{identity.person}, verified by {identity.issuer} via {identity.channel}"
+    return f"{identity.person}, asserted via {identity.channel}"
 
 
 def _attempt(a: RejectedAttempt) -> str:

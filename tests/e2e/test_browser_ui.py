@@ -2,8 +2,10 @@
 
 Headless Chromium (Debian's package, driven by Playwright) opens a waiting renewal case on a dev
 server started with its UI, reads the User Metadata the workflow publishes (summary, static
-details, current details with who may decide and the `decide` JSON), sends the `decide` signal
-through More Actions -> Send a Signal, and the decision lands in PostgreSQL as a trace.
+details, current details with who may decide and the JSON to send), sends the `decide` signal
+through More Actions -> Send a Signal, and the decision lands in PostgreSQL as a trace. With a
+worker in verified identity mode, More Actions -> Send an Update -> `submit_decision` shows each
+refusal as its one line (no stack trace) and takes a decision that carries a proof and the digest.
 
 HITL_UPDATE_SCREENSHOTS=1 writes the screenshots to docs/ (for the README); otherwise they go to
 the test's tmp dir. On a failure, the page as it was is saved there too (path in the message).
@@ -26,6 +28,7 @@ from playwright.async_api import Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.identity import LocalIssuer
 from demo.examples import example
 from gates.cases import CaseKind, CaseRequest
 from gates.search_attributes import ALL_SEARCH_ATTRIBUTES
@@ -41,6 +44,7 @@ from tests.browser import (
 from tests.case_helpers import trace_row, wait_until_waiting
 from tests.helpers import new_worker
 from workers.client import DATA_CONVERTER, client_interceptors
+from workers.config import Settings
 from workers.devstack import dynamic_config_flags, free_port, temporal_binary
 
 # Bounded waits (ms). The first page load compiles the UI's bundle and runs the metadata query.
@@ -51,6 +55,10 @@ STEP_MS = 15_000
 # `expect(...)` has its own default (5 s), not the page's: every assertion polls up to STEP_MS.
 expect.set_options(timeout=STEP_MS)
 REASON = "Approved from the Temporal UI"
+# The refusal of a decision without a proof, one line that says how to get one.
+NEEDS_A_PROOF = re.compile(
+    r"^\s*submit_decision needs a proof that you are fin_rev_ana: [^\n]*`hitl token --as fin_rev_ana`[^\n]*$"
+)
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,10 @@ async def _decide_in_the_ui(page: Page, ui: str, case_id: str, request: CaseRequ
     await expect(current_frame.get_by_role("heading", name="Waiting")).to_be_visible(timeout=LOAD_MS)
     await expect(current).to_contain_text("Finance gate, level 1 of 3")
     await expect(current).to_contain_text(re.compile(r"May decide now: [^\n]*\bfin_rev_ana\b"))
-    await expect(current).to_contain_text('{"outcome": "approve", "reviewer": "<your id>", "reason": "<why>"}')
+    # identity asserted (new_worker's default): the update's JSON names the digest and needs no proof
+    await expect(current).to_contain_text("Send an Update → submit_decision")
+    await expect(current).to_contain_text(re.compile(r'"digest": "sha256:[0-9a-f]{64}"\s*\}'))
+    await expect(current).to_contain_text("Tools that can only signal send the same data with Send a Signal → decide")
     await screenshot(page, shots, "ui-case-waiting.png")
 
     # More Actions -> Send a Signal -> `decide`, whose option carries the signal's description.
@@ -187,3 +198,111 @@ async def _decide_in_the_ui(page: Page, ui: str, case_id: str, request: CaseRequ
     await expect(page.get_by_text(re.compile(r"^crm: enterprise_arr\b"))).to_be_visible()
     await expect(page.get_by_text("record approve by fin_rev_ana", exact=True)).to_be_visible()
     await screenshot(page, shots, "ui-case-history.png")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_send_an_update_shows_each_refusal_as_one_line_and_takes_a_decision_with_proof_and_digest(
+    chromium, ui_server, world_pool, tmp_path: Path
+):
+    """Verified identity, the Web UI's Send an Update -> submit_decision: the requester with a valid
+    proof of their own is refused (separation of duties), a reviewer without a proof is refused, each
+    as one line in the dialog while the case waits on; the reviewer's decision with a proof and the
+    digest shown in Current Details completes the case."""
+    shots = screenshot_dir(tmp_path)
+    client = ui_server.env.client
+    settings = Settings(_env_file=None, database_url=None, identity="verified", state_dir=tmp_path)
+    issuer = LocalIssuer(tmp_path)  # the worker's local issuer: the same state dir, so the same key
+    request = example(CaseKind.RENEWAL, human=True, renewal=f"fy26-ui{uuid.uuid4().hex[:8]}")
+    async with new_worker(client, world_pool, settings=settings) as worker:
+        cases = CaseClient(client, worker.task_queue)
+        case_id = (await cases.start_case(request)).case_id
+        handle = client.get_workflow_handle(case_id, result_type=CaseResult)
+        await wait_until_waiting(handle)
+        shown = (await cases.get_case(case_id)).gate
+        assert shown is not None and shown.digest is not None
+
+        async with chromium_context(chromium) as context:
+            page = await context.new_page()
+            page.set_default_timeout(STEP_MS)
+            try:
+                digest = await _open_send_an_update(page, ui_server.url, case_id)
+                assert digest == shown.digest  # what `hitl show` prints is what the panel shows
+                dialog = page.get_by_role("dialog", name="Send an Update")
+                requester = request.requester
+
+                await _submit(page, dialog, _decision(requester, digest, issuer.mint(requester)))
+                await _expect_one_line_refusal(dialog, f"{requester} requested this case and may not decide it")
+                await _expect_still_waiting(page, cases, case_id)
+
+                await _submit(page, dialog, _decision("fin_rev_ana", digest, None))
+                await _expect_one_line_refusal(dialog, NEEDS_A_PROOF)
+                await screenshot(page, shots, "ui-update-refused.png")
+                await _expect_still_waiting(page, cases, case_id)
+
+                await _submit(page, dialog, _decision("fin_rev_ana", digest, issuer.mint("fin_rev_ana")))
+                await expect(dialog).to_be_hidden()
+                await expect(page.get_by_text("Update successful").first).to_be_visible()
+                await expect(page.get_by_test_id("execution-status")).to_have_text("Completed", timeout=LOAD_MS)
+            except Exception:
+                with contextlib.suppress(Exception):  # never hide the real failure
+                    print(f"\nthe page when the test failed: {await screenshot(page, tmp_path, 'failure.png')}")
+                raise
+
+        result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert (result.outcome, result.decided_by, result.decided_via) == ("approve", "fin_rev_ana", "update")
+    row = await trace_row(world_pool, case_id)
+    trace = json.loads(row["trace"]) if isinstance(row["trace"], str) else row["trace"]
+    assert trace["identity"] == "verified" and trace["evidence_digest"] == digest
+    assert (trace["decided_identity"]["person"], trace["decided_identity"]["issuer"]) == ("fin_rev_ana", "hitl-local")
+
+
+def _decision(reviewer: str, digest: str, proof: str | None) -> dict[str, str]:
+    decision = {"outcome": "approve", "reviewer": reviewer, "reason": REASON, "digest": digest}
+    return decision | ({"proof": proof} if proof is not None else {})
+
+
+async def _open_send_an_update(page: Page, ui: str, case_id: str) -> str:
+    """Open the case, read the digest Current Details shows, and open Send an Update on `submit_decision`."""
+    await page.goto(f"{ui}/namespaces/default/workflows/{quote(case_id, safe='')}", timeout=LOAD_MS)
+    await expect(page.get_by_test_id("execution-status")).to_have_text("Running", timeout=LOAD_MS)
+    await page.get_by_role("tab", name="User Metadata").click()
+    current = page.frame_locator("iframe#user-metadata-current-details").locator("body")
+    await expect(current).to_contain_text("Send an Update → submit_decision", timeout=LOAD_MS)
+    await expect(current).to_contain_text('"proof": "<hitl token --as <your id>>"')
+    found = re.search(r'"digest": "(sha256:[0-9a-f]{64})"', await current.inner_text())
+    assert found, "Current Details shows no evidence digest"
+
+    await page.get_by_role("button", name="More Actions").click()
+    await page.get_by_role("menuitem", name="Send an Update").click()
+    dialog = page.get_by_role("dialog", name="Send an Update")
+    await expect(dialog).to_be_visible()
+    await dialog.get_by_test_id("update-select-button").click()
+    option = dialog.get_by_role("option", name=re.compile(r"^submit_decision"))
+    await expect(option).to_contain_text("Decide and get the result back")
+    await option.click()
+    return found.group(1)
+
+
+async def _submit(page: Page, dialog, decision: dict[str, str]) -> None:
+    editor = dialog.get_by_role("textbox", name="Data")
+    await editor.fill(json.dumps(decision))
+    await page.keyboard.press("Tab")  # blur first: the editor reformats and grows (see _decide_in_the_ui)
+    await expect(editor).to_contain_text('  "outcome"')
+    await dialog.get_by_role("button", name="Submit", exact=True).click()  # not the "submit_decision" select
+
+
+async def _expect_one_line_refusal(dialog, reason: str | re.Pattern[str]) -> None:
+    """The dialog's alert is the refusal's one line and nothing else: no stack trace, no worker file path."""
+    alert = dialog.get_by_role("alert").filter(has_text=re.compile(r"\S"))  # the name select's own alert is empty
+    await expect(alert).to_have_text(reason)
+    assert "\n" not in (await alert.inner_text()).strip()
+    # the proof sent is shown in the Data box; base64url could hold ".py" by chance, so leave it out
+    text = re.sub(r'"proof": "[^"]*"', '"proof": …', await dialog.inner_text())
+    assert ".py" not in text and "Traceback" not in text, text
+
+
+async def _expect_still_waiting(page: Page, cases: CaseClient, case_id: str) -> None:
+    view = await cases.get_case(case_id)
+    assert (view.state, view.decision) == ("waiting", None)
+    await expect(page.get_by_test_id("execution-status")).to_have_text("Running")

@@ -284,8 +284,11 @@ async def test_every_example_runs_end_to_end_on_hitl_dev_and_a_waiting_case_surv
         await waiting(started[name])
         decided = await cli("approve", started[name], "--as", reviewer, "--reason", "end to end on hitl dev")
         assert decided.stdout.startswith("accepted: approve by " + reviewer)
+        assert "decided on the case's evidence as it stood just now: digest sha256:" in decided.stderr
         trace = await traced(started[name])
         assert (trace["human_gate"], trace["decided_by"], trace["outcome"]) == (gate, reviewer, "approve")
+        # hitl dev runs verified: the CLI signed a proof with the state directory's local issuer
+        assert (trace["identity"], trace["decided_identity"]["issuer"]) == ("verified", "hitl-local")
         assert trace["inputs"], "the trace lists the evidence consulted"
 
 

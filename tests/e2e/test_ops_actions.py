@@ -53,7 +53,9 @@ class RenewalBrokenAtTheGate(CaseWorkflow):
 @pytest.fixture
 def ops(temporal_env):
     """Run `hitl ops ...` with no terminal on stdin (so a confirmation question cannot be answered)."""
-    env = clean_env(TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host, USER="ops_oncall")
+    env = clean_env(
+        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host, USER="ops_oncall", HITL_IDENTITY="asserted"
+    )
 
     async def run(*args: str) -> subprocess.CompletedProcess:
         return await asyncio.to_thread(

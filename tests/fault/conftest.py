@@ -251,6 +251,7 @@ async def fault_stack(
             HITL_TASK_QUEUE=stack.task_queue,
             HITL_POLICY_DIR=str(policy_dir),
             HITL_STATE_DIR=str(root / "state"),
+            HITL_IDENTITY="asserted",  # these tests are about crashes, not proofs (tests/*/test_trust.py are)
             **({"HITL_CONNECTOR_URLS": json.dumps(connector_urls)} if connector_urls else {}),
         )
         try:

@@ -143,7 +143,9 @@ def test_a_decided_case_leaves_every_inbox_and_shows_its_outcome():
 def test_an_opening_case_owns_every_attribute_and_a_refused_start_keeps_none_but_its_state():
     opened = _values(opening_attributes(renewal(), policy(CaseKind.RENEWAL), own_all=True))
     assert opened[sa.BUSINESS_KEY.name] == "acme_enterprise/fy26" and opened[sa.POLICY.name] == "discount_policy_v3_2"
-    assert set(opened) == {key.name for key in sa.ALL_SEARCH_ATTRIBUTES}
+    assert set(opened) == {key.name for key in sa.HARDENED_SEARCH_ATTRIBUTES}
+    trusted = _values(opening_attributes(renewal(), policy(CaseKind.RENEWAL), own_all=True, trusted=True))
+    assert set(trusted) == {key.name for key in sa.ALL_SEARCH_ATTRIBUTES} and trusted[sa.MAY_NOT_DECIDE.name] is None
     assert opened[sa.OUTCOME.name] is None and opened[sa.REVIEWER_GROUP.name] is None
     assert sa.OUTCOME.name not in _values(opening_attributes(renewal(), policy(CaseKind.RENEWAL), own_all=False))
     refused = _values(refused_attributes())

@@ -4,11 +4,12 @@ A workflow change that would break running cases fails here, naming the history;
 change with `workflow.patched`. tests/histories/ holds the current code's histories; a subfolder per
 patch keeps the histories recorded before it (`before_local_reads/`: regular activities for every
 read and every attribute in every upsert; `before_hardening/`: before HARDENED_PATCH, with test
-workflow IDs that are not the case IDs), which must keep replaying while such cases may still run;
-`continued/` holds the two runs of a case that continued as new.
+workflow IDs that are not the case IDs; `before_trust/`: before TRUST_PATCH, no proofs, digest or
+directory re-reads), which must keep replaying while such cases may still run; `continued/` holds
+the two runs of a case that continued as new, and `*--verified_approve` a case decided with a proof.
 Record the current set (only after a deliberate, patched change; move the old set aside first) with
 `HITL_RECORD_HISTORIES=1 pytest tests/integration/test_case_paths.py tests/integration/test_operator_actions.py \
-tests/integration/test_continue_as_new.py`.
+tests/integration/test_continue_as_new.py tests/integration/test_trust.py`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def _load(path: Path) -> WorkflowHistory:
 
 
 @pytest.mark.parametrize(
-    "folder", [HISTORIES, HISTORIES / "before_hardening", HISTORIES / "before_local_reads"], ids=lambda p: p.name
+    "folder",
+    [HISTORIES, HISTORIES / "before_trust", HISTORIES / "before_hardening", HISTORIES / "before_local_reads"],
+    ids=lambda p: p.name,
 )
 def test_a_history_is_stored_for_every_path_of_every_kind(folder: Path):
     stored = {p.stem for p in folder.glob("*.json")}

@@ -12,17 +12,17 @@ from hitl_temporal.cli.ops.options import NOT_CONFIRMED, action_options, checked
 @click.command()
 @action_options
 @pass_app
-def note(app: Application, case_id: str, reason: str, operator: str, yes: bool) -> None:
+def note(app: Application, case_id: str, reason: str, operator: str | None, yes: bool) -> None:
     """Add a note (--reason) to CASE_ID and its trace; nothing else changes."""
     app.settings  # noqa: B018 -- a configuration error comes first
-    checked_action(app, OperatorActionKind.NOTE, operator, reason)
-    if not confirmed(f"Add a note to {case_id} as {operator}: {reason}?", yes):
+    action = checked_action(app, OperatorActionKind.NOTE, operator, reason)
+    if not confirmed(f"Add a note to {case_id} as {action.operator}: {reason}?", yes):
         app.fail(NOT_CONFIRMED, 1)
 
     async def body() -> int:
         cases = await app.cases()
         case = await cases.resolve_case_id(case_id)
-        click.echo(f"{case}: {(await cases.note(case, operator=operator, reason=reason)).result}")
+        click.echo(f"{case}: {(await cases.note(case, operator=action.operator, reason=reason, proof=action.proof)).result}")
         return 0
 
     app.run(body)

@@ -13,17 +13,18 @@ from hitl_temporal.cli.ops.options import NOT_CONFIRMED, action_options, checked
 @action_options
 @click.option("--group", required=True, help="Reviewer group that takes over the current level.")
 @pass_app
-def reassign(app: Application, case_id: str, reason: str, operator: str, yes: bool, group: str) -> None:
+def reassign(app: Application, case_id: str, reason: str, operator: str | None, yes: bool, group: str) -> None:
     """Give the current level of CASE_ID's gate to another reviewer --group."""
     app.settings  # noqa: B018 -- a configuration error comes first
-    checked_action(app, OperatorActionKind.REASSIGN, operator, reason, group)
-    if not confirmed(f"Give the current level of {case_id} to group {group}, as {operator} (reason: {reason})?", yes):
+    action = checked_action(app, OperatorActionKind.REASSIGN, operator, reason, group)
+    if not confirmed(f"Give the current level of {case_id} to group {group}, as {action.operator} (reason: {reason})?", yes):
         app.fail(NOT_CONFIRMED, 1)
 
     async def body() -> int:
         cases = await app.cases()
         case = await cases.resolve_case_id(case_id)
-        click.echo(f"{case}: {(await cases.reassign(case, group=group, operator=operator, reason=reason)).result}")
+        receipt = await cases.reassign(case, group=group, operator=action.operator, reason=reason, proof=action.proof)
+        click.echo(f"{case}: {receipt.result}")
         return 0
 
     app.run(body)

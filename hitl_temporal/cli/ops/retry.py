@@ -13,20 +13,20 @@ from hitl_temporal.errors import RetryNotNoted
 @click.command()
 @action_options
 @pass_app
-def retry(app: Application, case_id: str, reason: str, operator: str, yes: bool) -> None:
+def retry(app: Application, case_id: str, reason: str, operator: str | None, yes: bool) -> None:
     """Retry what is failing now: reset failing activities to attempt 1, or reset a failing
     workflow task to the last good one; then note the retry in the case (and its trace)."""
     app.settings  # noqa: B018 -- a configuration error comes first
-    checked_action(app, OperatorActionKind.RETRY, operator, reason)
+    action = checked_action(app, OperatorActionKind.RETRY, operator, reason)
 
     async def body() -> int:
         cases = await app.cases()
         case = await cases.resolve_case_id(case_id)
         plan = await cases.plan_retry(case)
-        if not confirmed(f"{plan.describe()}\nGo ahead as {operator}?", yes):
+        if not confirmed(f"{plan.describe()}\nGo ahead as {action.operator}?", yes):
             app.fail(NOT_CONFIRMED, 1)
         try:
-            receipt = await cases.retry(plan, operator=operator, reason=reason)
+            receipt = await cases.retry(plan, operator=action.operator, reason=reason, proof=action.proof)
         except RetryNotNoted as err:
             click.echo(f"{case}: {err.done}")
             app.fail(f"{err.done}, but the retry note was not recorded: {err}", 1)

@@ -21,7 +21,9 @@ from temporalio.exceptions import ApplicationError
 from gates.brief import precedent_headline
 from gates.cases import CaseKind
 from gates.composition import written_brief
+from gates.duties import Delegation
 from gates.evidence import ConnectorResult, EvidenceItem, MissingContext, SourceRequest
+from gates.identity import TrustRequest, TrustSnapshot
 from gates.messages import (
     AdviseInput,
     LateAdditions,
@@ -130,6 +132,13 @@ class FakeWorld:
     notifications: list[Notification] = field(default_factory=list)
     traces: dict[str, DecisionTrace] = field(default_factory=dict)  # decision key -> the trace as stored
     calls: list[str] = field(default_factory=list)  # activity names, in the order they were called
+    # who may act: the issuers' keys (asserted: none needed) and the directory's delegations and roles
+    trust: TrustSnapshot = field(default_factory=lambda: TrustSnapshot(mode="asserted"))
+    delegations: list[Delegation] = field(default_factory=list)
+    operators: list[str] = field(default_factory=list)
+    serving: dict[str, list[int]] = field(default_factory=dict)
+    directory_version: str | None = None
+    policies: dict[CaseKind, Policy] = field(default_factory=dict)  # instead of the bundled policy of a kind
 
     def activities(self) -> list:
         """Everything to register on the worker."""
@@ -140,6 +149,7 @@ class FakeWorld:
             self.summarize_case,
             self.advise_case,
             self.load_reviewer_roster,
+            self.resolve_trust,
             self.gather_crm,
             self.gather_chat,
             self.gather_vendor_master,
@@ -170,7 +180,7 @@ class FakeWorld:
     @activity.defn(name="resolve_policy")
     async def resolve_policy(self, request: ResolvePolicyInput) -> Policy:
         self.calls.append("resolve_policy")
-        return policy(request.kind)
+        return self.policies.get(request.kind) or policy(request.kind)
 
     @activity.defn(name="find_precedents")
     async def find_precedents(self, query: PrecedentQuery) -> PrecedentMatches:
@@ -208,7 +218,18 @@ class FakeWorld:
     async def load_reviewer_roster(self, request: RosterRequest) -> Roster:
         self.calls.append("load_reviewer_roster")
         groups = list(dict.fromkeys(request.groups))
-        return Roster(members={group: list(self.roster.get(group, [])) for group in groups})
+        return Roster(
+            members={group: list(self.roster.get(group, [])) for group in groups},
+            directory_version=self.directory_version,
+            delegations=list(self.delegations),
+            operators=list(self.operators),
+            serving=dict(self.serving),
+        )
+
+    @activity.defn(name="resolve_trust")
+    async def resolve_trust(self, request: TrustRequest) -> TrustSnapshot:
+        self.calls.append("resolve_trust")
+        return self.trust
 
     # -- the systems of record (one activity per source, as activities/gather.py) -------------------
 
