@@ -292,6 +292,18 @@ class GateState(_OmitsEmptyTrustFields):
         self.roster[group] = members
         self.reassigned[self.level] = group
 
+    def routing(self) -> list[str]:
+        """Why each level from the current one has its group: the policy's, or an operator's reassignment."""
+        lines = []
+        for index in range(self.level, len(self.definition.levels)):
+            level = self.definition.levels[index]
+            how = "reassigned by an operator" if index in self.reassigned else "the policy's group for this level"
+            lines.append(f"level {index + 1} ({level.title}): {self.group_at(index)}, {how}")
+        if self.quorum is not None:
+            seats = f"one each from {', '.join(self.quorum.seats)}" if self.quorum.seats else "any eligible people"
+            lines.append(f"quorum: {self.quorum.needed} distinct approvers, {seats}")
+        return lines
+
     def reassign_problem(self, group: str, serving: dict[str, list[int]]) -> str | None:
         """Why an operator may not give the current level to `group` (trusted gates), or None: only
         to a group the policy names for this level or a higher one (they may decide here already),

@@ -187,6 +187,7 @@ class GateView(BaseModel):
     quorum: Quorum | None = None
     approvals: list[str] = Field(default_factory=list, description="Who has approved toward the quorum")
     still_needed: list[str] = Field(default_factory=list, description="What the quorum still needs")
+    routing: list[str] = Field(default_factory=list, description="Why each level from the current one has its group")
 
 
 class CaseView(BaseModel):
@@ -249,6 +250,7 @@ def gate_view(gate: GateState, now: datetime | None = None) -> GateView:
         quorum=gate.quorum,
         approvals=gate.approvers(),
         still_needed=gate.still_needed(),
+        routing=gate.routing() if gate.trusted else [],
     )
 
 

@@ -7,7 +7,8 @@ One visibility query over the search attributes the case workflow publishes (see
       AND WorkflowType IN ('RenewalDiscountException', 'ProcurementThresholdBreach', 'AccessEscalation')
       AND TaskQueue = 'hitl-cases' AND TemporalReportedProblems IS NULL
       [AND HitlGate = 'finance'] [AND HitlCaseKind = 'renewal_discount_exception']
-      [AND HitlEligibleGroups IN ('finance_reviewers', ...) AND HitlRequester != 'fin_rev_ana' AND HitlMayNotDecide != 'fin_rev_ana']
+      [AND HitlEligibleGroups IN ('finance_reviewers', ...) AND HitlRequester != 'fin_rev_ana'
+       AND HitlMayNotDecide != 'fin_rev_ana']
 
 Only healthy cases of ours: a starter sets any search attributes it likes (temporal-notes gotcha 13),
 so a workflow of another type, or one of our types on a task queue our worker never polls, could

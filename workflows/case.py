@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
@@ -458,7 +459,12 @@ class CaseWorkflow:
                 gate = await self._open_gate(request, policy, evaluation, summary)
                 at_gate = AtGate(request, started, policy, evaluation, summary, gate)
             self._waiting = GateWait(
-                case, at_gate, hardened=self._hardened, publish=self._publish, continue_as_new_due=self._continue_as_new_due
+                case,
+                at_gate,
+                hardened=self._hardened,
+                publish=self._publish,
+                continue_as_new_due=self._continue_as_new_due,
+                reread_directory=partial(self._trust.refresh_gate, at_gate.gate) if self._trust is not None else None,
             )
             decision = await self._waiting.decision()
             at_gate = self._waiting = None
@@ -509,6 +515,7 @@ class CaseWorkflow:
     async def _open_gate(
         self, request: CaseRequest, policy: Policy, evaluation: PolicyEvaluation, summary: CaseSummary
     ) -> GateState:
+        now = workflow.now()  # the gate opens (or reopens) now, whatever the reads below take
         gate, trusted = self._case.gate, self._trust is not None
         digest = compose.digest_of(request, policy, evaluation, self._case, summary.proposal) if trusted else None
         if self._trust is not None:
@@ -526,11 +533,11 @@ class CaseWorkflow:
                 summary=f"who sits in {', '.join(groups)}",
             )
             gate = self._case.open_gate(
-                policy, request, roster, level=evaluation.start_level, now=workflow.now(), digest=digest, quorum=evaluation.quorum
+                policy, request, roster, level=evaluation.start_level, now=now, digest=digest, quorum=evaluation.quorum
             )
         else:
             level, quorum = evaluation.start_level, evaluation.quorum
-            self._case.reopen_gate(gate, level=level, now=workflow.now(), digest=digest, quorum=quorum)
+            self._case.reopen_gate(gate, level=level, now=now, digest=digest, quorum=quorum)
             if self._trust is not None:
                 await self._trust.refresh_gate(gate)
         self._publish()

@@ -8,7 +8,7 @@ for them, or for the next deadline.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -38,11 +38,15 @@ class GateWait:
         hardened: bool,
         publish: Callable[[], None],
         continue_as_new_due: Callable[[], bool],
+        reread_directory: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._case, self._at_gate = case, at_gate
         self._hardened = hardened
         self._publish = publish
         self._continue_as_new_due = continue_as_new_due
+        # trusted cases: read the directory again at each reminder and escalation, so who may decide
+        # follows it while nobody acts (a decision reads it again anyway)
+        self._reread_directory = reread_directory
         self._ask = SPECS[at_gate.request.kind].ask(at_gate.request)
         self.parked = False  # waiting on a timer or a decision (the handlers read it)
 
@@ -63,6 +67,10 @@ class GateWait:
             if woke == "handled":
                 continue
             if not reminded:
+                if self._reread_directory is not None:
+                    await self._reread_directory()
+                    if not gate.open:
+                        continue  # decided during the read: the next wait returns the decision
                 gate.record_reminder(workflow.now())
                 await self._notify("reminder", f"Reminder: {self._ask} is waiting for {level.title}.")
                 self._publish()
@@ -101,6 +109,11 @@ class GateWait:
 
     async def _escalate(self, reason: str) -> None:
         gate = self._at_gate.gate
+        if self._reread_directory is not None:
+            await self._reread_directory()
+            if not gate.open:  # decided during the read: nothing to escalate
+                self._case.escalation_requested = None
+                return
         to_level = gate.definition.levels[gate.escalate(workflow.now(), reason=reason).to_level]
         self._case.escalation_requested = None
         await self._notify("escalation", f"Escalated to {to_level.title}: {self._ask}")

@@ -194,6 +194,10 @@ def case_details(view: CaseView, now: datetime | None = None) -> Table:
         rows("reminders", (f"level {r.level + 1} ({r.group}) at {_stamp(r.at)}" for r in g.reminders))
         for label, value in _gate_trust(g, view.case_id):
             row(label, value)
+        rows("routing", g.routing)
+        if g.quorum is not None:
+            approved, needed = ", ".join(g.approvals) or "nobody yet", ", ".join(g.still_needed) or "nothing"
+            row("quorum", f"approved by {approved}; still needed: {needed}")
         rows("routing explained", (f"{person}: {quoted(why)}" for person, why in g.excluded.items()), "yellow")
     if view.decision:
         d = view.decision

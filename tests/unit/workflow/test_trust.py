@@ -278,6 +278,11 @@ async def test_a_quorum_case_needs_its_distinct_approvers_and_the_gate_says_who_
     digest = await waiting(handle, verified)
     gate = (await case_view(handle)).gate
     assert gate.still_needed == ["a member of finance_directors", "a member of finance_reviewers"]
+    assert gate.routing == [
+        "level 2 (Finance director): finance_directors, the policy's group for this level",
+        "level 3 (CFO): cfo_office, the policy's group for this level",
+        "quorum: 2 distinct approvers, one each from finance_directors, finance_reviewers",
+    ]
 
     receipt = await handle.execute_update("submit_decision", decision(verified, "fin_dir_omar", digest))
     assert "still needed: a member of finance_reviewers" in receipt["message"]
@@ -330,3 +335,24 @@ async def test_a_one_off_delegation_lets_the_delegate_decide_for_this_case_and_t
     trace = world.trace(handle)
     assert trace.decided_by == "ops_rev_kim" and trace.acting_for == "vp_ops_raj"
     assert trace.delegation == "delegated by vp_ops_raj, for this case only"
+
+
+async def test_a_reviewer_added_to_the_group_mid_wait_may_decide_after_the_next_reminder(world, verified, start):
+    handle = await start(example(CaseKind.PROCUREMENT, human=True))
+    digest = await waiting(handle, verified)
+    assert "ops_rev_tom may not decide" in await refusal(handle, "submit_decision", decision(verified, "ops_rev_tom", digest))
+    world.roster["ops_vp_approvers"] = ["vp_ops_raj", "vp_proc_dana", "ops_rev_tom"]  # the directory changes
+
+    async def reminded():
+        view = await case_view(handle)
+        assert view.gate.reminders and "ops_rev_tom" in view.gate.may_decide
+
+    await workflow_env_sleep(verified, timedelta(hours=9))  # past the level's 8 h reminder
+    await assert_eventually(reminded)
+    await verified.sync()
+    await handle.execute_update("submit_decision", decision(verified, "ops_rev_tom", digest))
+    assert (await finished(handle)).decided_by == "ops_rev_tom"
+
+
+async def workflow_env_sleep(issuer: ClockedIssuer, duration: timedelta) -> None:
+    await issuer.env.sleep(duration)
