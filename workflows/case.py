@@ -423,8 +423,6 @@ class CaseWorkflow:
         else:
             policy = resumed.policy
             self._publish()
-        if self._trust is not None:
-            await self._trust.resolve()  # at case start, and again in each run after continue-as-new
         cancelled = False
         try:
             decision = await self._decide(request, policy, started, resumed)

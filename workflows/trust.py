@@ -3,9 +3,10 @@
 Workflow code. A decision or an operator action names a person; in `verified` mode it carries a
 proof (a signed token) that the workflow verifies against the issuers' public keys, deterministically,
 with the workflow's clock (gates/identity.py). The keys come from the `resolve_trust` local activity,
-so they are recorded in history and a replay verifies against the same keys: at case start, at each
-gate opening, and again when a token names a key id the case has not seen (key rotation), at most
-once per KEY_REFRESH_INTERVAL so that junk tokens cannot make a case fetch keys without end.
+so they are recorded in history and a replay verifies against the same keys: at each gate opening,
+when a sender acts before any gate opened (a case decided by policy never fetches them), and again
+when a token names a key id the case has not seen (key rotation), at most once per
+KEY_REFRESH_INTERVAL so that junk tokens cannot make a case fetch keys without end.
 
 The directory is read again (`load_reviewer_roster`) when a sender whose identity holds acts, so a
 person removed from a group or made inactive after the gate opened can no longer decide, and an
@@ -14,6 +15,7 @@ operator's role is the directory's of now.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from itertools import count
 
@@ -33,6 +35,13 @@ TRUST_PATCH = "verified-identity-separation-of-duties-evidence-digest"
 KEY_REFRESH_INTERVAL = timedelta(minutes=1)
 
 
+@dataclass(frozen=True)
+class KeysNeeded:
+    """The case must fetch the issuers' keys before it can judge a proof: none yet, or this key id is new."""
+
+    key_id: str | None
+
+
 class DirectoryUnavailable(Exception):
     """The directory or the issuer keys could not be read while a sender waited; the message says so."""
 
@@ -45,9 +54,10 @@ class CaseTrust:
         self._reads = count(1)
 
     async def resolve(self) -> TrustSnapshot:
-        """The keys at case start or at a gate opening. Without keys the case cannot judge anyone, so
-        at the start a failing read is retried (the case waits for it, `hitl ops stuck` shows it);
-        later, when the issuer is unreachable, the case keeps the keys it has."""
+        """The keys at each gate opening (a waiting case judges with the keys of its round). The
+        first read, when no keys are known yet, is retried until it succeeds (the case waits for
+        it, `hitl ops stuck` shows it); later, when the issuer is unreachable, the case keeps the
+        keys it has."""
         activity_id, summary = f"resolve-trust-{next(self._reads)}", "resolve the identity issuers' public keys"
         if self._case.trust is None:
             snapshot = await local_read(
@@ -55,25 +65,21 @@ class CaseTrust:
             )
         else:
             try:
-                snapshot = await workflow.execute_local_activity_method(
-                    IdentityActivities.resolve_trust,
-                    TrustRequest(),
-                    activity_id=activity_id,
-                    start_to_close_timeout=LOCAL_ATTEMPT_TIMEOUT,
-                    retry_policy=LOCAL_RETRY,
-                    summary=summary,
-                )
-            except FailureError as err:
-                workflow.logger.warning("keeping the issuers' keys resolved before: %s", err)
+                snapshot = await self._read_keys(TrustRequest(), activity_id=activity_id, summary=summary)
+            except DirectoryUnavailable as unavailable:
+                workflow.logger.warning("keeping the issuers' keys resolved before: %s", unavailable)
                 return self._case.trust
         self._case.trust = snapshot
         return snapshot
 
-    def identity(self, person: str, proof: str | None, *, channel: str) -> Identity | str:
-        """The sender's identity if their proof holds now, or the key id to fetch before judging it
-        (a str starting with 'kid:'); raises ProofRefused with the reason otherwise. Read-only: for validators."""
+    def identity(self, person: str, proof: str | None, *, channel: str) -> Identity | KeysNeeded:
+        """The sender's identity if their proof holds now, or the keys to fetch before it can be
+        judged (none known yet: a sender before the gate opened; or a key id not seen yet); raises
+        ProofRefused with the reason otherwise. Read-only: for validators."""
         trust = self._case.trust
-        if trust is None or trust.mode == "asserted":
+        if trust is None:
+            return KeysNeeded(key_id=None)
+        if trust.mode == "asserted":
             return Identity(mode="asserted", person=person, channel=channel)
         if proof is None:
             raise ProofRefused(f"{channel} needs a proof that you are {person}: {_how_to_get(trust, person)}")
@@ -81,7 +87,7 @@ class CaseTrust:
             verified = verify_proof(proof, trust, person=person, now=workflow.now())
         except ProofRefused as refused:
             if refused.unknown_key_id is not None and self._may_refresh():
-                return f"kid:{refused.unknown_key_id}"
+                return KeysNeeded(key_id=refused.unknown_key_id)
             raise
         return Identity(
             mode="verified",
@@ -93,25 +99,34 @@ class CaseTrust:
         )
 
     async def verified(self, person: str, proof: str | None, *, channel: str) -> Identity:
-        """`identity`, fetching the issuers' keys again first when the token names a key id not seen yet."""
+        """`identity`, fetching the issuers' keys first when none are known yet or the token names a key id not seen."""
         found = self.identity(person, proof, channel=channel)
         if isinstance(found, Identity):
             return found
-        self._case.keys_refreshed_at = workflow.now()
+        if found.key_id is None:
+            request, why = TrustRequest(), "resolve the identity issuers' public keys"
+        else:
+            self._case.keys_refreshed_at = workflow.now()
+            request = TrustRequest(refresh=True, unknown_key_id=found.key_id)
+            why = "fetch the issuers' keys again (a proof names a key id not seen yet)"
+        self._case.trust = await self._read_keys(request, activity_id=f"refresh-trust-{next(self._reads)}", summary=why)
+        verified = self.identity(person, proof, channel=channel)  # an unknown key id now is refused: fetched once
+        assert isinstance(verified, Identity)
+        return verified
+
+    async def _read_keys(self, request: TrustRequest, *, activity_id: str, summary: str) -> TrustSnapshot:
+        """The keys, for a sender who is waiting: DirectoryUnavailable (not retried) when they cannot be fetched."""
         try:
-            self._case.trust = await workflow.execute_local_activity_method(
+            return await workflow.execute_local_activity_method(
                 IdentityActivities.resolve_trust,
-                TrustRequest(refresh=True, unknown_key_id=found.removeprefix("kid:")),
-                activity_id=f"refresh-trust-{next(self._reads)}",
+                request,
+                activity_id=activity_id,
                 start_to_close_timeout=LOCAL_ATTEMPT_TIMEOUT,
                 retry_policy=LOCAL_RETRY,
-                summary="fetch the issuers' keys again (a proof names a key id not seen yet)",
+                summary=summary,
             )
         except FailureError as err:
             raise DirectoryUnavailable(f"the issuers' keys could not be fetched ({err}); try again in a moment") from None
-        verified = self.identity(person, proof, channel=channel)  # refused as an unknown key now: fetched once
-        assert isinstance(verified, Identity)
-        return verified
 
     def _may_refresh(self) -> bool:
         last = self._case.keys_refreshed_at

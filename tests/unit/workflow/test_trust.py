@@ -258,7 +258,7 @@ async def test_a_proof_signed_with_a_rotated_key_is_accepted_once_the_case_fetch
     )
     await handle.execute_update("submit_decision", decision(rotated, "vp_ops_raj", digest))
     assert (await finished(handle)).decided_by == "vp_ops_raj"
-    assert world.calls.count("resolve_trust") >= 3  # at start, at the gate, and for the unknown key id
+    assert world.calls.count("resolve_trust") == 2  # when the gate opened, and again for the unknown key id
 
 
 def with_quorum(kind: CaseKind, rule_id: str, quorum: Quorum):
@@ -356,3 +356,9 @@ async def test_a_reviewer_added_to_the_group_mid_wait_may_decide_after_the_next_
 
 async def workflow_env_sleep(issuer: ClockedIssuer, duration: timedelta) -> None:
     await issuer.env.sleep(duration)
+
+
+async def test_a_case_decided_by_policy_never_fetches_the_issuers_keys(world, verified, start):
+    handle = await start(example(CaseKind.RENEWAL, human=False))
+    assert (await finished(handle)).decided_via == "policy"
+    assert "resolve_trust" not in world.calls
