@@ -362,3 +362,22 @@ async def test_a_case_decided_by_policy_never_fetches_the_issuers_keys(world, ve
     handle = await start(example(CaseKind.RENEWAL, human=False))
     assert (await finished(handle)).decided_via == "policy"
     assert "resolve_trust" not in world.calls
+
+
+async def test_an_operator_acting_while_the_case_gathers_is_verified_against_keys_fetched_then(world, verified, start):
+    world.stalled = {"crm"}  # gathering waits on the CRM: no gate has opened, no keys fetched yet
+    handle = await start(example(CaseKind.RENEWAL, human=True))
+
+    async def gathering():
+        assert (await case_view(handle)).state == "gathering"
+
+    await assert_eventually(gathering)
+    unproven = {"action": "note", "operator": "fin_cos_raf", "reason": "CRM is down, on it"}
+    assert "needs a proof that you are fin_cos_raf" in await refusal(handle, "operator_action", unproven)
+    await verified.sync()
+    note = OperatorAction(action="note", operator="fin_cos_raf", reason="CRM is down, on it", proof=verified.mint("fin_cos_raf"))
+    receipt = await handle.execute_update("operator_action", note.model_dump(mode="json", exclude_none=True))
+    assert receipt["result"] == "noted"
+    assert "ae_sam requested this case and may not operate it" in await refusal(
+        handle, "operator_action", {**unproven, "operator": "ae_sam", "proof": verified.mint("ae_sam")}
+    )
