@@ -11,18 +11,21 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 
+from activities.identity import LocalIssuer
 from activities.store.traces import recorded_among
 from bench.bare import BARE_WORKFLOW
 from bench.stack import ACCESS_LOOKALIKE_PREFIX, ACCESS_SUBJECT
 from demo.examples import FIRST_REVIEWER, example_payload
 from gates.cases import REQUEST_MODELS, CaseKind, CaseRequest
 from gates.gate import Decision, DecisionOutcome, DecisionReceipt
+from gates.trace import CaseView
 from workflows.kinds import CASE_WORKFLOWS
 
 KINDS = [CaseKind.RENEWAL, CaseKind.PROCUREMENT, CaseKind.ACCESS]
@@ -126,8 +129,44 @@ async def wait_for_gate(handle: WorkflowHandle, *, nth: int = 1) -> bool:
     return False
 
 
-def decision(case: Case, outcome: DecisionOutcome = DecisionOutcome.APPROVE, reason: str = "bench: approved") -> Decision:
-    return Decision(outcome=outcome, reviewer=case.reviewer, reason=reason)
+class Reviewers:
+    """What a reviewer's client does before it decides: read the evidence digest the case waits on
+    (the `case_state` query, as `hitl approve` does in either identity mode) and, for a worker in
+    verified mode, mint a proof with the local issuer of the bench's state directory (`hitl token`).
+
+    `asserted_queues` are the task queues whose workers run with identity off: no proof is sent there."""
+
+    def __init__(self, state_dir: Path, asserted_queues: set[str]):
+        self.issuer = LocalIssuer(state_dir)
+        self.asserted_queues = asserted_queues
+
+    def proof(self, reviewer: str, task_queue: str) -> str | None:
+        return None if task_queue in self.asserted_queues else self.issuer.mint(reviewer)
+
+    async def decision(
+        self,
+        handle: WorkflowHandle,
+        case: Case,
+        task_queue: str,
+        outcome: DecisionOutcome = DecisionOutcome.APPROVE,
+        reason: str = "bench: approved",
+    ) -> Decision:
+        return Decision(
+            outcome=outcome,
+            reviewer=case.reviewer,
+            reason=reason,
+            digest=await current_digest(handle),
+            proof=self.proof(case.reviewer, task_queue),
+        )
+
+
+async def current_digest(handle: WorkflowHandle) -> str | None:
+    """The evidence digest the case waits on (None for a case that has none: started before TRUST_PATCH)."""
+    try:
+        view = await handle.query("case_state", result_type=CaseView)
+    except WorkflowQueryFailedError as err:
+        raise RuntimeError(f"{handle.id}: case_state query failed while waiting at the gate: {err}") from None
+    return view.gate.digest if view.gate is not None else None
 
 
 async def decide_update(handle: WorkflowHandle, d: Decision) -> DecisionReceipt:
@@ -138,13 +177,13 @@ async def decide_signal(handle: WorkflowHandle, d: Decision) -> None:
     await handle.signal("decide", d.model_dump(mode="json"))
 
 
-async def run_case(client: Client, case: Case, task_queue: str, channel: str = "update") -> str:
+async def run_case(client: Client, case: Case, task_queue: str, reviewers: Reviewers, channel: str = "update") -> str:
     """Start, wait for the gate, approve, wait for the result: one whole human case (or an auto one)."""
     handle = await start_case(client, case, task_queue)
     if case.human:
         if not await wait_for_gate(handle):
             raise RuntimeError(f"{case.workflow_id} closed before waiting")
-        d = decision(case)
+        d = await reviewers.decision(handle, case, task_queue)
         if channel == "update":
             await decide_update(handle, d)
         else:
@@ -237,12 +276,10 @@ class DecisionTiming:
     sent_at: float  # wall clock (time.time()) of the send, to line up with history event times
 
 
-async def decide_and_time(
-    handle: WorkflowHandle, case: Case, channel: str, watcher: TraceWatcher, *, outcome: DecisionOutcome = DecisionOutcome.APPROVE
-) -> DecisionTiming:
-    """Send the decision and time it until its row is visible in PostgreSQL."""
-    seen = watcher.watch(case.workflow_id)
-    d = decision(case, outcome)
+async def decide_and_time(handle: WorkflowHandle, d: Decision, channel: str, watcher: TraceWatcher) -> DecisionTiming:
+    """Send the decision `d` (digest read and proof minted before: not timed) and time it until its row is
+    visible in PostgreSQL."""
+    seen = watcher.watch(handle.id)
     sent_at = time.time()
     t0 = time.perf_counter()
     if channel == "update":

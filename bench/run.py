@@ -48,11 +48,15 @@ from bench.stack import ROOT, Stack, WorkerProcess, start_stack, start_worker
 from gates import search_attributes as sa
 from gates.cases import CaseKind
 from gates.gate import DecisionOutcome
+from gates.identity import TrustSnapshot
 from workers.client import DATA_CONVERTER, client_interceptors
 from workers.devstack import _postgres_bin
 
-REAL_QUEUE = "bench-real"
+REAL_QUEUE = "bench-real"  # the product as configured by default: verified identity, the local issuer
+ASSERTED_QUEUE = "bench-asserted"  # the same worker process, identity off (variant `asserted`)
 BARE_QUEUE = "bench-bare"
+# The product's identity modes measured side by side in the main worker (result key, task queue).
+MODES = (("real", REAL_QUEUE), ("asserted", ASSERTED_QUEUE))
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 100.0
 
@@ -87,7 +91,7 @@ FULL = Config(
 # Workflow runners compared (project = workers.worker.WORKFLOW_RUNNER); project_no_pyc is the project
 # runner in a worker process without compiled modules (PYTHONDONTWRITEBYTECODE=1, no .pyc anywhere).
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "unsandboxed", "project_no_pyc")
-VARIANTS = ("before_hardened", "before_lean", "local_acts", "merged_upserts", "lean_plus")
+VARIANTS = ("before_hardened", "before_lean", "local_acts", "merged_upserts", "lean_plus", "asserted", "before_trust")
 
 
 def log(message: str) -> None:
@@ -214,6 +218,7 @@ class Bench:
         self.results: dict[str, Any] = {}
         self._seq = 0
         self._workers: list[WorkerProcess] = []
+        self.reviewers: driver.Reviewers | None = None
 
     @property
     def policy_source(self) -> Path:
@@ -258,8 +263,11 @@ class Bench:
 
     async def real_batch(self, n: int, queue: str, concurrency: int, prefix: str) -> list[Case]:
         assert self.client is not None
+        assert self.reviewers is not None
         cases = driver.real_mix(n, self.tag(prefix))
-        await driver.run_closed_loop([lambda c=c: driver.run_case(self.client, c, queue) for c in cases], concurrency)
+        await driver.run_closed_loop(
+            [lambda c=c: driver.run_case(self.client, c, queue, self.reviewers) for c in cases], concurrency
+        )
         return cases
 
     async def bare_batch(self, n: int, queue: str, concurrency: int, prefix: str) -> None:
@@ -281,18 +289,23 @@ class Bench:
         cfg, w = self.cfg, self.worker
         assert w is not None
         rounds: list[dict[str, Any]] = []
-        totals = {"bare": [0, 0.0], "real": [0, 0.0]}
-        sums: dict[str, dict[str, float]] = {"bare": {}, "real": {}}
+        names = ("bare", *(name for name, _ in MODES))
+        totals = {name: [0, 0.0] for name in names}
+        sums: dict[str, dict[str, float]] = {name: {} for name in names}
+        costs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in MODES}
         for r in range(cfg.throughput_rounds):
-            for name in ("bare", "real"):
+            # bare, verified, asserted; the next round in the reverse order (to spread drift in the machine's load)
+            for name in names if r % 2 == 0 else tuple(reversed(names)):
                 log(
                     f"throughput round {r + 1}/{cfg.throughput_rounds}: {cfg.throughput_n} {name} cases, "
                     f"{cfg.concurrency} in flight"
                 )
                 batch = self.bare_batch if name == "bare" else self.real_batch
-                queue, prefix = (BARE_QUEUE, "tb") if name == "bare" else (REAL_QUEUE, "tr")
+                queue, prefix = (BARE_QUEUE, "tb") if name == "bare" else (dict(MODES)[name], f"t{name[0]}")
                 body = partial(batch, cfg.throughput_n, queue, cfg.concurrency, prefix)
-                fig, _ = await self.measured(w, cfg.throughput_n, body)
+                fig, cases = await self.measured(w, cfg.throughput_n, body)
+                if name != "bare":
+                    costs[name].append(await self._sample_costs(cases))
                 rounds.append({"round": r + 1, "workload": name, **fig})
                 totals[name][0] += cfg.throughput_n
                 totals[name][1] += fig["seconds"]
@@ -301,15 +314,20 @@ class Bench:
                         sums[name][key] = sums[name].get(key, 0.0) + value * cfg.throughput_n
                 log(f"  {name}: {fig['cases_per_s']} cases/s, worker {fig['worker_cpu_ms_per_case']} ms/case")
         out: dict[str, Any] = {"rounds": rounds, "concurrency": cfg.concurrency}
-        for name in ("bare", "real"):
+        for name in names:
             n, secs = totals[name]
             out[name] = {"cases": n, "seconds": round(secs, 3), "cases_per_s": round(n / secs, 2)}
             out[name].update({k: round(v / n, 2) for k, v in sums[name].items()})
+            if name in costs:
+                out[name].update({k: round(statistics.mean(c[k] for c in costs[name]), 2) for k in costs[name][0]})
         out["real_mix"] = (
             "kinds round robin (renewal, procurement, access); 4 of 5 need a human and are approved through "
             "the submit_decision update once waiting, 1 of 5 is decided by policy"
         )
+        out["real_identity"] = "verified (a proof minted per decision by the local issuer, the digest from case_state)"
+        out["asserted_identity"] = "asserted (identity off on that queue's worker; the digest still sent, as hitl approve does)"
         out["ratio"] = round(out["real"]["cases_per_s"] / out["bare"]["cases_per_s"], 3)
+        out["asserted_ratio"] = round(out["asserted"]["cases_per_s"] / out["bare"]["cases_per_s"], 3)
         out["target_ratio"] = TARGET_RATIO
         out["target_met"] = out["ratio"] >= TARGET_RATIO
         self.results["throughput"] = out
@@ -320,37 +338,46 @@ class Bench:
         assert self.client is not None and self.stack is not None
         cfg = self.cfg
         out: dict[str, Any] = {"target_p99_ms": TARGET_P99_MS, "poll_interval_ms": 2.0}
+        assert self.reviewers is not None
+        reviewers = self.reviewers
         async with TraceWatcher(self.stack.database_url) as watcher:
-            # Unloaded: open all cases first, then decide one at a time and let each finish.
-            unloaded: dict[str, list[float]] = {"update": [], "signal": []}
-            calls: dict[str, list[float]] = {"update": [], "signal": []}
+            # Unloaded: open all cases first, then decide one at a time and let each finish; verified
+            # and asserted cases (two queues of one worker) interleaved: update, signal, update, signal.
+            unloaded: dict[str, dict[str, list[float]]] = {m: {"update": [], "signal": []} for m, _ in MODES}
+            calls: dict[str, dict[str, list[float]]] = {m: {"update": [], "signal": []} for m, _ in MODES}
+            steps: dict[str, dict[str, dict[str, list[float]]]] = {m: {"update": {}, "signal": {}} for m, _ in MODES}
             tag = self.tag("lu")
-            cases = [driver.make_case(KINDS[i % 3], True, f"{tag}-{i}") for i in range(2 * cfg.latency_n)]
-            log(f"latency, unloaded: opening {len(cases)} cases")
-            handles = await asyncio.gather(*(driver.start_case(self.client, c, REAL_QUEUE) for c in cases))
+            plan = [(MODES[(i // 2) % 2], "update" if i % 2 == 0 else "signal") for i in range(2 * len(MODES) * cfg.latency_n)]
+            cases = [driver.make_case(KINDS[i % 3], True, f"{tag}-{i}") for i in range(len(plan))]
+            log(f"latency, unloaded: opening {len(cases)} cases (verified and asserted)")
+            handles = await asyncio.gather(
+                *(driver.start_case(self.client, c, queue) for c, ((_, queue), _) in zip(cases, plan))
+            )
             opening = asyncio.gather(*(driver.wait_for_gate(h) for h in handles))
             await within(60 + 2 * len(cases), opening, "opening the latency cases")
             await asyncio.sleep(1.0)
-            log(f"latency, unloaded: {cfg.latency_n} decisions per channel, one at a time")
-            steps: dict[str, dict[str, list[float]]] = {"update": {}, "signal": {}}
-            for i, (case, handle) in enumerate(zip(cases, handles)):
-                channel = "update" if i % 2 == 0 else "signal"
-                timing = await driver.decide_and_time(handle, case, channel, watcher)
-                unloaded[channel].append(1000 * timing.seen_s)
-                calls[channel].append(1000 * timing.call_s)
+            log(f"latency, unloaded: {cfg.latency_n} decisions per channel and identity mode, one at a time")
+            for case, handle, ((mode, queue), channel) in zip(cases, handles, plan):
+                d = await reviewers.decision(handle, case, queue)  # digest and proof first: not timed
+                timing = await driver.decide_and_time(handle, d, channel, watcher)
+                unloaded[mode][channel].append(1000 * timing.seen_s)
+                calls[mode][channel].append(1000 * timing.call_s)
                 await within(60, handle.result(), f"case {case.workflow_id}")
                 split = driver.record_step_times((await handle.fetch_history()).events, timing.sent_at, timing.seen_s)
                 for key, value in (split or {}).items():
-                    steps[channel].setdefault(key, []).append(value)
+                    steps[mode][channel].setdefault(key, []).append(value)
                 await asyncio.sleep(0.05)
             unloaded_gaps = list(watcher.gaps)
             out["postgres_commit_ms"] = _ms(percentiles(await _commit_times(self.stack.database_url, 30)))
             watcher.gaps.clear()
-            out["unloaded"] = {ch: _ms(percentiles(v)) for ch, v in unloaded.items()}
-            out["unloaded_send_call_ms"] = {ch: _ms(percentiles(v)) for ch, v in calls.items()}
-            out["unloaded_steps_ms_median"] = {
-                ch: {k: round(statistics.median(v), 1) for k, v in parts.items()} for ch, parts in steps.items()
-            }
+            for mode, _ in MODES:
+                prefix = "" if mode == "real" else f"{mode}_"
+                out[f"{prefix}unloaded"] = {ch: _ms(percentiles(v)) for ch, v in unloaded[mode].items()}
+                out[f"{prefix}unloaded_send_call_ms"] = {ch: _ms(percentiles(v)) for ch, v in calls[mode].items()}
+                out[f"{prefix}unloaded_steps_ms_median"] = {
+                    ch: {k: round(statistics.median(v), 1) for k, v in parts.items()} for ch, parts in steps[mode].items()
+                }
+            out["unloaded_identity"] = "verified; asserted_unloaded: the same decisions on the asserted queue, interleaved"
 
             # Loaded: open-loop arrivals at half the measured real throughput, every human case decided.
             rate = self.results["throughput"]["real"]["cases_per_s"] / 2
@@ -367,7 +394,8 @@ class Bench:
                     await driver.wait_for_gate(handle)
                     channel = "update" if counter["human"] % 2 == 0 else "signal"
                     counter["human"] += 1
-                    timing = await driver.decide_and_time(handle, case, channel, watcher)
+                    d = await reviewers.decision(handle, case, REAL_QUEUE)
+                    timing = await driver.decide_and_time(handle, d, channel, watcher)
                     loaded[channel].append(1000 * timing.seen_s)
                 await handle.result()
 
@@ -394,6 +422,9 @@ class Bench:
                 "loaded": _ms(percentiles([1000 * g for g in watcher.gaps])),
             }
         out["unloaded_all_p99_ms"] = max(out["unloaded"]["update"]["p99"], out["unloaded"]["signal"]["p99"])
+        out["asserted_unloaded_all_p99_ms"] = max(
+            out["asserted_unloaded"]["update"]["p99"], out["asserted_unloaded"]["signal"]["p99"]
+        )
         out["target_met"] = out["unloaded_all_p99_ms"] <= TARGET_P99_MS
         self.results["latency"] = out
 
@@ -401,22 +432,21 @@ class Bench:
 
     async def run_path(self, case: Case, path: str, queue: str) -> Any:
         """Drive one case along `path` and return its history."""
-        assert self.client is not None
+        assert self.client is not None and self.reviewers is not None
+        decision = partial(self.reviewers.decision, case=case, task_queue=queue)
         handle = await driver.start_case(self.client, case, queue)
         if path == "approve_update":
             await driver.wait_for_gate(handle)
-            await driver.decide_update(handle, driver.decision(case))
+            await driver.decide_update(handle, await decision(handle))
         elif path == "approve_signal":
             await driver.wait_for_gate(handle)
-            await driver.decide_signal(handle, driver.decision(case))
+            await driver.decide_signal(handle, await decision(handle))
         elif path == "request_info":
             await driver.wait_for_gate(handle)
-            await driver.decide_update(
-                handle,
-                driver.decision(case, DecisionOutcome.REQUEST_INFO, "bench: which incident, and who approved in the thread?"),
-            )
+            question = "bench: which incident, and who approved in the thread?"
+            await driver.decide_update(handle, await decision(handle, outcome=DecisionOutcome.REQUEST_INFO, reason=question))
             await driver.wait_for_gate(handle, nth=2)
-            await driver.decide_update(handle, driver.decision(case))
+            await driver.decide_update(handle, await decision(handle))
         result = await handle.result()
         history = await handle.fetch_history()
         return result, history.events
@@ -658,7 +688,7 @@ class Bench:
             out["worker_rss_mb_before"] = round(rss_before / 2**20, 1)
             log(f"scale: {n} waiting after {out['open_seconds']} s; visibility queries")
 
-            out["visibility"] = await self._visibility_queries()
+            out["visibility"] = await self._visibility_queries(real_q)
             log("scale: waiting for every case to escalate to level 1")
             deadline_wait = time.time() + e + 3 * (all_waiting - t0) + 120
             while True:
@@ -682,10 +712,11 @@ class Bench:
             w.stop()
         self.results["scale"] = out
 
-    async def _visibility_queries(self, repeats: int = 5) -> dict[str, Any]:
+    async def _visibility_queries(self, task_queue: str, repeats: int = 5) -> dict[str, Any]:
         """Raw list and count calls on the Finance inbox query, then the real path: `CaseClient.inbox`
         (a page of the oldest 50 found with counts, the reviewer's page, every case) and the whole
-        `hitl inbox --gate finance` command, Python start-up included."""
+        `hitl inbox --gate finance` command, Python start-up included, on the scale phase's task queue
+        (the inbox lists only cases on the queue it is given)."""
         from hitl_temporal import CaseClient
 
         assert self.client is not None
@@ -712,7 +743,7 @@ class Bench:
             t = time.perf_counter()
             await client.count_workflows("HitlCaseState='waiting'")
             timings["count_waiting"].append(time.perf_counter() - t)
-        cases = CaseClient(client)
+        cases = CaseClient(client, task_queue)
         # a Finance director may decide at level 1 and 2: the cases that opened first have escalated by now
         reviewer = {"reviewer": "fin_dir_omar", "reviewer_groups": ["finance_directors"]}
         for _ in range(repeats):
@@ -726,7 +757,7 @@ class Bench:
             everything = await cases.inbox(gate="finance", limit=None)
             timings["inbox_all"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            cli_footer = await self._hitl_inbox("--gate", "finance")
+            cli_footer = await self._hitl_inbox(task_queue, "--gate", "finance")
             timings["cli_inbox"].append(time.perf_counter() - t)
         out: dict[str, Any] = {"query": inbox, "rows": rows, "count": count_inbox, "repeats": repeats}
         out["inbox_page_rows"], out["inbox_page_total"] = len(page.items), page.total
@@ -738,7 +769,7 @@ class Bench:
             out[f"{key}_ms_max"] = round(1000 * max(values), 1)
         return out
 
-    async def _hitl_inbox(self, *args: str) -> str:
+    async def _hitl_inbox(self, task_queue: str, *args: str) -> str:
         """Run `hitl inbox ARGS` as a user would (a new Python process, from the source snapshot); its last line."""
         from bench.stack import NAMESPACE, PYCACHE
         from workers.devstack import clean_temporal_env
@@ -747,6 +778,7 @@ class Bench:
         env = {k: v for k, v in clean_temporal_env(dict(os.environ), self.stack.temporal_address, NAMESPACE).items()
                if not k.startswith("HITL_") and k != "PYTHONDONTWRITEBYTECODE"}
         env.update(HITL_DATABASE_URL=self.stack.database_url, HITL_STATE_DIR=str(self.stack.base / "state"),
+                   HITL_TASK_QUEUE=task_queue,
                    PYTHONPYCACHEPREFIX=str(PYCACHE))
         proc = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "hitl_temporal.cli", "inbox", *args],
@@ -799,15 +831,19 @@ class Bench:
             self.stack.temporal_address, namespace="default", data_converter=DATA_CONVERTER, interceptors=client_interceptors()
         )
         self.results["micro"] = micro_costs(self.policy_source)
+        self.results["micro"].update(await trust_micro_costs(self.stack))
         log("warm-up")
         await self.warm_up(REAL_QUEUE, BARE_QUEUE)
+        await self.warm_up(ASSERTED_QUEUE, None)
         await self.throughput()
         await self.latency()
         await self.history_paths()
+        self.results["trust"] = trust_summary(self.results)
         self.results["worker_rss_mb_after_main_phases"] = round(self.worker.rss() / 2**20, 1)  # type: ignore[union-attr]
         self.worker.stop()  # type: ignore[union-attr]
         self.worker = None
         await self.comparisons()
+        self.results["trust"]["without_trust_patch"] = trust_patch_cost(self.results["variants"])
         await self.scale()
 
     def run(self) -> dict[str, Any]:
@@ -830,7 +866,12 @@ class Bench:
                     "shorten gate delays)"
                 ),
             }
-            self.worker = self.start_worker([(REAL_QUEUE, "project", "product")], BARE_QUEUE, "main")
+            self.reviewers = driver.Reviewers(
+                self.stack.state_dir, asserted_queues={ASSERTED_QUEUE, "bench-variant-asserted"}
+            )
+            self.worker = self.start_worker(
+                [(REAL_QUEUE, "project", "product"), (ASSERTED_QUEUE, "project", "asserted")], BARE_QUEUE, "main"
+            )
             asyncio.run(self.run_all())
         finally:
             for w in self._workers:
@@ -880,6 +921,113 @@ def micro_costs(policy_dir: Path, n: int = 20) -> dict[str, float]:
         "load_policies_cpu_ms": cpu_ms(lambda: load_policies(policy_dir)),
         "load_policies_c_yaml_cpu_ms": cpu_ms(with_c_loader),
         "policy_cache_hit_cpu_ms": cpu_ms(lambda: PolicyCache.key(policy_dir)),
+    }
+
+
+def trust_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """Per case, bare / asserted / verified from the same run, worker and server: what verified identity costs.
+
+    CPU and history figures are the throughput phase's (the real mix, closed loop); latency the unloaded
+    phase's (one decision at a time, verified and asserted interleaved)."""
+    t, lat = results["throughput"], results["latency"]
+    lat_of = {"asserted": lat["asserted_unloaded"], "verified": lat["unloaded"]}
+    modes: dict[str, Any] = {}
+    bare_history = results["history"]["paths"]["bare"]
+    cpu_keys = ("worker_cpu_ms_per_case", "server_cpu_ms_per_case", "postgres_cpu_ms_per_case", "cpu_ms_per_case")
+    for mode, key in (("bare", "bare"), ("asserted", "asserted"), ("verified", "real")):
+        fig = t[key]
+        row: dict[str, Any] = {
+            "events_per_case": fig.get("events_per_case", bare_history["events_mean"]),
+            "local_activities_per_case": fig.get("local_activities_per_case", 0),
+            "workflow_tasks_per_case": fig.get("workflow_tasks_per_case", bare_history["workflow_tasks_mean"]),
+            **{k: fig[k] for k in cpu_keys},
+            "cases_per_s": fig["cases_per_s"],
+            "ratio_vs_bare": round(fig["cases_per_s"] / t["bare"]["cases_per_s"], 3),
+        }
+        if mode != "bare":
+            for ch in ("update", "signal"):
+                row[f"decision_{ch}_ms"] = {p: lat_of[mode][ch][p] for p in ("p50", "p99")}
+        modes[mode] = row
+    v, a = modes["verified"], modes["asserted"]
+    cost = {
+        k: round(v[k] - a[k], 2)
+        for k in ("events_per_case", "local_activities_per_case", "worker_cpu_ms_per_case", "server_cpu_ms_per_case",
+                  "cpu_ms_per_case")
+    }
+    for ch in ("update", "signal"):
+        cost[f"decision_{ch}_p50_ms"] = round(v[f"decision_{ch}_ms"]["p50"] - a[f"decision_{ch}_ms"]["p50"], 2)
+        cost[f"decision_{ch}_p99_ms"] = round(v[f"decision_{ch}_ms"]["p99"] - a[f"decision_{ch}_ms"]["p99"], 2)
+    cost["throughput_pct"] = round(100 * (v["cases_per_s"] / a["cases_per_s"] - 1), 1)
+    return {
+        "per_case": modes,
+        "verification_cost_per_case": cost,
+        "targets": {
+            "ratio_verified": v["ratio_vs_bare"], "ratio_met": v["ratio_vs_bare"] >= TARGET_RATIO,
+            "p99_verified_ms": lat["unloaded_all_p99_ms"], "p99_met": lat["unloaded_all_p99_ms"] <= TARGET_P99_MS,
+            "ratio_asserted": a["ratio_vs_bare"], "p99_asserted_ms": lat["asserted_unloaded_all_p99_ms"],
+        },
+    }
+
+
+def trust_patch_cost(variants: dict[str, Any]) -> dict[str, Any]:
+    """The comparison worker's product (verified), asserted and before_trust (no TRUST_PATCH) batches, side by side."""
+    keys = ("events_per_case", "local_activities_per_case", "workflow_tasks_per_case", "worker_cpu_ms_per_case",
+            "server_cpu_ms_per_case", "cpu_ms_per_case", "cases_per_s", "ratio_vs_bare")
+    return {name: {k: variants[name][k] for k in keys} for name in ("product", "asserted", "before_trust")}
+
+
+async def trust_micro_costs(stack: Stack, n: int = 50) -> dict[str, float]:
+    """What each step verified identity adds costs on its own, in this process (outside the sandbox):
+    PyJWT verifying one proof (the workflow does it in the update's validator and again in its handler),
+    minting one (the reviewer's side), `resolve_trust` with the local issuer (at start and each gate
+    opening), the directory re-read per decision (`load_reviewer_roster`), and the evidence digest's hash."""
+    from activities.db import create_pool
+    from activities.directory import DirectoryActivities
+    from activities.identity import IdentityActivities, LocalIssuer
+    from gates.identity import TrustRequest, evidence_digest, verify_proof
+    from gates.messages import RosterRequest
+    from workers.config import Settings
+
+    issuer = LocalIssuer(stack.state_dir)
+    trust = TrustSnapshot(mode="verified", issuers=[issuer.issuer_keys(fetched_at=datetime.now(UTC))])
+    token = issuer.mint("fin_rev_ana")
+    now = datetime.now(UTC)
+
+    def cpu_ms(fn: Callable[[], Any]) -> float:
+        fn()
+        t = time.process_time()
+        for _ in range(n):
+            fn()
+        return round(1000 * (time.process_time() - t) / n, 3)
+
+    async def timed(fn: Callable[[], Awaitable[Any]]) -> dict[str, float]:
+        await fn()
+        wall, t = [], time.process_time()
+        for _ in range(n):
+            start = time.perf_counter()
+            await fn()
+            wall.append(1000 * (time.perf_counter() - start))
+        return {"wall_ms_median": round(statistics.median(wall), 3), "cpu_ms": round(1000 * (time.process_time() - t) / n, 3)}
+
+    settings = Settings(identity="verified", local_issuer="on", state_dir=stack.state_dir, database_url=stack.database_url)
+    identity = IdentityActivities(settings)
+    pool = await create_pool(stack.database_url, source="the bench PostgreSQL", max_size=2)
+    try:
+        directory = DirectoryActivities(pool)
+        roster = RosterRequest(groups=["finance_reviewers", "finance_directors", "cfo_office"], people=["ae_sam"], gate="finance")
+        directory_read = await timed(lambda: directory.load_reviewer_roster(roster))
+        resolve = await timed(lambda: identity.resolve_trust(TrustRequest()))
+    finally:
+        await pool.close()
+    brief = {"facts": [{"source": f"crm:{i}", "text": "x" * 200} for i in range(40)]}
+    return {
+        "verify_proof_cpu_ms": cpu_ms(lambda: verify_proof(token, trust, person="fin_rev_ana", now=now)),
+        "mint_proof_cpu_ms": cpu_ms(lambda: issuer.mint("fin_rev_ana")),
+        "evidence_digest_40_facts_cpu_ms": cpu_ms(lambda: evidence_digest(brief)),
+        "directory_reread_wall_ms_median": directory_read["wall_ms_median"],
+        "directory_reread_cpu_ms": directory_read["cpu_ms"],
+        "resolve_trust_local_wall_ms_median": resolve["wall_ms_median"],
+        "resolve_trust_local_cpu_ms": resolve["cpu_ms"],
     }
 
 
@@ -965,12 +1113,14 @@ def table(doc: dict[str, Any]) -> str:
 
     t = r["throughput"]
     lines.append(f"1. Throughput (closed loop, {t['concurrency']} in flight)")
-    for name in ("bare", "real"):
+    for name in ("bare", "real", "asserted"):
         x = t[name]
         row(f"{name} cases/s ({x['cases']} cases)", f"{x['cases_per_s']:.2f}",
             f"worker {x['worker_cpu_ms_per_case']} / server {x['server_cpu_ms_per_case']} / "
             f"pg {x['postgres_cpu_ms_per_case']} CPU ms per case")
-    row("ratio real / bare", f"{t['ratio']:.3f}", f"target >= {TARGET_RATIO}: {'met' if t['target_met'] else 'NOT met'}")
+    row("ratio real (verified identity) / bare", f"{t['ratio']:.3f}",
+        f"target >= {TARGET_RATIO}: {'met' if t['target_met'] else 'NOT met'}")
+    row("ratio asserted / bare", f"{t['asserted_ratio']:.3f}")
     lat = r["latency"]
     lines.append("2. Decision latency, send -> row in decision_traces (ms, p50 / p95 / p99)")
     for mode in ("unloaded", "loaded"):
@@ -989,6 +1139,29 @@ def table(doc: dict[str, Any]) -> str:
         f"{lat['loaded_target_rate_cases_per_s']} / {lat['loaded_achieved_rate_cases_per_s']}")
     row("unloaded p99 (worst channel)", f"{lat['unloaded_all_p99_ms']:.1f}",
         f"target <= {TARGET_P99_MS:.0f} ms: {'met' if lat['target_met'] else 'NOT met'}")
+    tr = r["trust"]
+    lines.append("2b. Verified identity: per case, same run and server (throughput phase CPU; unloaded latency p50 / p99)")
+    lines.append(f"  {'':<46} {'events / LAs':>16}  CPU ms/case worker + server + pg = total; cases/s = x bare; "
+                 "update / signal ms")
+    for mode, x in tr["per_case"].items():
+        latency = "" if mode == "bare" else "; " + " | ".join(
+            f"{x[f'decision_{ch}_ms']['p50']:.1f} / {x[f'decision_{ch}_ms']['p99']:.1f}" for ch in ("update", "signal"))
+        row(mode, f"{x['events_per_case']} / {x['local_activities_per_case']}",
+            f"{x['worker_cpu_ms_per_case']} + {x['server_cpu_ms_per_case']} + {x['postgres_cpu_ms_per_case']} = "
+            f"{x['cpu_ms_per_case']}; {x['cases_per_s']} = x{x['ratio_vs_bare']}{latency}")
+    c = tr["verification_cost_per_case"]
+    row("verification costs (verified - asserted)", f"{c['events_per_case']:+} / {c['local_activities_per_case']:+}",
+        f"{c['worker_cpu_ms_per_case']:+} worker, {c['cpu_ms_per_case']:+} total CPU ms; {c['throughput_pct']:+}% cases/s; "
+        f"p50 {c['decision_update_p50_ms']:+} / {c['decision_signal_p50_ms']:+} ms")
+    m = r["micro"]
+    row("verify one proof (PyJWT, EdDSA) CPU ms", f"{m['verify_proof_cpu_ms']}",
+        f"mint {m['mint_proof_cpu_ms']}; resolve_trust {m['resolve_trust_local_cpu_ms']} CPU / "
+        f"{m['resolve_trust_local_wall_ms_median']} wall; directory re-read {m['directory_reread_cpu_ms']} CPU / "
+        f"{m['directory_reread_wall_ms_median']} wall")
+    for name, x in tr.get("without_trust_patch", {}).items():
+        row(f"comparison worker: {name}", f"{x['events_per_case']} / {x['local_activities_per_case']}",
+            f"{x['worker_cpu_ms_per_case']} + {x['server_cpu_ms_per_case']} = {x['cpu_ms_per_case']} (with pg); "
+            f"{x['cases_per_s']} = x{x['ratio_vs_bare']}")
     h = r["history"]
     lines.append("3. History cost per case (events / floor of its regular steps / floor with every step regular / "
                  "local activities / upserts / workflow tasks; worker CPU ms)")

@@ -56,6 +56,11 @@ class Stack:
     src: Path = Path()
 
     @property
+    def state_dir(self) -> Path:
+        """The workers' HITL_STATE_DIR: its local issuer (identity/local-issuer.pem) signs the driver's proofs."""
+        return self.base / "state"
+
+    @property
     def database_url(self) -> str:
         return self.servers.database_url
 
@@ -183,7 +188,11 @@ def start_worker(
         del env[key]
     env["HITL_DATABASE_URL"] = stack.database_url
     env["HITL_TASK_QUEUE"] = queues[0][0]
-    env["HITL_STATE_DIR"] = str(stack.base / "state")
+    env["HITL_STATE_DIR"] = str(stack.state_dir)
+    # Verified identity with the state directory's local issuer (the defaults, said explicitly); a queue
+    # of variant `asserted` turns it off for its own worker only (bench.worker_proc).
+    env["HITL_IDENTITY"] = "verified"
+    env["HITL_LOCAL_ISSUER"] = "on"
     if policy_dir is not None:
         env["HITL_POLICY_DIR"] = str(policy_dir)
     env["PYTHONPATH"] = str(stack.src) + os.pathsep + env.get("PYTHONPATH", "")

@@ -18,6 +18,11 @@ workflow's (or activity's) task queue and change nothing on a `product` queue:
   value of each attribute wins). Bench-only: a handler that changes attributes while the main loop
   keeps waiting would publish nothing until the loop's next step.
 - `lean_plus`: both.
+- `asserted`: the product with identity off (`HITL_IDENTITY=asserted` for that queue's worker, set by
+  `bench.worker_proc`): no proof is verified, but the directory is still read again per decision and the
+  evidence digest is still composed (both are TRUST_PATCH's, in either mode).
+- `before_trust`: the product as it was before `TRUST_PATCH`: `workflow.patched(TRUST_PATCH)` answers
+  False, so no issuer keys are resolved, no directory re-read per decision, no digest.
 
 Histories of these variants exist only on the bench's own task queues.
 """
@@ -31,6 +36,7 @@ from temporalio import activity, workflow
 
 from activities.policy_files import PolicyCache, load_policies
 from workflows.case import HARDENED_PATCH, LEAN_PATCH
+from workflows.trust import TRUST_PATCH
 
 CONNECTORS = frozenset(
     {"gather_crm", "gather_chat", "gather_vendor_master", "gather_finance", "gather_procurement", "gather_iam"}
@@ -42,7 +48,11 @@ FEATURES: dict[str, frozenset[str]] = {
     "local_acts": frozenset({"local"}),
     "merged_upserts": frozenset({"merged"}),
     "lean_plus": frozenset({"local", "merged"}),
+    "asserted": frozenset({"asserted"}),
+    "before_trust": frozenset({"before_trust"}),
 }
+# Variants that are a worker setting, not a change to the workflow code (bench.worker_proc applies them).
+SETTINGS_OF_VARIANT: dict[str, dict[str, Any]] = {"asserted": {"identity": "asserted"}}
 VARIANTS = tuple(FEATURES)
 _REGULAR_ONLY = ("task_queue", "heartbeat_timeout", "versioning_intent", "priority")
 
@@ -64,6 +74,8 @@ def _patched(patch_id: str) -> bool:
     if patch_id == LEAN_PATCH and _has("before_lean"):
         return False
     if patch_id == HARDENED_PATCH and _has("before_hardened"):
+        return False
+    if patch_id == TRUST_PATCH and _has("before_trust"):
         return False
     return _orig_patched(patch_id)
 
@@ -111,7 +123,7 @@ def install(queues: dict[str, str]) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
         _variant_of_queue[queue] = variant
-    if all(v == "product" for v in _variant_of_queue.values()):
+    if all(v in ("product", *SETTINGS_OF_VARIANT) for v in _variant_of_queue.values()):
         return
     PolicyCache.load = _policy_load  # type: ignore[method-assign]
     workflow.patched = _patched  # type: ignore[assignment]

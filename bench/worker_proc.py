@@ -4,7 +4,8 @@
 
 Configuration comes from the environment exactly as for `hitl worker` (TEMPORAL_ADDRESS,
 HITL_DATABASE_URL, HITL_POLICY_DIR, ...). Each `--queue` is one `build_worker(...)` on that task
-queue, as is. RUNNER `project` is `workers.worker.WORKFLOW_RUNNER`; the others are bench-only
+queue, as is (variant `asserted`: with `identity="asserted"`).
+RUNNER `project` is `workers.worker.WORKFLOW_RUNNER`; the others are bench-only
 comparisons of the sandbox cost (`build_worker` reads the module global `WORKFLOW_RUNNER` when it is
 called, so the bench sets it just before). VARIANT `product` is the product code; the others are the
 bench-only changes of `bench.variants`, applied only to workflows on that queue. The bare workflow
@@ -64,11 +65,13 @@ async def main(args: argparse.Namespace) -> None:
     client = await connect_client(settings)
     workers: list[Worker] = []
     first_runner = None
-    for name, runner_name, _ in args.queue:
+    for name, runner_name, variant in args.queue:
         runner = RUNNERS[runner_name]()
         first_runner = first_runner or runner
         project_worker.WORKFLOW_RUNNER = runner
-        workers.append(project_worker.build_worker(client, pool, settings, task_queue=name))
+        # `asserted`: the same worker settings with identity off, as HITL_IDENTITY=asserted gives
+        queue_settings = settings.model_copy(update=variants.SETTINGS_OF_VARIANT.get(variant, {}))
+        workers.append(project_worker.build_worker(client, pool, queue_settings, task_queue=name))
     project_worker.WORKFLOW_RUNNER = PROJECT_RUNNER
     if args.bare_task_queue:
         workers.append(

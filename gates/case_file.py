@@ -197,6 +197,8 @@ class CaseFile:
             return f"case already decided: {self.decision.outcome} by {self.decision.decided_by}"
         if self.state == CaseState.REFUSED:
             return "this start was refused and is not a case"
+        if self.request is None:  # the run's first task has not started it (or a continued run not restored it) yet
+            return "case is starting; send it again in a moment"
         return f"case is not waiting for a decision (state: {self.state.value})"
 
     def operator_problem(self, action: OperatorAction, *, bounded: bool, now: datetime | None = None) -> str | None:

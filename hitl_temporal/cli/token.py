@@ -46,7 +46,7 @@ def token(app: Application, person: str | None, ttl: timedelta) -> None:
     if settings.oidc_issuer and (settings.local_issuer != "on" or person is None):
         # the proof of your `hitl login` (to paste into the Web UI's Send an Update, say)
         if person is not None:
-            app.fail(f"proofs come from the OIDC issuer {settings.oidc_issuer}: --as is only for the local issuer")
+            app.fail(f"proofs come from the OIDC issuer {settings.oidc_issuer}: use `hitl login` (--as is for the local issuer)")
         login_proof = proof_for(app, None)
         click.echo(login_proof)
         click.echo(f"proof of your `hitl login` ({person_of_login(app)}) from {settings.oidc_issuer}", err=True)

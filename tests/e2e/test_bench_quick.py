@@ -60,6 +60,17 @@ FIGURES = [
         "events_per_case", "upserts_per_case", "workflow_tasks_per_case", "worker_cpu_ms_per_case", "server_cpu_ms_per_case",
         "cpu_ms_per_case", "cases_per_s", "ratio_vs_bare")),
     "results.variants.bare.cases_per_s",
+    # 2b. verified identity against asserted and bare, per case, and the pieces measured apart
+    *(f"results.trust.per_case.{m}.{f}" for m in ("bare", "asserted", "verified") for f in (
+        "events_per_case", "local_activities_per_case", "worker_cpu_ms_per_case", "cpu_ms_per_case", "ratio_vs_bare")),
+    *(f"results.trust.per_case.{m}.decision_{ch}_ms.{p}" for m in ("asserted", "verified") for ch in ("update", "signal")
+      for p in ("p50", "p99")),
+    *(f"results.trust.verification_cost_per_case.{f}" for f in ("events_per_case", "worker_cpu_ms_per_case", "cpu_ms_per_case")),
+    *(f"results.trust.without_trust_patch.{v}.{f}" for v in ("product", "asserted", "before_trust")
+      for f in ("events_per_case", "worker_cpu_ms_per_case", "ratio_vs_bare")),
+    "results.throughput.asserted_ratio",
+    *(f"results.micro.{k}" for k in ("verify_proof_cpu_ms", "mint_proof_cpu_ms", "directory_reread_wall_ms_median",
+                                     "resolve_trust_local_wall_ms_median")),
     # 4. scale
     "results.scale.cases",
     "results.scale.open_seconds",
@@ -127,4 +138,10 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert not problems, "\n".join(problems)
     # Every case of the scale phase was open and waiting at once, and every one escalated.
     assert doc["results"]["scale"]["escalation"]["all_escalated"] is True
+    # Verified decisions went through (a refused proof or digest would have left the cases waiting).
+    latency = doc["results"]["latency"]
+    assert latency["unloaded"]["update"]["n"] > 0 and latency["asserted_unloaded"]["signal"]["n"] > 0
     assert doc["results"]["latency"]["loaded"]["update"]["n"] > 0 and doc["results"]["latency"]["loaded"]["signal"]["n"] > 0
+    # The inbox of the scale phase lists the Finance cases the raw visibility query finds.
+    visibility = doc["results"]["scale"]["visibility"]
+    assert 0 < visibility["inbox_page_total"] <= visibility["rows"], visibility

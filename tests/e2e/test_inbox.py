@@ -404,7 +404,7 @@ def test_inbox_query_is_one_visibility_query_over_the_search_attributes():
     ) == (
         f"{HEALTHY_CASES_OF_OURS} AND HitlGate = 'finance' AND "
         "HitlCaseKind = 'renewal_discount_exception' AND HitlEligibleGroups IN ('finance_reviewers') AND "
-        "HitlRequester != 'fin_rev_ana'"
+        "HitlRequester != 'fin_rev_ana' AND HitlMayNotDecide != 'fin_rev_ana'"
     )
     with pytest.raises(ValueError):
         inbox_query(task_queue="hitl-cases", gate="finance' OR 1=1")

@@ -107,7 +107,19 @@ async def test_a_dev_server_started_like_hitl_dev_refuses_an_oversized_signal():
         port = free_port()
         child = start_temporal(root / "temporal.db", port, None, root / "temporal.log")
         try:
-            client = await Client.connect(f"127.0.0.1:{port}", data_converter=DATA_CONVERTER)
+            client = await connect_when_healthy(port)
             await assert_oversized_signal_refused(client)
         finally:
             child.stop()
+
+
+async def connect_when_healthy(port: int) -> Client:
+    """The port opens before the frontend reports healthy (seen on a loaded machine): connect once it does."""
+
+    async def connected() -> Client:
+        try:
+            return await Client.connect(f"127.0.0.1:{port}", data_converter=DATA_CONVERTER)
+        except RuntimeError as err:
+            raise AssertionError(f"not healthy yet: {err}") from None
+
+    return await assert_eventually(connected, timeout=60, interval=0.5)

@@ -110,7 +110,11 @@ async def test_a_flood_of_large_signals_never_pushes_a_run_near_the_history_limi
         latest = client.get_workflow_handle(handle.id, result_type=CaseResult)
         view = await wait_until_waiting(latest)
         assert all(a.payload["truncated"] for a in view.rejected_attempts), "a huge payload was kept whole"
-        await latest.execute_update("submit_decision", Decision(outcome="reject", reviewer="sec_rev_eli", reason="no"))
+        # the run just continued may still be starting: a decision then is refused with "send it again"
+        async def decided() -> None:
+            await latest.execute_update("submit_decision", Decision(outcome="reject", reviewer="sec_rev_eli", reason="no"))
+
+        await assert_eventually(decided, timeout=30, interval=0.5)
         assert (await latest.result()).outcome == "reject"
     assert (await trace_row(world_pool, handle))["outcome"] == "reject"
 

@@ -284,8 +284,13 @@ async def test_hitl_token_sends_people_to_hitl_login_when_an_oidc_issuer_is_conf
     done = await run_hitl(env, "token", "--as", "fin_rev_ana", "--state-dir", str(tmp_path))
 
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == "hitl: proofs come from the OIDC issuer https://id.example.com: use `hitl login`\n"
+    assert done.stderr == (
+        "hitl: proofs come from the OIDC issuer https://id.example.com: use `hitl login` (--as is for the local issuer)\n"
+    )
     assert not (tmp_path / "identity").exists()
+    # without --as and without a login: it says how to get one
+    anonymous = await run_hitl(env | {"HITL_CONFIG_DIR": str(tmp_path / "config")}, "token", "--state-dir", str(tmp_path))
+    assert anonymous.returncode == 2 and "hitl login" in anonymous.stderr and anonymous.stdout == ""
 
 
 async def test_hitl_token_refuses_a_person_id_that_is_not_one(tmp_path: Path):
