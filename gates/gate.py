@@ -332,7 +332,12 @@ class GateState(_OmitsEmptyTrustFields):
         return people
 
     def conflict(self, person: str, now: datetime | None) -> str | None:
-        """Why `person` may not decide or operate this case at all (separation of duties), or None."""
+        """Why `person` may not decide or operate this case at all (separation of duties), or None;
+        toward a quorum, also who has already given their approval or rejection."""
+        if self.trusted and self.quorum is not None:
+            for done, what in ((self.approvals, "approved"), (self.rejections, "rejected")):
+                if any(d.decided_by == person for d in done):
+                    return f"{person} has already {what} this case; its quorum needs distinct people"
         if not self.trusted:
             return f"{person} requested this case and may not decide it" if person == self.requester else None
         at = now if now is not None else self.level_started_at
@@ -431,13 +436,7 @@ class GateState(_OmitsEmptyTrustFields):
         return [a.decided_by for a in self.approvals]
 
     def _quorum_problem(self, decision: Decision) -> str | None:
-        assert self.quorum is not None
-        done = {a.decided_by: "approved" for a in self.approvals} | {r.decided_by: "rejected" for r in self.rejections}
-        if decision.reviewer in done:
-            return (
-                f"{decision.reviewer} has already {done[decision.reviewer]} this case; its quorum needs distinct people "
-                f"(still needed: {', '.join(self.still_needed()) or 'nothing'})"
-            )
+        assert self.quorum is not None  # who already approved or rejected is refused by `conflict`
         if decision.outcome == DecisionOutcome.APPROVE and not would_count(
             self.quorum, self.approvers(), decision.reviewer, self.roster
         ):

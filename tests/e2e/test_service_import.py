@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from activities.identity import LocalIssuer
 from tests.helpers import clean_env, new_worker
+from workers.config import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -102,7 +104,10 @@ def test_import_hitl_temporal_loads_no_worker_module_nor_postgres_nor_cli_librar
 async def test_the_readme_starter_runs_in_a_service_with_its_own_workflows_and_activities(
     temporal_env, world_pool, tmp_path: Path
 ):
-    async with new_worker(temporal_env.client, world_pool) as worker:
+    # verified identity, as the product runs by default: fin_rev_ana's proof from the local issuer
+    settings = Settings(_env_file=None, database_url=None, identity="verified", state_dir=tmp_path / "state")
+    proof = LocalIssuer(settings.state_dir).mint("fin_rev_ana")
+    async with new_worker(temporal_env.client, world_pool, settings=settings) as worker:
         renewal = f"fy26-{worker.task_queue[-8:]}"  # a case of its own on the shared server
         starter = readme_starter()
         assert starter.count('renewal="fy26"') == 1 and starter.count('"acme_enterprise/fy26"') == 1
@@ -111,7 +116,9 @@ async def test_the_readme_starter_runs_in_a_service_with_its_own_workflows_and_a
         )
         lay_out_service(tmp_path, starter)
         env = clean_env(
-            TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host, HITL_TASK_QUEUE=worker.task_queue
+            TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+            HITL_TASK_QUEUE=worker.task_queue,
+            REVIEWER_PROOF=proof,
         )
         result = await asyncio.to_thread(run_in, tmp_path, env, "starter.py")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -123,7 +130,7 @@ async def test_the_readme_starter_runs_in_a_service_with_its_own_workflows_and_a
     assert inbox in ("inbox: 0 waiting", "inbox: 1 waiting"), inbox
     assert lines == [
         f"started {case_id}",
-        "rejected: ae_sam requested this case and may not decide it",
+        "rejected: this proof is fin_rev_ana's, not ae_sam's; get your own: `hitl token --as ae_sam` (local issuer)",
         "approve by fin_rev_ana accepted at level 1",
         "decided: approve by fin_rev_ana",
     ], result.stdout
