@@ -238,7 +238,8 @@ class CaseWorkflow:
         if self._trust is not None:
             try:
                 identity = await self._trust.verified(action.operator, action.proof, channel="operator_action")
-                await self._reread_operator_roles()
+                if identity.mode == "verified":  # roles are checked in verified mode only
+                    await self._reread_operator_roles()
             except (ProofRefused, DirectoryUnavailable) as refused:
                 raise refusal(str(refused), "OperatorActionRejected") from None
             self._check_operator_action(action)  # with the directory's roles of now

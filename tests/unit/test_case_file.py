@@ -23,7 +23,9 @@ def _waiting() -> tuple[CaseFile, GateState]:
 
 
 def test_before_the_gate_opens_a_decision_is_refused_with_the_case_state():
-    assert CaseFile().judging_gate() == "case is not waiting for a decision (state: gathering)"
+    assert CaseFile().judging_gate() == "case is starting; send it again in a moment"  # before the run's first step
+    gathering = CaseFile(request=renewal())
+    assert gathering.judging_gate() == "case is not waiting for a decision (state: gathering)"
     assert CaseFile(state=CaseState.REFUSED).judging_gate() == "this start was refused and is not a case"
 
 
