@@ -121,7 +121,10 @@ async def test_the_readme_starter_runs_in_a_service_with_its_own_workflows_and_a
             REVIEWER_PROOF=proof,
         )
         result = await asyncio.to_thread(run_in, tmp_path, env, "starter.py")
-    assert result.returncode == 0, result.stdout + result.stderr
+    # A short-lived SDK process can abort at interpreter exit after its work is done (sdk-python #300,
+    # temporal-notes gotcha 1: exit code 134 with PyGILState_Release): the lines below still say what it did.
+    exit_crash = result.returncode == -6 or result.returncode == 134
+    assert result.returncode == 0 or (exit_crash and "PyGILState_Release" in result.stderr), result.stdout + result.stderr
     case_id = f"renewal_discount_exception:acme_enterprise/{renewal}"
     lines = result.stdout.splitlines()
     may_decide = lines.pop(1).removeprefix("may decide: ").split(", ")
