@@ -44,6 +44,9 @@ RUNNERS = {
     "default_sandbox": lambda: SandboxedWorkflowRunner(),
     "passthrough_all": lambda: SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
     "unsandboxed": lambda: UnsandboxedWorkflowRunner(),
+    # The runner before the workflows were passed through (the fast test tier's): our workflow modules
+    # re-imported for every workflow run.
+    "strict": lambda: project_worker.STRICT_WORKFLOW_RUNNER,
 }
 
 

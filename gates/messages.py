@@ -19,7 +19,8 @@ from gates.cases import CaseKind
 from gates.duties import Delegation  # the gate's own type (gates.gate keeps them); the roster carries them
 from gates.evidence import ContextBundle
 from gates.gate import OperatorRecord, RejectedAttempt
-from gates.policy import PolicyEvaluation
+from gates.identity import TrustRequest, TrustSnapshot
+from gates.policy import Policy, PolicyEvaluation
 from gates.precedent import Precedent
 from gates.trace import DecisionTrace
 
@@ -176,6 +177,33 @@ class StartMetadataRequest(BaseModel):
 class StartMetadata(BaseModel):
     static_summary: str | None = None
     static_details: str | None = None
+
+
+# -- combined reads (since COMBINED_PATCH, workflows/case.py): one local activity where there were two
+
+
+class OpenCaseRequest(BaseModel):
+    """What a case reads as it starts: its start's UI text (to refuse a start that poses) and its policy."""
+
+    start: StartMetadataRequest
+    policy: ResolvePolicyInput
+
+
+class CaseOpening(BaseModel):
+    metadata: StartMetadata
+    policy: Policy
+
+
+class GateReadRequest(BaseModel):
+    """What a gate reads as it first opens: who sits in its groups, and the issuers' keys of now."""
+
+    roster: RosterRequest
+    trust: TrustRequest = Field(default_factory=TrustRequest)
+
+
+class GateReads(BaseModel):
+    roster: Roster
+    trust: TrustSnapshot
 
 
 # -- the `hitl check` probe (activities/stack_check.py) ------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import (
     SandboxedWorkflowRunner,
     SandboxRestrictions,
@@ -21,6 +21,7 @@ from activities.gather import GatherActivities
 from activities.identity import IdentityActivities
 from activities.migrations import SchemaBehind, pending_migrations
 from activities.notify import NotifyActivities
+from activities.openings import OpeningActivities
 from activities.stack_check import StackCheckActivities
 from activities.start_metadata import StartMetadataActivities
 from workers.client import connect_client, worker_client
@@ -35,19 +36,32 @@ WORKFLOWS: list[type] = [StackCheckWorkflow, *CASE_WORKFLOWS.values()]
 # avoids re-importing them (and rebuilding pydantic schemas) for every workflow run. The JOSE
 # libraries the workflow verifies proofs with are passed through too: re-imported inside the
 # sandbox, cryptography's Rust core aborts the process when it raises InvalidSignature.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+STRICT_WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("gates", "activities", "jwt", "cryptography", "rfc8785")
+)
+# The worker's runner passes our workflow modules (`workflows.*`: orchestration, constants only, no
+# module state) through as well, so they are imported once per process instead of once per workflow
+# run: about a quarter of the worker's CPU per case (BENCHMARKS.md, "Fewer events, one import").
+# The sandbox then no longer checks what our own workflow code calls, so two guards stand in:
+# the fast workflow tier (tests/unit/workflow/) runs every path in STRICT_WORKFLOW_RUNNER, where
+# they are re-imported inside the sandbox and a non-deterministic call fails the test, and ruff
+# bans the clock, randomness and environment in workflows/ (TID251, pyproject.toml).
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=STRICT_WORKFLOW_RUNNER.restrictions.with_passthrough_modules("workflows")
 )
 
 
 def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client) -> list:
+    start_metadata, cases = StartMetadataActivities(client), CaseActivities(pool, settings)
+    directory, identity = DirectoryActivities(pool), IdentityActivities(settings)
     return [
-        StartMetadataActivities(client).read_start_metadata,
+        start_metadata.read_start_metadata,
         StackCheckActivities(pool).record_stack_check,
         *GatherActivities(pool, settings).activities(),
-        *CaseActivities(pool, settings).activities(),
-        DirectoryActivities(pool).load_reviewer_roster,
-        IdentityActivities(settings).resolve_trust,
+        *cases.activities(),
+        directory.load_reviewer_roster,
+        identity.resolve_trust,
+        *OpeningActivities(start_metadata, cases, directory, identity).activities(),
         NotifyActivities(pool, settings).notify_reviewers,
     ]
 
@@ -63,15 +77,22 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, *, task
     )
 
 
-def case_worker(client: Client, *, task_queue: str, activities: Sequence[Callable], **options) -> Worker:
+def case_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    activities: Sequence[Callable],
+    workflow_runner: WorkflowRunner = WORKFLOW_RUNNER,
+    **options,
+) -> Worker:
     """A worker of the case workflows with the given activities: the real ones (`build_worker`) or the
-    fast test tier's fakes of the same names (tests/unit/workflow/), configured alike."""
+    fast test tier's fakes of the same names (tests/unit/workflow/, in STRICT_WORKFLOW_RUNNER), configured alike."""
     return Worker(
         worker_client(client),
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=activities,
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=workflow_runner,
         interceptors=[HeartbeatWhileRunning()],
         # No workflow_failure_exception_types: a nondeterministic replay fails the workflow *task*,
         # which Temporal retries, so the case keeps running and resumes on a compatible worker. This

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.case_activities import CaseActivities
     from activities.directory import DirectoryActivities
+    from activities.openings import OpeningActivities
     from activities.start_metadata import StartMetadataActivities
     from gates import composition as compose
     from gates.brief import ReviewerQuestion
@@ -62,6 +63,8 @@ with workflow.unsafe.imports_passed_through():
     from gates.kinds import CaseSpec
     from gates.messages import (
         AdviseInput,
+        GateReadRequest,
+        OpenCaseRequest,
         PrecedentQuery,
         RecordDecisionInput,
         RecordReceipt,
@@ -96,6 +99,11 @@ LEAN_PATCH = "local-reads-and-changed-only-upserts"
 # Everything since this patch: guarded input, refused starts, owned attributes, continue-as-new,
 # fitted records, late attempts in the trace, heartbeats. Cases started before it keep their path.
 HARDENED_PATCH = "guarded-input-owned-attributes-continue-as-new"
+# One marker for all of the above: a case started since takes every one of them (LEAN, HARDENED,
+# TRUST) without recording three markers (each also upserts TemporalChangeVersion, so six events),
+# and reads its start's UI text with its policy, and its gate's roster with the issuers' keys, in one
+# local activity each (activities/openings.py). Cases started before keep the markers they recorded.
+COMBINED_PATCH = "one-marker-combined-reads"
 # A one-off delegation (`hitl delegate`) lasts as long as the case waits; this only bounds it.
 ONE_OFF_DELEGATION = timedelta(days=3650)
 
@@ -110,6 +118,7 @@ class CaseWorkflow:
         # How this run executes, not what the case knows:
         self._lean = False  # LEAN_PATCH: set once at the start of the run
         self._hardened = False  # HARDENED_PATCH: decided by the first run step or signal
+        self._combined = False  # COMBINED_PATCH: decided with it
         self._patch_decided = False
         self._waiting: GateWait | None = None  # the main loop's wait at the gate, while it waits
         self._signals_this_run = 0
@@ -118,7 +127,9 @@ class CaseWorkflow:
     def _hardening(self) -> bool:
         """Whether this run takes the HARDENED_PATCH path (decided once, in a step that may write history)."""
         if not self._patch_decided:
-            self._hardened, self._patch_decided = workflow.patched(HARDENED_PATCH), True
+            self._combined = workflow.patched(COMBINED_PATCH)
+            self._hardened = self._combined or workflow.patched(HARDENED_PATCH)
+            self._patch_decided = True
         return self._hardened
 
     # -- decisions in ---------------------------------------------------------------------------
@@ -378,20 +389,32 @@ class CaseWorkflow:
             self._refuse(str(refused))
         self._case.request = request
         started = workflow.now()
-        self._lean = workflow.patched(LEAN_PATCH)
-        if workflow.patched(TRUST_PATCH):
+        self._lean = self._combined or workflow.patched(LEAN_PATCH)
+        if self._combined or workflow.patched(TRUST_PATCH):
             self._case.trusted = True
             self._trust = CaseTrust(self._case, lean=self._lean)
-        metadata = await calls.local_read(
-            StartMetadataActivities.read_start_metadata,
-            StartMetadataRequest(workflow_id=info.workflow_id, run_id=info.run_id),
-            lean=self._lean,
-            activity_id="read-start-metadata",
-            summary="read the start's static summary and details",
-        )
+        start = StartMetadataRequest(workflow_id=info.workflow_id, run_id=info.run_id)
+        policy: Policy | None = None
+        if self._combined:
+            opening = await calls.local_read(
+                OpeningActivities.open_case,
+                OpenCaseRequest(start=start, policy=ResolvePolicyInput(kind=self.spec.kind)),
+                lean=True,
+                activity_id="open-case",
+                summary=f"read the start's summary and details, resolve the current {self.spec.kind.value} policy",
+            )
+            metadata, policy = opening.metadata, opening.policy
+        else:
+            metadata = await calls.local_read(
+                StartMetadataActivities.read_start_metadata,
+                start,
+                lean=self._lean,
+                activity_id="read-start-metadata",
+                summary="read the start's static summary and details",
+            )
         if problem := start_metadata_problem(request, metadata):
             self._refuse(problem)
-        return await self._run_admitted(request, started, resumed=None)
+        return await self._run_admitted(request, started, resumed=None, policy=policy)
 
     def _legacy_request(self, payloads: Sequence[Any]) -> CaseRequest:
         """Before HARDENED_PATCH: the one start payload, decoded and validated; an invalid one fails the case."""
@@ -409,15 +432,19 @@ class CaseWorkflow:
         workflow.set_current_details(compose.refused_details(reason))
         raise refusal(reason, "CaseRefused")
 
-    async def _run_admitted(self, request: CaseRequest, started: datetime, *, resumed: AtGate | None) -> CaseResult:
+    async def _run_admitted(
+        self, request: CaseRequest, started: datetime, *, resumed: AtGate | None, policy: Policy | None = None
+    ) -> CaseResult:
+        """`policy`: the policy already resolved with the start's metadata (COMBINED_PATCH), if it was."""
         if resumed is None:
-            policy = await calls.local_read(
-                CaseActivities.resolve_policy,
-                ResolvePolicyInput(kind=self.spec.kind),
-                lean=self._lean,
-                activity_id="resolve-policy",
-                summary=f"resolve the current {self.spec.kind.value} policy",
-            )
+            if policy is None:
+                policy = await calls.local_read(
+                    CaseActivities.resolve_policy,
+                    ResolvePolicyInput(kind=self.spec.kind),
+                    lean=self._lean,
+                    activity_id="resolve-policy",
+                    summary=f"resolve the current {self.spec.kind.value} policy",
+                )
             self._case.policy = policy
             opening = compose.opening_attributes(request, policy, own_all=self._hardened, trusted=self._case.trusted)
             history_budget.upsert(opening, lean=self._lean)
@@ -517,20 +544,33 @@ class CaseWorkflow:
         now = workflow.now()  # the gate opens (or reopens) now, whatever the reads below take
         gate, trusted = self._case.gate, self._trust is not None
         digest = compose.digest_of(request, policy, evaluation, self._case, summary.proposal) if trusted else None
-        if self._trust is not None:
+        combined = self._combined and gate is None and self._trust is not None
+        if self._trust is not None and not combined:
             await self._trust.resolve()  # the issuers' keys of now, for this round
         if gate is None:
             groups = [level.group for level in policy.gate.levels]
             if trusted and evaluation.quorum is not None:
                 groups += [seat for seat in evaluation.quorum.seats if seat not in groups]
             people = [p for p in (request.requester, request.subject()) if p] if trusted else []
-            roster = await calls.local_read(
-                DirectoryActivities.load_reviewer_roster,
-                RosterRequest(groups=groups, people=people, gate=policy.gate.name if trusted else None),
-                lean=self._lean,
-                activity_id="load-reviewer-roster",
-                summary=f"who sits in {', '.join(groups)}",
-            )
+            asked = RosterRequest(groups=groups, people=people, gate=policy.gate.name if trusted else None)
+            if combined and self._trust is not None:  # the roster and the keys of now, in one read
+                reads = await calls.local_read(
+                    OpeningActivities.read_gate,
+                    GateReadRequest(roster=asked),
+                    lean=True,
+                    activity_id="read-gate",
+                    summary=f"who sits in {', '.join(groups)}; the identity issuers' public keys",
+                )
+                self._trust.adopt(reads.trust)
+                roster = reads.roster
+            else:
+                roster = await calls.local_read(
+                    DirectoryActivities.load_reviewer_roster,
+                    asked,
+                    lean=self._lean,
+                    activity_id="load-reviewer-roster",
+                    summary=f"who sits in {', '.join(groups)}",
+                )
             gate = self._case.open_gate(
                 policy, request, roster, level=evaluation.start_level, now=now, digest=digest, quorum=evaluation.quorum
             )

@@ -72,6 +72,10 @@ class CaseTrust:
         self._case.trust = snapshot
         return snapshot
 
+    def adopt(self, snapshot: TrustSnapshot) -> None:
+        """Keys read with the gate's roster (COMBINED_PATCH): what `resolve` would have read."""
+        self._case.trust = snapshot
+
     def identity(self, person: str, proof: str | None, *, channel: str) -> Identity | KeysNeeded:
         """The sender's identity if their proof holds now, or the keys to fetch before it can be
         judged (none known yet: a sender before the gate opened; or a key id not seen yet); raises

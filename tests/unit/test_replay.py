@@ -2,11 +2,13 @@
 
 A workflow change that would break running cases fails here, naming the history; guard such a
 change with `workflow.patched`. tests/histories/ holds the current code's histories; a subfolder per
-patch keeps the histories recorded before it (`before_local_reads/`: regular activities for every
-read and every attribute in every upsert; `before_hardening/`: before HARDENED_PATCH, with test
-workflow IDs that are not the case IDs; `before_trust/`: before TRUST_PATCH, no proofs, digest or
-directory re-reads), which must keep replaying while such cases may still run; `continued/` holds
-the two runs of a case that continued as new, and `*--verified_approve` a case decided with a proof.
+patch keeps the histories recorded before it, which must keep replaying while such cases may still
+run: `before_local_reads/` (regular activities for every read and every attribute in every upsert),
+`before_hardening/` (before HARDENED_PATCH, with test workflow IDs that are not the case IDs),
+`before_trust/` (before TRUST_PATCH: no proofs, digest or directory re-reads), `before_combined/`
+(before COMBINED_PATCH: three patch markers, and separate reads of the start's metadata and the
+policy, of the roster and the keys). `continued/` holds the two runs of a case that continued as
+new, and `*--verified_approve` a case decided with a proof.
 Record the current set (only after a deliberate, patched change; move the old set aside first) with
 `HITL_RECORD_HISTORIES=1 pytest tests/integration/test_case_paths.py tests/integration/test_operator_actions.py \
 tests/integration/test_continue_as_new.py tests/integration/test_trust.py`.
@@ -29,7 +31,7 @@ from tests.replay_variants import (
 )
 from workers.client import WORKER_DATA_CONVERTER
 from workers.replay import load_history_file
-from workers.worker import WORKFLOW_RUNNER, WORKFLOWS
+from workers.worker import STRICT_WORKFLOW_RUNNER, WORKFLOW_RUNNER, WORKFLOWS
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 PATHS = ("auto", "approve", "reject", "request_info", "timeout")
@@ -42,7 +44,13 @@ def _load(path: Path) -> WorkflowHistory:
 
 @pytest.mark.parametrize(
     "folder",
-    [HISTORIES, HISTORIES / "before_trust", HISTORIES / "before_hardening", HISTORIES / "before_local_reads"],
+    [
+        HISTORIES,
+        HISTORIES / "before_combined",
+        HISTORIES / "before_trust",
+        HISTORIES / "before_hardening",
+        HISTORIES / "before_local_reads",
+    ],
     ids=lambda p: p.name,
 )
 def test_a_history_is_stored_for_every_path_of_every_kind(folder: Path):
@@ -54,7 +62,8 @@ def test_a_history_is_stored_for_every_path_of_every_kind(folder: Path):
     "path", sorted(HISTORIES.rglob("*.json")), ids=lambda p: str(p.relative_to(HISTORIES).with_suffix(""))
 )
 async def test_stored_history_replays_against_current_code(path: Path):
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
+    """In the strict sandbox, which also fails a replay on a non-deterministic call in our workflow modules."""
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=WORKER_DATA_CONVERTER, workflow_runner=STRICT_WORKFLOW_RUNNER)
     await replayer.replay_workflow(_load(path))
 
 

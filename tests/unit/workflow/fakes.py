@@ -26,9 +26,13 @@ from gates.evidence import ConnectorResult, EvidenceItem, MissingContext, Source
 from gates.identity import TrustRequest, TrustSnapshot
 from gates.messages import (
     AdviseInput,
+    CaseOpening,
+    GateReadRequest,
+    GateReads,
     LateAdditions,
     Notification,
     NotificationReceipt,
+    OpenCaseRequest,
     PrecedentMatches,
     PrecedentQuery,
     RecordDecisionInput,
@@ -150,6 +154,8 @@ class FakeWorld:
             self.advise_case,
             self.load_reviewer_roster,
             self.resolve_trust,
+            self.open_case,
+            self.read_gate,
             self.gather_crm,
             self.gather_chat,
             self.gather_vendor_master,
@@ -230,6 +236,16 @@ class FakeWorld:
     async def resolve_trust(self, request: TrustRequest) -> TrustSnapshot:
         self.calls.append("resolve_trust")
         return self.trust
+
+    @activity.defn(name="open_case")
+    async def open_case(self, request: OpenCaseRequest) -> CaseOpening:
+        """Both halves, as the real one reads them (their names are in `calls`)."""
+        metadata = await self.read_start_metadata(request.start)
+        return CaseOpening(metadata=metadata, policy=await self.resolve_policy(request.policy))
+
+    @activity.defn(name="read_gate")
+    async def read_gate(self, request: GateReadRequest) -> GateReads:
+        return GateReads(roster=await self.load_reviewer_roster(request.roster), trust=await self.resolve_trust(request.trust))
 
     # -- the systems of record (one activity per source, as activities/gather.py) -------------------
 
