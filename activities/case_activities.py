@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -23,8 +24,10 @@ from activities.agent import (
     request_agent_advice,
 )
 from activities.policy_files import PolicyCache, bundled_policy_dir
+from activities.store import audit as audit_log
 from activities.store import precedents as store_precedents
 from activities.store import traces
+from gates.audit import AuditEvent, AuditKind
 from gates.brief import precedent_headline
 from gates.composition import written_brief
 from gates.messages import (
@@ -140,7 +143,10 @@ class CaseActivities:
 
     @activity.defn(name="record_decision")
     async def record_decision(self, record: RecordDecisionInput) -> RecordReceipt:
-        """Write the trace and its precedent once: a retry or a duplicate finds the first row.
+        """Write the run's trace once, and its precedent when a verified human decided: a retry of
+        the same run finds the first row. A later run of a decided case ID (after a reset, or a re-run
+        under the same ID) records its trace as a new row that supersedes the case's current one, whose
+        precedent is retracted; the chain says so (trace_superseded). One truth per case: the newest.
 
         Whatever text reached the trace (connector answers, payload previews), it is made storable
         first: PostgreSQL's text and jsonb refuse NUL and unpaired surrogates, and a recorder that
@@ -150,11 +156,33 @@ class CaseActivities:
         if span_context.is_valid and trace.otel_trace_id is None:
             trace = trace.model_copy(update={"otel_trace_id": format(span_context.trace_id, "032x")})
         async with self._pool.acquire() as conn, conn.transaction():
-            trace_id = await traces.insert_trace(conn, record.decision_key, trace)
-            if trace_id is None:
-                existing = await traces.recorded_under(conn, record.decision_key)
+            await traces.lock_case(conn, trace.case_id)
+            existing = await traces.recorded_by_run(conn, record.decision_key, trace.run_id)
+            if existing is not None:
                 return RecordReceipt(trace_id=existing["id"], newly_recorded=False, otel_trace_id=existing["otel_trace_id"])
-            await store_precedents.insert_precedent(conn, trace_id, trace)
+            previous = await traces.current_trace_of(conn, trace.case_id)
+            if previous is not None and previous["decided_at"] > trace.decided_at:
+                # a run that a reset ended, whose attempt still ran: the newer run's decision stays the truth
+                raise ApplicationError(
+                    f"{trace.case_id}: trace {previous['id']} records a later decision of this case than run {trace.run_id}'s; "
+                    "not recorded (this run was reset or replaced)",
+                    type="TraceSuperseded",
+                    non_retryable=True,
+                )
+            trace_id = await traces.insert_trace(
+                conn, record.decision_key, trace, supersedes=None if previous is None else previous["id"]
+            )
+            assert trace_id is not None  # under the case's lock, and this run had no row
+            # the case's gate events and the trace's digest, in the audit log with the trace or not at all
+            rows = await audit_log.append_with_trace_event(
+                conn, record.audit, trace_id=trace_id, kind=AuditKind.TRACE_RECORDED, at=trace.decided_at
+            )
+            if previous is not None:
+                await _supersede(
+                    conn, previous, trace_id, decision_key=record.decision_key, case_id=trace.case_id, at=trace.decided_at
+                )
+            if store_precedents.deserves_precedent(trace):
+                await store_precedents.insert_precedent(conn, trace_id, trace, trace_global_seq=rows[-1].global_seq)
         log.info("recorded decision trace %s for %s: %s by %s", trace_id, trace.case_id, trace.outcome, trace.decided_by)
         return RecordReceipt(trace_id=trace_id, newly_recorded=True, otel_trace_id=trace.otel_trace_id)
 
@@ -164,8 +192,37 @@ class CaseActivities:
         idempotent, and a later call (with more) supersedes an earlier one."""
         attempts = storable([a.model_dump(mode="json") for a in late.rejected_attempts])
         actions = storable([a.model_dump(mode="json") for a in late.operator_actions])
-        recorded = await traces.set_late_additions(
-            self._pool, late.decision_key, rejected_attempts_json=json.dumps(attempts), operator_actions_json=json.dumps(actions)
-        )
-        if not recorded:
-            raise ApplicationError(f"no decision trace with key {late.decision_key}", type="TraceMissing")
+        async with self._pool.acquire() as conn, conn.transaction():
+            trace_id = await traces.set_late_additions(
+                conn, late.decision_key, rejected_attempts_json=json.dumps(attempts), operator_actions_json=json.dumps(actions)
+            )
+            if trace_id is None:
+                raise ApplicationError(f"no decision trace with key {late.decision_key}", type="TraceMissing")
+            await audit_log.append_with_trace_event(
+                conn, late.audit, trace_id=trace_id, kind=AuditKind.TRACE_AMENDED, at=datetime.now(UTC)
+            )
+
+
+async def _supersede(
+    conn: asyncpg.Connection, previous: asyncpg.Record, trace_id: int, *, decision_key: str, case_id: str, at: datetime
+) -> None:
+    """Trace `trace_id` supersedes `previous`: retract the old trace's precedent and say so in the case's chain.
+    The same decision key is a reset (same first run); another key, the case ID started again."""
+    reason = "reset" if previous["decision_key"] == decision_key else "re-run"
+    old_id = previous["id"]
+    await store_precedents.retract_precedent(
+        conn, old_id, reason=f"superseded by trace {trace_id} ({reason})", retracted_by="record_decision", identity=None, at=at
+    )
+    await audit_log.append_events(
+        conn,
+        [
+            AuditEvent(
+                event_key=f"trace/{trace_id}/{AuditKind.TRACE_SUPERSEDED.value}",
+                case_id=case_id,
+                kind=AuditKind.TRACE_SUPERSEDED,
+                at=at,
+                body={"old_trace_id": old_id, "new_trace_id": trace_id, "reason": reason},
+            )
+        ],
+    )
+    log.info("trace %s of %s supersedes trace %s (%s)", trace_id, case_id, old_id, reason)

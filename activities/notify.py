@@ -1,92 +1,127 @@
-"""Reviewer notifications: reminders, escalations, timeouts and requests for information.
+"""Notifications: reminders, escalations, timeouts and requests for information, to the people concerned.
 
-The `notifications` table is the outbox and the default channel: every notification is written
-there exactly once, keyed by a `notification_key` the workflow chooses, so activity retries and
-duplicate calls never write twice. When HITL_NOTIFY_WEBHOOK_URL is set, the notification is also
-posted to that Slack-compatible incoming webhook, and `delivered_at` records the successful post.
+The `notifications` table is the outbox and the first channel: every notification is written there
+exactly once, keyed by a `notification_key` the workflow chooses, so activity retries, worker
+restarts and replays never write twice. The row holds the links (the case in the Temporal Web UI,
+the `hitl show` command) and who was reached or skipped (inactive, unknown, no address), as first
+resolved from the directory; every later attempt sends that same message.
 
-Webhook failures, by kind:
-- 5xx, 429, timeout, connection error: `ApplicationError(type="WebhookUnavailable")`, retryable;
-  Temporal retries the activity, which finds its outbox row and posts again.
-- any other non-2xx answer (a revoked or mistyped webhook): stored in `delivery_error` and returned
-  as `delivered=False`; retrying would not help.
-A webhook post is at least once: if the post succeeds but recording it fails, the retry posts again.
+Then each configured channel (activities/channels/: email over SMTP, a Slack incoming webhook) is
+delivered once, recorded per channel in `notification_deliveries`, so a retry sends only on the
+channels not delivered yet. Failures, by kind:
+- a channel that is down (a 5xx, a 429, a timeout, a refused connection, a 4xx SMTP reply): noted on
+  its delivery row, then `ApplicationError(type=<the channel's>)`, retryable, once every channel was
+  tried; Temporal retries the activity with backoff (NOTIFY_RETRY). On the retry policy's last
+  attempt the channel is recorded as failed instead and the activity returns: the case never waits
+  on a channel, and `hitl ops stuck` lists the channel;
+- a permanent failure (a revoked webhook, a refused login, every recipient refused): recorded as
+  failed and returned as `delivered=False`; retrying would not help.
+A delivery is at least once: if a send succeeds but recording it fails, the retry sends again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
-from typing import NoReturn, Protocol
 
 import asyncpg
-import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.channels import (
+    Channel,
+    ChannelSettings,
+    OutgoingMessage,
+    Recipients,
+    RetryLater,
+    Undeliverable,
+    configured_channels,
+    resolve_recipients,
+    show_command,
+    ui_base_url,
+    ui_workflow_url,
+)
+from activities.channels import deliveries as delivery_log
+from activities.store import audit as audit_log
 from gates.messages import Notification, NotificationReceipt
 
 log = logging.getLogger("hitl.notify")
 
-WEBHOOK_UNAVAILABLE = "WebhookUnavailable"
-# Slack rejects a section whose text exceeds 3000 characters.
-_SLACK_SECTION_MAX_CHARS = 3000
-# Honour a 429's Retry-After up to this long; beyond it the activity's retry policy decides.
-_MAX_RETRY_AFTER = timedelta(minutes=10)
-
-KIND_TITLES: dict[str, str] = {
-    "reminder": "Reminder",
-    "escalation": "Escalation",
-    "timeout": "Timed out",
-    "info_requested": "Information requested",
-}
+# A retryable failure on several channels at once.
+CHANNELS_UNAVAILABLE = "NotificationChannelsUnavailable"
 
 
-class NotifySettings(Protocol):
-    """The part of `workers.config.Settings` this module reads (HITL_NOTIFY_*)."""
-
-    notify_webhook_url: str | None
-    notify_timeout_seconds: float
+# The part of `workers.config.Settings` this module reads (HITL_NOTIFY_*, HITL_SMTP_*, HITL_UI_BASE_URL).
+NotifySettings = ChannelSettings
 
 
 class NotifyActivities:
     def __init__(self, pool: asyncpg.Pool, settings: NotifySettings):
         self._pool = pool
         self._settings = settings
+        self._channels: list[Channel] = configured_channels(settings)
 
     @activity.defn(name="notify_reviewers")
     async def notify_reviewers(self, n: Notification) -> NotificationReceipt:
-        """Write the outbox row once, then post the webhook if one is configured and it has not been delivered."""
-        row, created = await self._record(n)
-        who = ", ".join(n.recipients) or "nobody"
+        """Write the case's gate events the audit log does not hold yet and the outbox row, each once,
+        then deliver on every configured channel not delivered yet."""
+        if n.audit:
+            async with self._pool.acquire() as conn:
+                await audit_log.append_events(conn, n.audit)
+        message, row_id, created = await self._record(n)
         if created:
+            emailing = any(channel.name == "email" for channel in self._channels)
+            skipped = "; not emailed: " + ", ".join(f"{s.person} ({s.why})" for s in message.recipients.skipped)
             log.info(
-                "%s: reminding %s (%s) of case %s at gate %s level %d [notification %d]",
-                n.kind, n.reviewer_group, who, n.case_id, n.gate, n.level, row["id"],
+                "%s: telling %s (%s) of case %s at gate %s level %d [notification %d]%s",
+                n.kind, n.reviewer_group, ", ".join(n.recipients) or "nobody", n.case_id, n.gate, n.level, row_id,
+                skipped if emailing and message.recipients.skipped else "",
             )
         else:
-            log.debug("notification %s already recorded as %d", n.notification_key, row["id"])
+            log.debug("notification %s already recorded as %d", n.notification_key, row_id)
+        if not self._channels:
+            return NotificationReceipt(notification_id=row_id, channels=["outbox"], delivered=True)
 
-        webhook_url = self._settings.notify_webhook_url
-        if not webhook_url:
-            return NotificationReceipt(notification_id=row["id"], channels=["outbox"], delivered=True)
-        channels = ["outbox", "webhook"]
-        if row["delivered_at"] is not None:
-            return NotificationReceipt(notification_id=row["id"], channels=channels, delivered=True)
-
-        error = await self._post(row["id"], webhook_url, slack_message(n))
-        if error is None:
-            await self._pool.execute(
-                "UPDATE notifications SET delivered_at = now(), delivery_error = NULL WHERE id = $1", row["id"]
+        outcomes = [await self._deliver(row_id, channel, message, n.notification_key) for channel in self._channels]
+        tried = zip(self._channels, outcomes, strict=True)
+        retry = [(channel, failure) for channel, failure in tried if isinstance(failure, RetryLater)]
+        errors = [str(o) for o in outcomes if isinstance(o, (Undeliverable, RetryLater))]
+        await self._pool.execute(
+            """UPDATE notifications
+                  SET delivery_error = $2,
+                      delivered_at = CASE WHEN $3 THEN coalesce(delivered_at, now()) END
+                WHERE id = $1""",
+            row_id,
+            "; ".join(errors) or None,
+            not errors,
+        )
+        if retry:
+            raise ApplicationError(
+                "; ".join(str(failure) for _, failure in retry),
+                type=retry[0][0].error_type if len(retry) == 1 else CHANNELS_UNAVAILABLE,
+                non_retryable=False,
+                next_retry_delay=max((f.retry_after for _, f in retry if f.retry_after), default=None),
             )
-            return NotificationReceipt(notification_id=row["id"], channels=channels, delivered=True)
-        log.warning("notification %d not delivered: %s", row["id"], error)
-        return NotificationReceipt(notification_id=row["id"], channels=channels, delivered=False, error=error)
+        channels = ["outbox", *(c.name for c in self._channels)]
+        if errors:
+            log.warning("notification %d not delivered: %s", row_id, "; ".join(errors))
+            return NotificationReceipt(notification_id=row_id, channels=channels, delivered=False, error="; ".join(errors))
+        return NotificationReceipt(notification_id=row_id, channels=channels, delivered=True)
 
-    async def _record(self, n: Notification) -> tuple[asyncpg.Record, bool]:
-        payload = {"recipients": n.recipients, "case_url": n.case_url}
+    async def _record(self, n: Notification) -> tuple[OutgoingMessage, int, bool]:
+        """The outbox row (written once) and the message every channel sends, as the row first recorded it."""
+        base = ui_base_url(self._settings.ui_base_url, self._settings.state_dir)
+        namespace = activity.info().workflow_namespace or "default"
+        ui_url = n.case_url or (ui_workflow_url(base, namespace, n.case_id) if base else None)
         async with self._pool.acquire() as conn:
+            recipients = await resolve_recipients(conn, n)
+            payload = {
+                "recipients": n.recipients,
+                "case_url": ui_url,
+                "links": {"ui": ui_url, "show": show_command(n.case_id)},
+                "email": recipients.document(),
+                "skipped": [s.person for s in recipients.skipped],
+            }
             # Two statements, not one CTE: the SELECT must see a row a concurrent duplicate just committed.
             inserted = await conn.fetchval(
                 """INSERT INTO notifications
@@ -98,75 +133,44 @@ class NotifyActivities:
                 json.dumps(payload),
             )
             row = await conn.fetchrow(
-                "SELECT id, delivered_at, delivery_error FROM notifications WHERE notification_key = $1",
-                n.notification_key,
+                "SELECT id, payload FROM notifications WHERE notification_key = $1", n.notification_key
             )
-        return row, inserted is not None
+        stored = json.loads(row["payload"]) if isinstance(row["payload"], str) else row["payload"]
+        if "email" in stored:  # rows written before the channels hold neither: use what was just resolved
+            recipients = Recipients.from_document(stored["email"])
+            ui_url = stored["links"]["ui"]
+        message = OutgoingMessage(notification=n, recipients=recipients, ui_url=ui_url, show_command=show_command(n.case_id))
+        return message, row["id"], inserted is not None
 
-    async def _post(self, notification_id: int, url: str, body: dict) -> str | None:
-        """None when delivered; the error for a permanent failure; raises for one worth retrying."""
-        timeout = self._settings.notify_timeout_seconds
-        try:
-            async with httpx.AsyncClient(timeout=timeout) as client:
-                response = await client.post(url, json=body)
-        except httpx.TimeoutException:
-            await self._retry_later(notification_id, f"webhook did not answer within {timeout:g}s")
-        except httpx.HTTPError as err:
-            await self._retry_later(notification_id, f"cannot reach webhook: {type(err).__name__}: {err}")
-        if response.is_success:
+    async def _deliver(
+        self, notification_id: int, channel: Channel, message: OutgoingMessage, key: str
+    ) -> Undeliverable | RetryLater | None:
+        """Send on one channel unless it is done for this notification; None when delivered (or nobody to reach)."""
+        async with delivery_log.claimed(self._pool, notification_id, channel.name) as (conn, row):
+            if row["status"] in delivery_log.DONE:
+                return Undeliverable(row["last_error"]) if row["status"] == "failed" else None
+            try:
+                sent = await channel.send(message, message_key=f"{key}#{channel.name}")
+            except RetryLater as failure:
+                if not _last_attempt():
+                    await delivery_log.record_failure(conn, notification_id, channel.name, str(failure), final=False)
+                    log.warning("notification %d: %s will be retried: %s", notification_id, channel.name, failure)
+                    return failure
+                error = f"gave up after {activity.info().attempt} attempts: {failure}"
+                await delivery_log.record_failure(conn, notification_id, channel.name, error, final=True)
+                return Undeliverable(error)
+            except Undeliverable as failure:
+                await delivery_log.record_failure(conn, notification_id, channel.name, str(failure), final=True)
+                return failure
+            await delivery_log.record_sent(conn, notification_id, channel.name, sent)
+            for address, reply in sent.refused.items():
+                log.warning("notification %d: %s refused %s: %s", notification_id, channel.name, address, reply)
             return None
-        error = _one_line(f"webhook answered HTTP {response.status_code}: {response.text[:200]}")
-        if response.status_code >= 500 or response.status_code == 429:
-            await self._retry_later(notification_id, error, retry_after=_retry_after(response))
-        await self._pool.execute("UPDATE notifications SET delivery_error = $2 WHERE id = $1", notification_id, error)
-        return error
-
-    async def _retry_later(self, notification_id: int, error: str, retry_after: timedelta | None = None) -> NoReturn:
-        """Note the error on the outbox row (for operators) and hand the retry to Temporal."""
-        await self._pool.execute("UPDATE notifications SET delivery_error = $2 WHERE id = $1", notification_id, error)
-        raise ApplicationError(error, type=WEBHOOK_UNAVAILABLE, non_retryable=False, next_retry_delay=retry_after)
 
 
-def slack_message(n: Notification) -> dict:
-    """A Slack incoming-webhook body: a plain `text` fallback and mrkdwn `blocks`."""
-    title = KIND_TITLES[n.kind]
-    who = ", ".join(n.recipients) or "nobody"
-    header = f"*{title}*: case `{_escape(n.case_id)}`"
-    where = f"Gate *{_escape(n.gate)}*, level {n.level}, reviewers *{_escape(n.reviewer_group)}*: {_escape(who)}"
-    sections = [f"{header}\n{where}", _escape(n.message)]
-    if n.case_url:
-        sections.append(f"<{n.case_url}|Open the case>")
-    fallback = f"{title}: case {n.case_id} at gate {n.gate} (level {n.level}) for {who}. {n.message}"
-    if n.case_url:
-        fallback += f" {n.case_url}"
-    return {
-        "text": fallback,
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": _truncate(text)}}
-            for text in sections
-            if text.strip()
-        ],
-    }
+def _last_attempt() -> bool:
+    """Is this the retry policy's last attempt (after which Temporal gives up on the activity)?"""
+    info = activity.info()
+    policy = info.retry_policy
+    return policy is not None and policy.maximum_attempts > 0 and info.attempt >= policy.maximum_attempts
 
-
-def _escape(text: str) -> str:
-    """Slack's three control characters in mrkdwn."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _truncate(text: str) -> str:
-    return text if len(text) <= _SLACK_SECTION_MAX_CHARS else text[: _SLACK_SECTION_MAX_CHARS - 1] + "…"
-
-
-def _retry_after(response: httpx.Response) -> timedelta | None:
-    try:
-        seconds = float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-    if seconds <= 0:
-        return None
-    return min(timedelta(seconds=seconds), _MAX_RETRY_AFTER)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from temporalio import activity
 
 from activities.case_activities import CaseActivities
 from activities.directory import DirectoryActivities
 from activities.identity import IdentityActivities
 from activities.start_metadata import StartMetadataActivities
+from activities.store import audit as audit_log
+from gates.audit import AuditEvent
 from gates.messages import CaseOpening, GateReadRequest, GateReads, OpenCaseRequest
 
 
 class OpeningActivities:
     def __init__(
         self,
+        pool: asyncpg.Pool,
         start_metadata: StartMetadataActivities,
         cases: CaseActivities,
         directory: DirectoryActivities,
         identity: IdentityActivities,
     ):
+        self._pool = pool
         self._start_metadata, self._cases, self._directory, self._identity = start_metadata, cases, directory, identity
 
     def activities(self) -> list:
@@ -43,7 +48,15 @@ class OpeningActivities:
 
     @activity.defn(name="read_gate")
     async def read_gate(self, request: GateReadRequest) -> GateReads:
-        roster, trust = await asyncio.gather(
-            self._directory.load_reviewer_roster(request.roster), self._identity.resolve_trust(request.trust)
+        """Also writes the case's gate events the audit log does not hold yet (its opening): each once."""
+        roster, trust, _ = await asyncio.gather(
+            self._directory.load_reviewer_roster(request.roster),
+            self._identity.resolve_trust(request.trust),
+            self._append(request.audit),
         )
         return GateReads(roster=roster, trust=trust)
+
+    async def _append(self, events: list[AuditEvent]) -> None:
+        if events:
+            async with self._pool.acquire() as conn:
+                await audit_log.append_events(conn, events)

@@ -90,8 +90,10 @@ FULL = Config(
 )
 # Workflow runners compared (project = workers.worker.WORKFLOW_RUNNER); project_no_pyc is the project
 # runner in a worker process without compiled modules (PYTHONDONTWRITEBYTECODE=1, no .pyc anywhere).
-RUNNERS = ("project", "default_sandbox", "passthrough_all", "strict", "unsandboxed", "project_no_pyc")
-VARIANTS = ("before_hardened", "before_lean", "local_acts", "merged_upserts", "lean_plus", "asserted", "before_trust")
+RUNNERS = ("project", "default_sandbox", "passthrough_all", "passthrough_ours", "unsandboxed", "project_no_pyc")
+VARIANTS = (
+    "before_hardened", "before_lean", "local_acts", "merged_upserts", "lean_plus", "asserted", "before_trust", "before_combined"
+)
 
 
 def log(message: str) -> None:
@@ -970,10 +972,10 @@ def trust_summary(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def trust_patch_cost(variants: dict[str, Any]) -> dict[str, Any]:
-    """The comparison worker's product (verified), asserted and before_trust (no TRUST_PATCH) batches, side by side."""
+    """The comparison worker's product (verified), asserted, before_trust (no TRUST_PATCH) and before_combined batches."""
     keys = ("events_per_case", "local_activities_per_case", "workflow_tasks_per_case", "worker_cpu_ms_per_case",
             "server_cpu_ms_per_case", "cpu_ms_per_case", "cases_per_s", "ratio_vs_bare")
-    return {name: {k: variants[name][k] for k in keys} for name in ("product", "asserted", "before_trust")}
+    return {name: {k: variants[name][k] for k in keys} for name in ("product", "asserted", "before_trust", "before_combined")}
 
 
 async def trust_micro_costs(stack: Stack, n: int = 50) -> dict[str, float]:

@@ -23,6 +23,9 @@ workflow's (or activity's) task queue and change nothing on a `product` queue:
   evidence digest is still composed (both are TRUST_PATCH's, in either mode).
 - `before_trust`: the product as it was before `TRUST_PATCH`: `workflow.patched(TRUST_PATCH)` answers
   False, so no issuer keys are resolved, no directory re-read per decision, no digest.
+- `before_combined`: the product as it was before `COMBINED_PATCH`: three patch markers, the start's
+  metadata and the policy read apart, the gate's roster and the issuers' keys read apart.
+Every `before_*` variant also answers False for `COMBINED_PATCH`, which implies the others.
 
 Histories of these variants exist only on the bench's own task queues.
 """
@@ -35,7 +38,7 @@ from typing import Any
 from temporalio import activity, workflow
 
 from activities.policy_files import PolicyCache, load_policies
-from workflows.case import HARDENED_PATCH, LEAN_PATCH
+from workflows.case import COMBINED_PATCH, HARDENED_PATCH, LEAN_PATCH
 from workflows.trust import TRUST_PATCH
 
 CONNECTORS = frozenset(
@@ -50,6 +53,7 @@ FEATURES: dict[str, frozenset[str]] = {
     "lean_plus": frozenset({"local", "merged"}),
     "asserted": frozenset({"asserted"}),
     "before_trust": frozenset({"before_trust"}),
+    "before_combined": frozenset({"before_combined"}),
 }
 # Variants that are a worker setting, not a change to the workflow code (bench.worker_proc applies them).
 SETTINGS_OF_VARIANT: dict[str, dict[str, Any]] = {"asserted": {"identity": "asserted"}}
@@ -71,6 +75,8 @@ def _has(feature: str) -> bool:
 
 
 def _patched(patch_id: str) -> bool:
+    if patch_id == COMBINED_PATCH and any(_has(f) for f in ("before_combined", "before_trust", "before_hardened", "before_lean")):
+        return False
     if patch_id == LEAN_PATCH and _has("before_lean"):
         return False
     if patch_id == HARDENED_PATCH and _has("before_hardened"):

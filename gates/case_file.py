@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gates.audit_trail import AuditMark
 from gates.bounds import MAX_OPERATOR_ACTIONS
 from gates.brief import ReviewerQuestion
 from gates.cases import REQUEST_MODELS, CaseRequest
@@ -71,6 +72,7 @@ class CaseFile:
     trust: TrustSnapshot | None = None
     keys_refreshed_at: datetime | None = None  # the last fetch for a key id not seen (rate-limited)
     operators: list[str] | None = None  # the directory's operators for this case's gate, as last read
+    audit_mark: AuditMark = field(default_factory=AuditMark)  # how much of this file the audit log holds
 
     @classmethod
     def restored(cls, carried: CaseCarryOver) -> tuple[CaseFile, AtGate]:
@@ -95,6 +97,7 @@ class CaseFile:
             operator_actions=carried.operator_actions,
             trimmed=carried.trimmed,
             trusted=carried.trusted,
+            audit_mark=carried.audit_mark,
             operators=carried.gate.operators if carried.trusted else None,
         )
         at_gate = AtGate(

@@ -17,6 +17,7 @@ from typing import Any
 from temporalio.common import SearchAttributeUpdate
 
 from gates import search_attributes as sa
+from gates.audit import AuditEvent
 from gates.bounds import MAX_CASE_PAYLOAD_BYTES, QUESTIONS_IN_BRIEF
 from gates.brief import Proposal, propose, render_brief
 from gates.case_file import AtGate, CaseFile
@@ -235,6 +236,7 @@ def decision_trace(
         gate_opened_at=gate.opened_at if gate else None,
         decided_at=decision.at,
         trimmed=case.trimmed,
+        facts=spec.facts(request, case.context, precedent_count=len(case.precedents)) if evaluation else {},
         **(_trust_record(case, decision) if case.trusted else {}),
     )
 
@@ -256,9 +258,10 @@ def _trust_record(case: CaseFile, decision: AcceptedDecision) -> dict[str, Any]:
     }
 
 
-def late_additions(case: CaseFile, decision_key: str) -> LateAdditions:
+def late_additions(case: CaseFile, decision_key: str, *, audit: list[AuditEvent] | None = None) -> LateAdditions:
     """The case's full lists of attempts and operator actions, for a trace already written: what
-    arrived while it was being recorded is added, fitted under half the payload limit."""
+    arrived while it was being recorded is added, fitted under half the payload limit. `audit`: the
+    gate events the audit log does not hold yet."""
     fitted, _ = fit_json(
         {
             "rejected_attempts": [a.model_dump(mode="json") for a in case.attempts()],
@@ -266,7 +269,7 @@ def late_additions(case: CaseFile, decision_key: str) -> LateAdditions:
         },
         MAX_CASE_PAYLOAD_BYTES // 2,
     )
-    return LateAdditions(decision_key=decision_key, **fitted)
+    return LateAdditions(decision_key=decision_key, **fitted, audit=audit or [])
 
 
 def carry_over(case: CaseFile, at_gate: AtGate, *, workflow_id: str, first_execution_run_id: str) -> CaseCarryOver:
@@ -294,6 +297,7 @@ def carry_over(case: CaseFile, at_gate: AtGate, *, workflow_id: str, first_execu
             operator_actions=case.operator_actions,
             trimmed=case.trimmed,
             trusted=case.trusted,
+            audit_mark=case.audit_mark,
         )
     )
 

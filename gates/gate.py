@@ -230,6 +230,18 @@ def format_validation_error(err: ValidationError) -> str:
     return "invalid decision: " + validation_problems(err)
 
 
+class GateOpening(BaseModel):
+    """A round of the gate as it opened: what its audit event says (gates/audit_trail.py)."""
+
+    round: int
+    level: int
+    group: str
+    at: datetime
+    digest: str | None = None
+    directory_version: str | None = None
+    may_decide: list[str] = Field(default_factory=list)
+
+
 class GateState(_OmitsEmptyTrustFields):
     """One gate round: opened at a level, escalated by timers, closed by a decision."""
 
@@ -237,7 +249,7 @@ class GateState(_OmitsEmptyTrustFields):
         {
             "trusted", "identity_mode", "subject", "digest", "directory_version", "delegations", "case_delegations",
             "inactive", "operators",
-            "serving", "quorum", "approvals", "rejections",
+            "serving", "quorum", "approvals", "rejections", "openings",
         }
     )
 
@@ -271,6 +283,7 @@ class GateState(_OmitsEmptyTrustFields):
     quorum: Quorum | None = Field(default=None, description="Distinct approvals this round needs (a policy rule's)")
     approvals: list[AcceptedDecision] = Field(default_factory=list, description="Approvals so far, toward the quorum")
     rejections: list[AcceptedDecision] = Field(default_factory=list, description="Rejections so far, when one does not end it")
+    openings: list[GateOpening] = Field(default_factory=list, description="Each round's opening, for the audit log")
 
     # -- who may decide -----------------------------------------------------------------------
 
@@ -315,6 +328,20 @@ class GateState(_OmitsEmptyTrustFields):
         return (
             f"{group} does not serve level {self.level + 1} ({self.definition.levels[self.level].title}) of the "
             f"{self.definition.name} gate, by the policy or the directory; allowed: {', '.join(dict.fromkeys(allowed))}"
+        )
+
+    def note_opening(self, now: datetime) -> None:
+        """Keep this round's opening (once the roster it opened with is read)."""
+        self.openings.append(
+            GateOpening(
+                round=self.round,
+                level=self.level,
+                group=self.current_group,
+                at=now,
+                digest=self.digest,
+                directory_version=self.directory_version,
+                may_decide=self.may_decide(now),
+            )
         )
 
     def may_decide(self, now: datetime | None = None) -> list[str]:

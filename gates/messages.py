@@ -10,10 +10,12 @@ The domain models that activities also take or return stay with their domain: `S
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gates.audit import AuditEvent
 from gates.brief import ReviewerQuestion
 from gates.cases import CaseKind
 from gates.duties import Delegation  # the gate's own type (gates.gate keeps them); the roster carries them
@@ -88,6 +90,9 @@ class AdviseInput(BaseModel):
 class RecordDecisionInput(BaseModel):
     decision_key: str = Field(description="Chosen by the workflow; the same key never writes twice")
     trace: DecisionTrace
+    audit: list[AuditEvent] = Field(
+        default_factory=list, description="Gate events the case's audit log does not hold yet (gates/audit_trail.py)"
+    )
 
 
 class RecordReceipt(BaseModel):
@@ -103,6 +108,9 @@ class LateAdditions(BaseModel):
     decision_key: str
     rejected_attempts: list[RejectedAttempt] = Field(description="All of the case's kept attempts, oldest first")
     operator_actions: list[OperatorRecord] = Field(description="All of the case's operator actions")
+    audit: list[AuditEvent] = Field(
+        default_factory=list, description="Gate events the case's audit log does not hold yet (gates/audit_trail.py)"
+    )
 
 
 # -- the reviewer directory (activities/directory.py) -------------------------------------------
@@ -143,6 +151,15 @@ class Roster(BaseModel):
 NotificationKind = Literal["reminder", "escalation", "timeout", "info_requested"]
 
 
+class Quote(BaseModel):
+    """Someone's own words a notification carries (a question, a reason): every channel shows them
+    quoted as that person's, never formatted, so they cannot pass for the system's."""
+
+    person: str = Field(description="Who wrote them (a person id)")
+    label: str = Field(description="What they are, e.g. 'question', 'reason', 'answer'")
+    text: str
+
+
 class Notification(BaseModel):
     """One message to a gate's reviewers. `notification_key` makes sending it idempotent."""
 
@@ -157,11 +174,18 @@ class Notification(BaseModel):
     recipients: list[str] = Field(description="Reviewer ids reminded by this notification")
     message: str = Field(description="Short Markdown text for the reviewers")
     case_url: str | None = Field(default=None, description="Where a reviewer opens the case")
+    audit: list[AuditEvent] = Field(
+        default_factory=list, description="Gate events the case's audit log does not hold yet (gates/audit_trail.py)"
+    )
+    # Since the email and Slack channels (activities/channels/); None or empty in older histories.
+    ask: str | None = Field(default=None, description="What the case asks for (the kind's ask line), for subjects")
+    deadline: datetime | None = Field(default=None, description="When the current level escalates or times out")
+    quotes: list[Quote] = Field(default_factory=list, description="People's own words, shown quoted as theirs")
 
 
 class NotificationReceipt(BaseModel):
     notification_id: int
-    channels: list[str] = Field(description="['outbox'] or ['outbox', 'webhook']")
+    channels: list[str] = Field(description="['outbox'], then each configured channel: 'email', 'slack'")
     delivered: bool
     error: str | None = None
 
@@ -199,6 +223,9 @@ class GateReadRequest(BaseModel):
 
     roster: RosterRequest
     trust: TrustRequest = Field(default_factory=TrustRequest)
+    audit: list[AuditEvent] = Field(
+        default_factory=list, description="Gate events the case's audit log does not hold yet (gates/audit_trail.py)"
+    )
 
 
 class GateReads(BaseModel):
@@ -217,3 +244,19 @@ class StackCheckResult(BaseModel):
     check_id: str
     worker_identity: str
     row_id: int
+
+
+# -- scheduled audit checkpoints (activities/audit_checkpoints.py) -------------------------------
+
+
+class CheckpointRequest(BaseModel):
+    """What a scheduled checkpoint asks: nothing yet (the key and the folder are the worker's settings)."""
+
+
+class CheckpointReceipt(BaseModel):
+    signed: bool = Field(description="False when the log is empty: nothing to sign yet")
+    global_seq: int | None = None
+    row_hash: str | None = None
+    key_id: str | None = None
+    path: str | None = Field(default=None, description="Where the checkpoint file was written")
+    rows_checked: int = 0

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from gates.audit_trail import AuditMark
 from gates.bounds import MAX_CASE_PAYLOAD_BYTES
 from gates.brief import Proposal, ReviewerQuestion
 from gates.cases import CaseKind
@@ -90,6 +91,10 @@ class DecisionTrace(BaseModel):
     opened_at: datetime
     gate_opened_at: datetime | None
     decided_at: datetime
+    facts: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Every fact the last evaluation could test (`hitl policy whatif` re-evaluates them); empty in older traces",
+    )
     trimmed: list[str] = Field(
         default_factory=list, description="What was cut to fit the record under Temporal's payload limit (gates/fit.py)"
     )
@@ -133,6 +138,7 @@ class CaseCarryOver(BaseModel):
     operator_actions: list[OperatorRecord]
     trimmed: list[str] = Field(default_factory=list)
     trusted: bool = Field(default=False, description="Since the trust patch; the next run resolves the issuers' keys again")
+    audit_mark: AuditMark = Field(default_factory=AuditMark, description="How much of the case its audit log holds")
 
 
 def fitted_trace(trace: DecisionTrace) -> DecisionTrace:

@@ -40,6 +40,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import PayloadCodec
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -48,6 +49,7 @@ from gates.cases import DEFAULT_TASK_QUEUE, KIND_ALIASES, WORKFLOW_TYPES, CaseKi
 from gates.gate import Decision, DecisionReceipt, OperatorAction, OperatorActionKind, OperatorReceipt
 from gates.presentation import static_details, static_summary
 from gates.trace import CaseResult, CaseView
+from hitl_temporal.codec import KeyRing, encrypted_converter
 from hitl_temporal.errors import (
     AmbiguousCase,
     CaseEnded,
@@ -121,7 +123,8 @@ class CaseClient:
 
         Args:
             client: A client whose data converter is pydantic's
-                (`temporalio.contrib.pydantic.pydantic_data_converter`): payloads are pydantic models.
+                (`temporalio.contrib.pydantic.pydantic_data_converter`): payloads are pydantic models;
+                with the worker's payload codec when it encrypts (`hitl_temporal.codec.encrypted_converter`).
             task_queue: The task queue the case worker polls (HITL_TASK_QUEUE of the worker).
         """
         self.client = client
@@ -134,6 +137,7 @@ class CaseClient:
         *,
         namespace: str = "default",
         task_queue: str = DEFAULT_TASK_QUEUE,
+        codec: PayloadCodec | KeyRing | None = None,
         **connect_options: Any,
     ) -> CaseClient:
         """Connect to Temporal with the converter cases need and return a client for them.
@@ -142,12 +146,16 @@ class CaseClient:
             target_host: ``host:port`` of the Temporal frontend.
             namespace: The namespace the cases run in.
             task_queue: The task queue the case worker polls.
+            codec: When the worker encrypts payloads (HITL_CODEC_KEYS): the same keys, as
+                ``KeyRing.parse(os.environ["HITL_CODEC_KEYS"])`` or an ``EncryptionCodec`` over them
+                (`hitl_temporal.codec`). Without it, cases the worker encrypted cannot be read.
             connect_options: Passed to `temporalio.client.Client.connect` (TLS, API key, interceptors...).
 
         Returns:
             A CaseClient on the new connection.
         """
-        client = await Client.connect(target_host, namespace=namespace, data_converter=pydantic_data_converter, **connect_options)
+        converter = encrypted_converter(pydantic_data_converter, codec)
+        client = await Client.connect(target_host, namespace=namespace, data_converter=converter, **connect_options)
         return cls(client, task_queue)
 
     async def start_case(self, request: CaseRequest) -> StartedCase:

@@ -362,6 +362,26 @@ class EndedReport:
     database_problem: str | None = None  # why traces were not checked
 
 
+# -- notification channels failing (rows from activities/channels/deliveries.py, read by the CLI) ---
+
+
+class FailingChannel(BaseModel):
+    """A notification channel (email, slack) that has delivered nothing since it began failing."""
+
+    channel: str
+    notifications: int  # not delivered on it since its last success
+    last_error: str
+    since: datetime  # its first failure among those
+    last_failed_at: datetime
+
+
+@dataclass
+class FailingChannelsReport:
+    since: datetime  # the window: channels that failed within it
+    failing: list[FailingChannel] = field(default_factory=list)
+    database_problem: str | None = None  # why the deliveries were not read
+
+
 def ended_query(*, since: datetime, task_queue: str | None = None) -> str:
     """Case workflows (our types: a refused start never published HitlCaseKind) closed without an
     outcome after `since`."""

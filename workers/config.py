@@ -75,6 +75,17 @@ def http_url_problem(url: str) -> str | None:
     return None
 
 
+def _email_address_problem(text: str) -> str | None:
+    """Why `text` is not one email address (with or without a display name), or None."""
+    from email.utils import parseaddr
+
+    _, address = parseaddr(text)
+    local, _, domain = address.rpartition("@")
+    if not local or "." not in domain or " " in address:
+        return f"{neutralize(text, keep_newlines=False)[:100]!r} is not an email address like hitl@example.com"
+    return None
+
+
 def is_loopback_host(host: str | None) -> bool:
     """Is `host` this machine (where plain http cannot be read or altered on the way)?"""
     return host is not None and (host == "localhost" or host.endswith(".localhost") or host in ("127.0.0.1", "::1"))
@@ -120,7 +131,30 @@ class Settings(BaseSettings):
         default=None, description="Slack-compatible incoming webhook for reviewer reminders; unset keeps the outbox only."
     )
     notify_timeout_seconds: float = Field(
-        default=5.0, gt=0, le=300, allow_inf_nan=False, description="Whole-request timeout for one webhook post."
+        default=5.0,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        description="Whole-request timeout for one delivery: a webhook post, an SMTP session.",
+    )
+    ui_base_url: str | None = Field(
+        default=None,
+        description="The Temporal Web UI's address, for the case links in notifications and `hitl show`; "
+        "unset: the running `hitl dev` stack's UI, else no link.",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for email notifications; unset: no email.")
+    smtp_port: int | None = Field(
+        default=None, ge=1, le=65535, description="SMTP port; unset: 587 with STARTTLS, 25 without."
+    )
+    smtp_user: str | None = Field(default=None, description="SMTP login; unset: no authentication.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password; never printed.")
+    smtp_from: str | None = Field(
+        default=None, validate_default=True, description="The From address of notification emails (needed with HITL_SMTP_HOST)."
+    )
+    smtp_starttls: bool = Field(
+        default=True,
+        validate_default=True,
+        description="Upgrade the SMTP connection with STARTTLS (required); off only for a relay on this machine.",
     )
     identity: Literal["verified", "asserted"] = Field(
         default="verified",
@@ -139,13 +173,29 @@ class Settings(BaseSettings):
     oidc_person_claim: str = Field(
         default="sub", min_length=1, description="Token claim holding the person id (the directory id)."
     )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM, PKCS8) that signs audit checkpoints; unset: the dev key in the state directory.",
+    )
+    audit_checkpoint_dir: Path | None = Field(
+        default=None,
+        description="Where scheduled audit checkpoints are written (outside the database); unset: <state dir>/audit/checkpoints.",
+    )
     local_issuer: Literal["auto", "on", "off"] = Field(
         default="auto",
         validate_default=True,
         description="The state directory's own token issuer (`hitl token`), for a laptop; auto: on when no HITL_OIDC_ISSUER.",
     )
+    codec_keys: SecretStr | None = Field(
+        default=None,
+        description="Payload encryption keys, `id:<base64 of 32 bytes>` separated by commas: the first encrypts, "
+        "all decrypt (rotation); unset: payloads are stored in Temporal as plain JSON. Never printed.",
+    )
 
-    @field_validator("task_queue", "agent_model", "database_url", "state_dir", "policy_dir", "agent_api_key", mode="before")
+    @field_validator(
+        "task_queue", "agent_model", "database_url", "state_dir", "policy_dir", "agent_api_key", "audit_key_file",
+        "audit_checkpoint_dir", mode="before"
+    )
     @classmethod
     def _one_visible_line(cls, value: Any) -> Any:
         """A task queue of `\x1b[2J` or a zero-width space would be accepted by Temporal and shown to
@@ -203,7 +253,24 @@ class Settings(BaseSettings):
             )
         return local_issuer
 
-    @field_validator("agent_base_url", "notify_webhook_url", mode="before")
+    @field_validator("codec_keys", mode="before")
+    @classmethod
+    def _codec_key_ring(cls, value: Any) -> Any:
+        """Checked at start-up: a bad key found at the first payload would fail every workflow task.
+        Set but empty is an error, not "off": a missing secret must not quietly store plain payloads."""
+        from hitl_temporal.codec import CodecKeyError, KeyRing
+
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str):
+            if len(text) > MAX_SETTING_CHARS:
+                raise ValueError(f"is {len(text)} characters; at most {MAX_SETTING_CHARS}")
+            try:
+                KeyRing.parse(text)
+            except CodecKeyError as err:
+                raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("agent_base_url", "notify_webhook_url", "ui_base_url", mode="before")
     @classmethod
     def _http_url(cls, value: Any) -> Any:
         """Checked at start-up, not at the first reminder or agent call hours later."""
@@ -214,6 +281,67 @@ class Settings(BaseSettings):
             if problem:
                 raise ValueError(problem)
         return value
+
+    @field_validator("ui_base_url")
+    @classmethod
+    def _ui_base_url(cls, url: str | None) -> str | None:
+        """Case links append `/namespaces/...` to it: no trailing slash, or they would have two."""
+        return url.rstrip("/") if url else url
+
+    @field_validator("smtp_host", "smtp_user", mode="before")
+    @classmethod
+    def _smtp_name(cls, value: Any) -> Any:
+        """A host name or a login: one visible line without spaces; set but empty is unset."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            problem = _setting_problem(value) or (f"{value[:100]!r} contains a space" if " " in value else None)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("smtp_password", mode="before")
+    @classmethod
+    def _smtp_password(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text:
+            return None
+        if isinstance(text, str):
+            problem = _setting_problem(text)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("smtp_from", mode="before")
+    @classmethod
+    def _smtp_from(cls, value: Any, info: ValidationInfo) -> Any:
+        """An address (`hitl@example.com` or `HITL <hitl@example.com>`), needed as soon as there is a server."""
+        if isinstance(value, str) and not value.strip():
+            value = None
+        if value is None:
+            if info.data.get("smtp_host"):
+                raise ValueError("HITL_SMTP_HOST needs HITL_SMTP_FROM (the address notification emails come from)")
+            return None
+        if isinstance(value, str):
+            problem = _setting_problem(value) or _email_address_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("smtp_starttls")
+    @classmethod
+    def _smtp_starttls(cls, starttls: bool, info: ValidationInfo) -> bool:
+        """A login needs its password, and a password never crosses the network in clear."""
+        user, password, host = info.data.get("smtp_user"), info.data.get("smtp_password"), info.data.get("smtp_host")
+        if password is not None and not user:
+            raise ValueError("HITL_SMTP_PASSWORD needs HITL_SMTP_USER")
+        if user and password is None:
+            raise ValueError("HITL_SMTP_USER needs HITL_SMTP_PASSWORD")
+        if password is not None and not starttls and not is_loopback_host(host):
+            raise ValueError(
+                "HITL_SMTP_STARTTLS=false would send the SMTP password in clear; allowed only for a server on localhost"
+            )
+        return starttls
 
     @field_validator("connector_urls", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from workers.devstack import (
     ensure_port_free,
     require_embedded_stack,
     spawn,
+    wait_for_port,
 )
 
 NAMESPACE = "default"
@@ -34,6 +35,7 @@ class DevOptions:
     ui_port: int = 8233
     pg_port: int = 55432
     with_worker: bool = True
+    codec_port: int | None = None  # payloads encrypted (HITL_CODEC_KEYS): the UI's codec server listens here
 
 
 class AlreadyRunning(RuntimeError):
@@ -45,6 +47,8 @@ def _check_before_starting(options: DevOptions) -> StateDirLock:
     ensure_port_free(options.temporal_port, "--temporal-port")
     ensure_port_free(options.ui_port, "--ui-port")
     ensure_port_free(options.pg_port, "--pg-port")
+    if options.codec_port is not None:
+        ensure_port_free(options.codec_port, "--codec-port")
     lock = StateDirLock(options.state_dir)
     if not lock.acquire():
         running = read_running_dev_stack(options.state_dir)
@@ -55,11 +59,17 @@ def _check_before_starting(options: DevOptions) -> StateDirLock:
 
 def _banner(options: DevOptions, stack: DevStack, worker: Child | None, task_queue: str) -> str:
     worker_line = f"task queue {task_queue} (pid {worker.process.pid})" if worker else "not started (--no-worker)"
+    codec_line = (
+        [f"  Codec       {_codec_endpoint(options.codec_port)}  (payloads encrypted; the Web UI decodes through it)"]
+        if options.codec_port is not None
+        else []
+    )
     return "\n".join(
         [
             f"hitl dev is up; state in {options.state_dir}",
             f"  Temporal    {stack.temporal_address}  (namespace {stack.namespace})",
             f"  Web UI      {stack.ui_url}",
+            *codec_line,
             f"  PostgreSQL  {stack.database_url}",
             f"  Worker      {worker_line}",
             "Start a demo case: hitl start renewal --file examples/renewal_acme_fy26.json",
@@ -67,6 +77,21 @@ def _banner(options: DevOptions, stack: DevStack, worker: Child | None, task_que
             "Stop with Ctrl-C.",
         ]
     )
+
+
+def _codec_endpoint(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def _start_codec_server(options: DevOptions, env: dict[str, str]) -> Child:
+    """`hitl codec-server` for the Web UI (its origin, by either loopback name), once it listens."""
+    assert options.codec_port is not None
+    argv = [sys.executable, "-m", "hitl_temporal.cli", "codec-server", "--port", str(options.codec_port)]
+    for host in ("localhost", "127.0.0.1"):
+        argv += ["--ui-origin", f"http://{host}:{options.ui_port}"]
+    child = spawn("codec server", argv, log_path=options.state_dir / "codec-server.log", env=env)
+    wait_for_port(child, options.codec_port, timeout=30)
+    return child
 
 
 def run_dev(options: DevOptions, settings: Settings) -> int:
@@ -91,10 +116,17 @@ def run_dev(options: DevOptions, settings: Settings) -> int:
     # State that survives restarts: the cluster in <state>/postgres, Temporal in <state>/temporal.db,
     # the demo world seeded on first start only.
     servers = LocalStack(
-        root=options.state_dir, pg_port=options.pg_port, temporal_port=options.temporal_port, ui_port=options.ui_port
+        root=options.state_dir,
+        pg_port=options.pg_port,
+        temporal_port=options.temporal_port,
+        ui_port=options.ui_port,
+        ui_codec_endpoint=_codec_endpoint(options.codec_port) if options.codec_port is not None else None,
     )
     worker: Child | None = None
+    codec: Child | None = None
     try:
+        if options.codec_port is not None:  # first: the UI calls it from its first page
+            codec = _start_codec_server(options, {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")})
         asyncio.run(servers.start())
         stack = DevStack(
             temporal_address=servers.temporal_address,
@@ -109,7 +141,7 @@ def run_dev(options: DevOptions, settings: Settings) -> int:
             env["HITL_STATE_DIR"] = str(options.state_dir)
             env["HITL_TASK_QUEUE"] = settings.task_queue
             worker = spawn("worker", [sys.executable, "-m", "hitl_temporal.cli", "worker"], log_path=None, env=env)
-        children = servers.children() + ([worker] if worker else [])
+        children = servers.children() + [child for child in (codec, worker) if child is not None]
         write_dev_stack(options.state_dir, stack)
         print(_banner(options, stack, worker, settings.task_queue), flush=True)
 
@@ -127,5 +159,7 @@ def run_dev(options: DevOptions, settings: Settings) -> int:
         if worker is not None:
             worker.stop()
         servers.stop()
+        if codec is not None:
+            codec.stop()
         stack_file(options.state_dir).unlink(missing_ok=True)
         lock.release()

@@ -327,8 +327,9 @@ def dev_server_tuning_flags() -> list[str]:
     return ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal", *dynamic_config_flags()]
 
 
-def temporal_dev_server_argv(db_path: Path, port: int, ui_port: int | None) -> list[str]:
-    """`temporal server start-dev` persisted to `db_path`, with the project's search attributes and server limits."""
+def temporal_dev_server_argv(db_path: Path, port: int, ui_port: int | None, *, ui_codec_endpoint: str | None = None) -> list[str]:
+    """`temporal server start-dev` persisted to `db_path`, with the project's search attributes and server limits;
+    `ui_codec_endpoint`: the codec server the Web UI decodes payloads with (`hitl codec-server`), when they are encrypted."""
     argv = [
         temporal_binary(),
         "server",
@@ -348,12 +349,17 @@ def temporal_dev_server_argv(db_path: Path, port: int, ui_port: int | None) -> l
         argv.append("--headless")
     else:
         argv += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+        if ui_codec_endpoint is not None:
+            argv += ["--ui-codec-endpoint", ui_codec_endpoint]
     return argv
 
 
-def start_temporal(db_path: Path, port: int, ui_port: int | None, log_path: Path) -> Child:
+def start_temporal(
+    db_path: Path, port: int, ui_port: int | None, log_path: Path, *, ui_codec_endpoint: str | None = None
+) -> Child:
     """The dev server as a child, returned once it listens (and its Web UI too, unless headless)."""
-    child = spawn("Temporal dev server", temporal_dev_server_argv(db_path, port, ui_port), log_path=log_path)
+    argv = temporal_dev_server_argv(db_path, port, ui_port, ui_codec_endpoint=ui_codec_endpoint)
+    child = spawn("Temporal dev server", argv, log_path=log_path)
     try:
         wait_for_port(child, port, timeout=60)
         if ui_port is not None:
@@ -389,6 +395,7 @@ class LocalStack:
     pg_port: int = field(default_factory=free_port)
     temporal_port: int = field(default_factory=free_port)
     ui_port: int | None = None  # None: a headless dev server
+    ui_codec_endpoint: str | None = None  # the UI's codec server (`hitl codec-server`), when payloads are encrypted
     # `-c key=value` for PostgreSQL, e.g. fsync=off where durability across a machine crash does not matter
     postgres_settings: dict[str, str] = field(default_factory=dict)
     seed: bool = True
@@ -409,7 +416,9 @@ class LocalStack:
 
     @property
     def temporal_argv(self) -> list[str]:
-        return temporal_dev_server_argv(self.root / "temporal.db", self.temporal_port, self.ui_port)
+        return temporal_dev_server_argv(
+            self.root / "temporal.db", self.temporal_port, self.ui_port, ui_codec_endpoint=self.ui_codec_endpoint
+        )
 
     def children(self) -> list[Child]:
         """The server processes started so far, in start order."""
@@ -447,7 +456,13 @@ class LocalStack:
 
     def start_temporal(self) -> Child:
         """The dev server on the same db file and port every time, so a restart resumes every case and timer."""
-        self.temporal = start_temporal(self.root / "temporal.db", self.temporal_port, self.ui_port, self.root / "temporal.log")
+        self.temporal = start_temporal(
+            self.root / "temporal.db",
+            self.temporal_port,
+            self.ui_port,
+            self.root / "temporal.log",
+            ui_codec_endpoint=self.ui_codec_endpoint,
+        )
         return self.temporal
 
     def stop_postgres(self) -> int | None:

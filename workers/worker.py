@@ -8,12 +8,13 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import (
     SandboxedWorkflowRunner,
     SandboxRestrictions,
 )
 
+from activities.audit_checkpoints import AuditCheckpointActivities
 from activities.case_activities import CaseActivities
 from activities.db import create_pool
 from activities.directory import DirectoryActivities
@@ -27,27 +28,21 @@ from activities.start_metadata import StartMetadataActivities
 from workers.client import connect_client, worker_client
 from workers.config import Settings, resolve_database_url
 from workers.heartbeat import HeartbeatWhileRunning
+from workflows.audit_checkpoint import AuditCheckpointWorkflow
 from workflows.kinds import CASE_WORKFLOWS
 from workflows.stack_check import StackCheckWorkflow
 
-WORKFLOWS: list[type] = [StackCheckWorkflow, *CASE_WORKFLOWS.values()]
+WORKFLOWS: list[type] = [StackCheckWorkflow, AuditCheckpointWorkflow, *CASE_WORKFLOWS.values()]
 
 # Our pure modules are deterministic and side-effect free: passing them through the sandbox
 # avoids re-importing them (and rebuilding pydantic schemas) for every workflow run. The JOSE
 # libraries the workflow verifies proofs with are passed through too: re-imported inside the
-# sandbox, cryptography's Rust core aborts the process when it raises InvalidSignature.
-STRICT_WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("gates", "activities", "jwt", "cryptography", "rfc8785")
-)
-# The worker's runner passes our workflow modules (`workflows.*`: orchestration, constants only, no
-# module state) through as well, so they are imported once per process instead of once per workflow
-# run: about a quarter of the worker's CPU per case (BENCHMARKS.md, "Fewer events, one import").
-# The sandbox then no longer checks what our own workflow code calls, so two guards stand in:
-# the fast workflow tier (tests/unit/workflow/) runs every path in STRICT_WORKFLOW_RUNNER, where
-# they are re-imported inside the sandbox and a non-deterministic call fails the test, and ruff
-# bans the clock, randomness and environment in workflows/ (TID251, pyproject.toml).
+# sandbox, cryptography's Rust core aborts the process when it raises InvalidSignature. Our
+# workflow modules (`workflows.*`) are not: passed through too, they would escape the sandbox's
+# checks, and the benchmark found no gain in it (BENCHMARKS.md, "Fewer events per case"). Ruff bans
+# the clock, randomness and environment in workflows/ besides (TID251, pyproject.toml).
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=STRICT_WORKFLOW_RUNNER.restrictions.with_passthrough_modules("workflows")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("gates", "activities", "jwt", "cryptography", "rfc8785")
 )
 
 
@@ -61,8 +56,9 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client) -> li
         *cases.activities(),
         directory.load_reviewer_roster,
         identity.resolve_trust,
-        *OpeningActivities(start_metadata, cases, directory, identity).activities(),
+        *OpeningActivities(pool, start_metadata, cases, directory, identity).activities(),
         NotifyActivities(pool, settings).notify_reviewers,
+        AuditCheckpointActivities(pool, settings).sign_audit_checkpoint,
     ]
 
 
@@ -82,17 +78,16 @@ def case_worker(
     *,
     task_queue: str,
     activities: Sequence[Callable],
-    workflow_runner: WorkflowRunner = WORKFLOW_RUNNER,
     **options,
 ) -> Worker:
     """A worker of the case workflows with the given activities: the real ones (`build_worker`) or the
-    fast test tier's fakes of the same names (tests/unit/workflow/, in STRICT_WORKFLOW_RUNNER), configured alike."""
+    fast test tier's fakes of the same names (tests/unit/workflow/), configured alike."""
     return Worker(
         worker_client(client),
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=activities,
-        workflow_runner=workflow_runner,
+        workflow_runner=WORKFLOW_RUNNER,
         interceptors=[HeartbeatWhileRunning()],
         # No workflow_failure_exception_types: a nondeterministic replay fails the workflow *task*,
         # which Temporal retries, so the case keeps running and resumes on a compatible worker. This

@@ -9,7 +9,8 @@ to either breaks replay (tests/unit/test_replay.py) unless it is behind `workflo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -20,9 +21,18 @@ with workflow.unsafe.imports_passed_through():
     from activities.case_activities import CaseActivities
     from activities.gather import GatherActivities
     from activities.notify import NotifyActivities
+    from gates.audit import AuditEvent
     from gates.evidence import ConnectorResult, MissingContext, SourceRequest
     from gates.gate import GateState
-    from gates.messages import AdviseInput, LateAdditions, Notification, NotificationKind, RecordDecisionInput, RecordReceipt
+    from gates.messages import (
+        AdviseInput,
+        LateAdditions,
+        Notification,
+        NotificationKind,
+        Quote,
+        RecordDecisionInput,
+        RecordReceipt,
+    )
     from gates.trace import AgentNote
 
 QUICK = timedelta(seconds=30)
@@ -131,8 +141,27 @@ async def advise(question: AdviseInput, round_no: int, *, hardened: bool) -> Age
     )
 
 
-async def notify(gate: GateState, kind: NotificationKind, message: str, *, hardened: bool) -> None:
-    """Tell the gate's current reviewers, once per round, kind and level; best effort."""
+@dataclass(frozen=True)
+class About:
+    """What a notification says beside its message: the ask (for subjects), the next deadline, and
+    people's own words, which every channel shows quoted as theirs (activities/channels/)."""
+
+    ask: str | None = None
+    deadline: datetime | None = None
+    quotes: list[Quote] = field(default_factory=list)
+
+
+async def notify(
+    gate: GateState,
+    kind: NotificationKind,
+    message: str,
+    *,
+    hardened: bool,
+    audit: list[AuditEvent] | None = None,
+    about: About | None = None,
+) -> bool:
+    """Tell the gate's current reviewers, once per round, kind and level; best effort. With it go the
+    gate events the audit log does not hold yet; False when the activity gave up (they stay pending)."""
     info = workflow.info()
     key = f"{info.workflow_id}/{info.first_execution_run_id}/r{gate.round}/{kind}/level-{gate.level}"
     try:
@@ -147,6 +176,10 @@ async def notify(gate: GateState, kind: NotificationKind, message: str, *, harde
                 reviewer_group=gate.current_group,
                 recipients=gate.may_decide(),
                 message=message,
+                audit=audit or [],
+                ask=about.ask if about else None,
+                deadline=about.deadline if about else None,
+                quotes=about.quotes if about else [],
             ),
             activity_id=f"notify-{kind}-r{gate.round}-level-{gate.level}",
             start_to_close_timeout=QUICK,
@@ -156,6 +189,8 @@ async def notify(gate: GateState, kind: NotificationKind, message: str, *, harde
         )
     except ActivityError as err:
         workflow.logger.warning("notification %s not delivered: %s", key, err.cause or err)
+        return False
+    return True
 
 
 async def record_decision(record: RecordDecisionInput, *, summary: str, hardened: bool) -> RecordReceipt:

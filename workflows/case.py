@@ -76,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
     from gates.trace import CaseResult, CaseState, CaseSummary, CaseView, fitted_trace
     from workflows import activity_calls as calls
     from workflows import history_budget
+    from workflows.audit_outbox import AuditBatch, audit_batch
     from workflows.gate_wait import GateWait
     from workflows.guard import (
         CaseRefused,
@@ -123,6 +124,7 @@ class CaseWorkflow:
         self._waiting: GateWait | None = None  # the main loop's wait at the gate, while it waits
         self._signals_this_run = 0
         self._trust: CaseTrust | None = None  # TRUST_PATCH: set with `self._case.trusted`
+        self._started: datetime | None = None  # when the case started (its first run's, for a continued case)
 
     def _hardening(self) -> bool:
         """Whether this run takes the HARDENED_PATCH path (decided once, in a step that may write history)."""
@@ -436,6 +438,7 @@ class CaseWorkflow:
         self, request: CaseRequest, started: datetime, *, resumed: AtGate | None, policy: Policy | None = None
     ) -> CaseResult:
         """`policy`: the policy already resolved with the start's metadata (COMBINED_PATCH), if it was."""
+        self._started = started
         if resumed is None:
             if policy is None:
                 policy = await calls.local_read(
@@ -554,13 +557,15 @@ class CaseWorkflow:
             people = [p for p in (request.requester, request.subject()) if p] if trusted else []
             asked = RosterRequest(groups=groups, people=people, gate=policy.gate.name if trusted else None)
             if combined and self._trust is not None:  # the roster and the keys of now, in one read
+                batch = self._audit_batch()
                 reads = await calls.local_read(
                     OpeningActivities.read_gate,
-                    GateReadRequest(roster=asked),
+                    GateReadRequest(roster=asked, audit=batch.events),
                     lean=True,
                     activity_id="read-gate",
                     summary=f"who sits in {', '.join(groups)}; the identity issuers' public keys",
                 )
+                batch.written()
                 self._trust.adopt(reads.trust)
                 roster = reads.roster
             else:
@@ -579,6 +584,8 @@ class CaseWorkflow:
             self._case.reopen_gate(gate, level=level, now=now, digest=digest, quorum=quorum)
             if self._trust is not None:
                 await self._trust.refresh_gate(gate)
+        if self._combined:
+            gate.note_opening(now)
         self._publish()
         return gate
 
@@ -592,13 +599,22 @@ class CaseWorkflow:
             self._case, request, decision, started_at=started, workflow_id=info.workflow_id, run_id=info.run_id
         )
         decision_key = f"{info.workflow_id}#{info.first_execution_run_id}"
-        record = RecordDecisionInput(decision_key=decision_key, trace=fitted_trace(trace) if self._hardened else trace)
+        batch = self._audit_batch()
+        record = RecordDecisionInput(
+            decision_key=decision_key, trace=fitted_trace(trace) if self._hardened else trace, audit=batch.events
+        )
         recorded = self._late_mark()
         summary = f"record {decision.outcome} by {decision.decided_by}"
         receipt = await calls.record_decision(record, summary=summary, hardened=self._hardened)
+        batch.written()
         if self._hardened:
             await self._record_late_additions(decision_key, recorded)
         return receipt
+
+    def _audit_batch(self) -> AuditBatch:
+        """The gate events the case's next write carries to its audit log (workflows/audit_outbox.py)."""
+        assert self._started is not None  # set once the case is admitted, before anything is written
+        return audit_batch(self._case, self._started)
 
     def _continue_as_new_due(self) -> bool:
         return self._hardened and history_budget.continue_as_new_due(signals_this_run=self._signals_this_run)
@@ -618,7 +634,9 @@ class CaseWorkflow:
             if now_held == recorded:
                 return
             round_no += 1
-            await calls.record_late_additions(compose.late_additions(self._case, decision_key), round_no)
+            batch = self._audit_batch()
+            await calls.record_late_additions(compose.late_additions(self._case, decision_key, audit=batch.events), round_no)
+            batch.written()
             recorded = now_held
 
     # -- what the UI and the inbox see ------------------------------------------------------

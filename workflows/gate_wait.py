@@ -19,8 +19,9 @@ with workflow.unsafe.imports_passed_through():
     from gates.case_file import AtGate, CaseFile
     from gates.gate import AcceptedDecision
     from gates.kinds import SPECS
-    from gates.messages import NotificationKind
+    from gates.messages import NotificationKind, Quote
     from workflows import activity_calls as calls
+    from workflows.audit_outbox import audit_batch
 
 # How a wait ended when no decision ended it: its deadline passed, or an operator's escalation
 # (or the continue-as-new that gave way to one) was handled, and the loop starts again.
@@ -72,11 +73,11 @@ class GateWait:
                     if not gate.open:
                         continue  # decided during the read: the next wait returns the decision
                 gate.record_reminder(workflow.now())
-                await self._notify("reminder", f"Reminder: {self._ask} is waiting for {level.title}.")
+                await self._notify("reminder", f"Reminder: {self._ask} is waiting for {level.title}.", gate.escalate_at())
                 self._publish()
             elif gate.is_last_level():
                 decision = gate.time_out(workflow.now())
-                await self._notify("timeout", f"Timed out at {level.title}: recorded as {decision.outcome}.")
+                await self._notify("timeout", f"Timed out at {level.title}: recorded as {decision.outcome}.", None)
                 return decision
             else:
                 await self._escalate(f"no decision from {gate.current_group} within {level.escalate_after}")
@@ -108,7 +109,7 @@ class GateWait:
         return "deadline"
 
     async def _escalate(self, reason: str) -> None:
-        gate = self._at_gate.gate
+        gate, requested = self._at_gate.gate, self._case.escalation_requested
         if self._reread_directory is not None:
             await self._reread_directory()
             if not gate.open:  # decided during the read: nothing to escalate
@@ -116,11 +117,18 @@ class GateWait:
                 return
         to_level = gate.definition.levels[gate.escalate(workflow.now(), reason=reason).to_level]
         self._case.escalation_requested = None
-        await self._notify("escalation", f"Escalated to {to_level.title}: {self._ask}")
+        why = [Quote(person=requested.operator, label="reason", text=requested.reason)] if requested is not None else []
+        await self._notify("escalation", f"Escalated to {to_level.title}: {self._ask}", gate.remind_at(), why)
         self._publish()
 
-    async def _notify(self, kind: NotificationKind, message: str) -> None:
-        await calls.notify(self._at_gate.gate, kind, message, hardened=self._hardened)
+    async def _notify(
+        self, kind: NotificationKind, message: str, deadline: datetime | None, quotes: list[Quote] | None = None
+    ) -> None:
+        """`message` is the system's words; people's own (an operator's reason) travel apart, in `quotes`."""
+        batch = audit_batch(self._case, self._at_gate.started_at)  # the gate's events go with each notification
+        about = calls.About(ask=self._ask, deadline=deadline, quotes=quotes or [])
+        if await calls.notify(self._at_gate.gate, kind, message, hardened=self._hardened, audit=batch.events, about=about):
+            batch.written()
 
     async def _continue_as_new(self) -> None:
         """Hand the waiting case to a fresh run with its state; returns only if a decision or an

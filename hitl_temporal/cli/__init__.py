@@ -19,7 +19,9 @@ import click
 
 from hitl_temporal.cli.application import Application
 from hitl_temporal.cli.approve import approve
+from hitl_temporal.cli.audit import audit
 from hitl_temporal.cli.check import check
+from hitl_temporal.cli.codec_server import codec_server
 from hitl_temporal.cli.delegate import delegate
 from hitl_temporal.cli.dev import dev
 from hitl_temporal.cli.directory import directory
@@ -28,6 +30,8 @@ from hitl_temporal.cli.login import login
 from hitl_temporal.cli.logout import logout
 from hitl_temporal.cli.migrate import migrate
 from hitl_temporal.cli.ops import ops
+from hitl_temporal.cli.policy import policy
+from hitl_temporal.cli.precedent import precedent
 from hitl_temporal.cli.reject import reject
 from hitl_temporal.cli.report import report
 from hitl_temporal.cli.request_info import request_info
@@ -54,6 +58,10 @@ for command in (
 ):
     hitl.add_command(command)
 hitl.add_command(directory)
+hitl.add_command(policy)
+hitl.add_command(audit)
+hitl.add_command(codec_server)
+hitl.add_command(precedent)
 
 
 def main() -> None:

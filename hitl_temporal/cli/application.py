@@ -28,6 +28,7 @@ from activities.migrations import MigrationError
 from activities.store.directory import UnknownReviewer
 from hitl_temporal.cli.case_files import CaseFileError, one_line
 from hitl_temporal.client import CaseClient
+from hitl_temporal.codec import PayloadDecryptError
 from hitl_temporal.errors import ActionRefused, CaseError, DecisionRejected
 from hitl_temporal.inbox import InvalidQueryValue
 from workers.client import TemporalUnavailable, connect_client
@@ -50,6 +51,7 @@ EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], str, int], ...] = (
             ChildFailed,
             CaseFileError,
             InvalidQueryValue,
+            PayloadDecryptError,
         ),
         "",
         2,

@@ -158,7 +158,7 @@ def _stamp(at: datetime) -> str:
     return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
-def case_details(view: CaseView, now: datetime | None = None) -> Table:
+def case_details(view: CaseView, now: datetime | None = None, *, ui_url: str | None = None) -> Table:
     """The case as label/value rows; labels right-aligned so each reads `label: value`."""
     now = now or datetime.now(UTC)
     grid = Table.grid(padding=(0, 1))
@@ -176,6 +176,8 @@ def case_details(view: CaseView, now: datetime | None = None) -> Table:
     row("kind", view.kind)
     row("policy", view.policy or "(not resolved yet)")
     row("requester", view.requester)
+    if ui_url:  # the case in the Temporal Web UI (activities/channels/links.py)
+        row("web UI", ui_url)
     if view.reason_codes:
         row("needs a human", ", ".join(view.reason_codes))
     if view.gate:
@@ -286,15 +288,17 @@ def _brief(brief: str, *, terminal: bool) -> RenderableType:
     return _Neutralized(Markdown(safe, hyperlinks=False)) if terminal else Text(safe)
 
 
-def case_renderable(view: CaseView, *, terminal: bool, now: datetime | None = None) -> RenderableType:
+def case_renderable(
+    view: CaseView, *, terminal: bool, now: datetime | None = None, ui_url: str | None = None
+) -> RenderableType:
     """Header, the label grid, then the brief (findings, precedents, proposal) as written by the summarizer."""
     header = [Text(terminal_text(view.case_id, one_line=True), style="bold cyan"), Text(terminal_text(view.ask, one_line=True))]
-    parts: list[RenderableType] = [*header, Text(""), case_details(view, now)]
+    parts: list[RenderableType] = [*header, Text(""), case_details(view, now, ui_url=ui_url)]
     if view.brief:
         parts += [Text(""), _brief(view.brief, terminal=terminal)]
     return Group(*parts)
 
 
-def render_case(view: CaseView, now: datetime | None = None) -> str:
+def render_case(view: CaseView, now: datetime | None = None, *, ui_url: str | None = None) -> str:
     """The plain-text form of `hitl show` (what a pipe or a test sees)."""
-    return plain(case_renderable(view, terminal=False, now=now))
+    return plain(case_renderable(view, terminal=False, now=now, ui_url=ui_url))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from activities.channels.links import ui_base_url, ui_workflow_url
 from hitl_temporal.cli.application import Application, pass_app, state_dir_option
 from hitl_temporal.cli.render import case_renderable, emit, stdout_is_terminal
 
@@ -15,7 +16,8 @@ from hitl_temporal.cli.render import case_renderable, emit, stdout_is_terminal
 @pass_app
 def show(app: Application, case: str, as_json: bool) -> None:
     """CASE (case ID, unique prefix or business key): brief, findings, proposal, precedents, gate,
-    deadlines, who may decide, rejected attempts and operator actions."""
+    deadlines, who may decide, rejected attempts and operator actions, and the case's link in the
+    Temporal Web UI (HITL_UI_BASE_URL, or the running `hitl dev` stack's UI)."""
     app.settings  # noqa: B018 -- a configuration error comes first
 
     async def body() -> int:
@@ -24,8 +26,10 @@ def show(app: Application, case: str, as_json: bool) -> None:
         if as_json:
             click.echo(view.model_dump_json(indent=2))
         else:
+            base = ui_base_url(app.settings.ui_base_url, app.settings.state_dir)
+            ui_url = ui_workflow_url(base, cases.client.namespace, view.case_id) if base else None
             terminal = stdout_is_terminal()
-            emit(case_renderable(view, terminal=terminal), terminal=terminal)
+            emit(case_renderable(view, terminal=terminal, ui_url=ui_url), terminal=terminal)
         return 0
 
     app.run(body)

@@ -1,13 +1,14 @@
-"""`hitl trace CASE`: the recorded decision trace, as YAML or JSON."""
+"""`hitl trace CASE`: the case's current decision trace, as YAML or JSON, and which earlier ones it supersedes."""
 
 from __future__ import annotations
 
 import json
 
+import asyncpg
 import click
 import yaml
 
-from activities.store.traces import latest_trace, recorded_case_ids
+from activities.store.traces import latest_trace, recorded_case_ids, superseded_traces
 from gates.trace import DecisionTrace
 from hitl_temporal.cli.application import Application, pass_app, state_dir_option
 from hitl_temporal.client import MAX_CANDIDATES
@@ -20,7 +21,10 @@ from hitl_temporal.errors import CaseNotFound
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 @pass_app
 def trace(app: Application, case: str, fmt: str) -> None:
-    """Print the recorded decision trace of CASE (case ID, unique prefix or business key)."""
+    """Print the current decision trace of CASE (case ID, unique prefix or business key).
+
+    A case has one current trace: after a reset or a re-run under the same ID, the newest decision's,
+    listed with the earlier traces it supersedes (`supersedes`, newest first)."""
     app.settings  # noqa: B018 -- a configuration error comes first
 
     async def body() -> int:
@@ -47,6 +51,10 @@ def trace(app: Application, case: str, fmt: str) -> None:
         order = [name for name in fields if name in stored] + sorted(set(stored) - set(fields))
         document = {name: stored[name] for name in order}
         document.update(trace_id=row["id"], recorded_at=row["recorded_at"].isoformat())
+        if row["supersedes"] is not None:
+            earlier = await superseded_traces(conn, row["id"])
+            newer_keys = [row["decision_key"], *(e["decision_key"] for e in earlier)]
+            document["supersedes"] = [_earlier(e, newer_key) for e, newer_key in zip(earlier, newer_keys, strict=False)]
         if fmt == "json":
             click.echo(json.dumps(document, indent=2))
         else:
@@ -54,6 +62,20 @@ def trace(app: Application, case: str, fmt: str) -> None:
         return 0
 
     app.run(body)
+
+
+def _earlier(row: asyncpg.Record, newer_key: str) -> dict[str, object]:
+    """An earlier trace of the case, as `hitl trace` lists it under `supersedes`: superseded by the next
+    newer trace after a reset (the same decision key) or a re-run of the case ID (another key)."""
+    return {
+        "trace_id": row["id"],
+        "superseded_after": "reset" if row["decision_key"] == newer_key else "re-run",
+        "run_id": row["run_id"],
+        "outcome": row["outcome"],
+        "decided_by": row["decided_by"],
+        "decided_via": row["decided_via"],
+        "recorded_at": row["recorded_at"].isoformat(),
+    }
 
 
 class _ReadableDumper(yaml.SafeDumper):

@@ -128,6 +128,13 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
     for kind, handle in waiting + recording + signalled + gathering:
         trace = await assert_decided_once(stack, handle, outcome="approve", decided_by=FIRST_REVIEWER[kind], timeout=60)
         assert not trace["rejected_attempts"], trace["rejected_attempts"]
+        # and its audit log holds each of its events once, the killed attempts' writes included
+        rows = await stack.fetch("SELECT kind FROM audit_events WHERE case_id = $1 ORDER BY case_seq", handle.id)
+        kinds = [row["kind"] for row in rows]
+        assert [kinds.count(k) for k in ("case_opened", "gate_opened", "decision_accepted", "trace_recorded")] == [1, 1, 1, 1], (
+            handle.id,
+            kinds,
+        )
     for _, handle in recording:
         [attempt] = await activity_attempts(handle, "record_decision")
         assert attempt >= 2, f"{handle.id}: the record in flight at the crash was retried"

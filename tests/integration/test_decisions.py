@@ -168,7 +168,8 @@ async def test_record_decision_retried_or_repeated_writes_once(temporal_env, wor
     assert first.trace_id == second.trace_id == row["id"]
     assert not first.newly_recorded and not second.newly_recorded
     await trace_row(world_pool, handle)
-    assert await world_pool.fetchval("SELECT count(*) FROM precedents WHERE case_id = $1", handle.id) == 1
+    # the policy decided this case: a trace, and no precedent (only verified reviewers' decisions are)
+    assert await world_pool.fetchval("SELECT count(*) FROM precedents WHERE case_id = $1", handle.id) == 0
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -55,7 +56,9 @@ def notification(**overrides: Any) -> Notification:
 
 
 def notifier(pool: asyncpg.Pool, webhook_url: str | None, timeout: float = 5.0) -> NotifyActivities:
-    return NotifyActivities(pool, Settings(notify_webhook_url=webhook_url, notify_timeout_seconds=timeout))
+    # state_dir: nowhere a running `hitl dev` could lend its UI address
+    settings = Settings(notify_webhook_url=webhook_url, notify_timeout_seconds=timeout, state_dir=Path("/nonexistent/hitl"))
+    return NotifyActivities(pool, settings)
 
 
 async def notify(activities: NotifyActivities, n: Notification) -> NotificationReceipt:
@@ -103,22 +106,20 @@ async def test_webhook_receives_slack_blocks_naming_recipients_and_delivery_is_r
 
     receipt = await notify(notifier(db_pool, webhook.url_for(HOOK_PATH)), n)
 
-    assert receipt.channels == ["outbox", "webhook"] and receipt.delivered and receipt.error is None
+    assert receipt.channels == ["outbox", "slack"] and receipt.delivered and receipt.error is None
     [(request, _)] = webhook.log
     body = request.get_json()
     assert n.case_id in body["text"] and "alice, bob" in body["text"]
-    assert body["blocks"] and all(
-        block["type"] == "section" and block["text"]["type"] == "mrkdwn" for block in body["blocks"]
-    )
-    blocks_text = "\n".join(block["text"]["text"] for block in body["blocks"])
-    assert "*Reminder*" in blocks_text and n.case_id in blocks_text
-    assert "alice, bob" in blocks_text and n.message in blocks_text
-    assert f"<{n.case_url}|Open the case>" in blocks_text
+    assert body["blocks"][0]["text"]["text"] == f"Reminder: {n.case_id}"
+    shown = [o["text"] for b in body["blocks"] for o in ([b["text"]] if "text" in b else []) + b.get("fields", [])]
+    assert "alice, bob" in shown and n.message in shown
+    [actions] = [b for b in body["blocks"] if b["type"] == "actions"]
+    assert actions["elements"][0]["url"] == n.case_url
     [row] = await outbox_rows(db_pool, n.notification_key)
     assert row["delivered_at"] is not None and row["delivery_error"] is None
 
 
-async def test_slack_text_escapes_angle_brackets_and_omits_missing_case_link(
+async def test_slack_shows_the_message_as_written_and_omits_missing_case_link(
     db_pool: asyncpg.Pool, webhook: HTTPServer
 ):
     webhook.expect_request(HOOK_PATH, method="POST").respond_with_data("ok")
@@ -126,9 +127,9 @@ async def test_slack_text_escapes_angle_brackets_and_omits_missing_case_link(
     n = notification(message="limit <15%> & rising", case_url=None)
     await notify(notifier(db_pool, webhook.url_for(HOOK_PATH)), n)
 
-    blocks_text = "\n".join(b["text"]["text"] for b in webhook.log[0][0].get_json()["blocks"])
-    assert "limit &lt;15%&gt; &amp; rising" in blocks_text
-    assert "Open the case" not in blocks_text
+    blocks = webhook.log[0][0].get_json()["blocks"]
+    assert {"type": "section", "text": {"type": "plain_text", "text": "limit <15%> & rising", "emoji": False}} in blocks
+    assert not [b for b in blocks if b["type"] == "actions"], "no UI address known: no button"
 
 
 async def test_second_call_with_same_key_does_not_post_again(db_pool: asyncpg.Pool, webhook: HTTPServer):
@@ -193,7 +194,7 @@ async def test_webhook_400_stores_delivery_error_without_raising(db_pool: asyncp
 
     receipt = await notify(notifier(db_pool, webhook.url_for(HOOK_PATH)), n)
 
-    assert receipt.channels == ["outbox", "webhook"] and not receipt.delivered
+    assert receipt.channels == ["outbox", "slack"] and not receipt.delivered
     assert receipt.error == "webhook answered HTTP 400: invalid_blocks"
     [row] = await outbox_rows(db_pool, n.notification_key)
     assert row["delivered_at"] is None and row["delivery_error"] == receipt.error

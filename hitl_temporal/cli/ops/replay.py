@@ -41,7 +41,10 @@ def replay(app: Application, case_id: str | None, query: str | None, files: tupl
     async def body() -> int:
         from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
+        from workers.client import payload_codec
         from workers.replay import HistoryFileError, load_history_file, replay_histories  # the workflow code: only here
+
+        codec = payload_codec(app.settings)  # encrypted histories: HITL_CODEC_KEYS
 
         # A divergence is the answer here, not an incident: keep the SDK's own failure logs quiet.
         logging.getLogger("temporalio").setLevel(logging.CRITICAL)
@@ -50,7 +53,7 @@ def replay(app: Application, case_id: str | None, query: str | None, files: tupl
         histories: Iterable[WorkflowHistory] | AsyncIterator[WorkflowHistory]
         if files:
             try:
-                histories = [load_history_file(p) for p in files]
+                histories = [load_history_file(p, codec) for p in files]
             except HistoryFileError as err:
                 app.fail(str(err))
         elif case_id:
@@ -59,7 +62,7 @@ def replay(app: Application, case_id: str | None, query: str | None, files: tupl
         else:
             histories = (await app.temporal()).list_workflows(query).map_histories()
         try:
-            outcomes = await replay_histories(histories, runtime=runtime)
+            outcomes = await replay_histories(histories, runtime=runtime, codec=codec)
         except RPCError as err:
             raise CaseError(f"cannot list or fetch histories: {err.message}") from err
         if as_json:

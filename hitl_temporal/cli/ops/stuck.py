@@ -1,4 +1,5 @@
-"""`hitl ops stuck`: the running cases that need an operator, and the cases that ended without an outcome."""
+"""`hitl ops stuck`: the running cases that need an operator, the cases that ended without an outcome,
+and the notification channels that keep failing."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ import asyncpg
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from activities.channels.deliveries import failing_channels
 from activities.db import DatabaseUnavailable
 from activities.store.traces import recorded_runs
+from gates.text import terminal_text
 from hitl_temporal.cli.application import Application, pass_app, state_dir_option
 from hitl_temporal.cli.options import DURATION
 from hitl_temporal.ops import (
     EndedReport,
+    FailingChannel,
+    FailingChannelsReport,
     StuckCriteria,
     StuckReport,
     find_ended,
@@ -63,7 +69,8 @@ def stuck(
     """Every running case that needs an operator, and why: a failing workflow task, an activity
     retrying past --attempts, a deadline long passed, or no worker polling its task queue. Then the
     cases that ended without a recorded outcome within --since (terminated, timed out, failed,
-    refused starts), why, and whether PostgreSQL holds a decision trace for them."""
+    refused starts), why, and whether PostgreSQL holds a decision trace for them. Last, the
+    notification channels (email, slack) that failed within --since and delivered nothing after."""
     app.settings  # noqa: B018 -- a configuration error comes first
 
     async def body() -> int:
@@ -81,6 +88,7 @@ def stuck(
             find_ended(client, since=now - since, task_queue=task_queue, concurrency=concurrency),
         )
         await check_traces_at(app, ended)
+        channels = await failing_channels_at(app, since=now - since)
         if as_json:
             document = {
                 "query": report.query,
@@ -90,12 +98,16 @@ def stuck(
                 "ended_since": ended.since.isoformat(),
                 "ended": [c.model_dump(mode="json") for c in ended.ended],
                 "database_problem": ended.database_problem,
+                "failing_channels": [c.model_dump(mode="json") for c in channels.failing],
+                "channels_problem": channels.database_problem,
             }
             click.echo(json.dumps(document, indent=2))
         else:
             click.echo(render_stuck(report, now))
             click.echo("")
             click.echo(render_ended(ended, now))
+            click.echo("")
+            click.echo(render_failing_channels(channels, now))
         return 0
 
     app.run(body)
@@ -121,6 +133,39 @@ async def check_traces_at(app: Application, report: EndedReport) -> None:
         report.database_problem = str(err)
     except (OSError, asyncpg.PostgresError) as err:
         report.database_problem = f"cannot read decision_traces: {type(err).__name__}: {err}"
+
+
+async def failing_channels_at(app: Application, *, since: datetime) -> FailingChannelsReport:
+    """The failing notification channels on the command's connection; a database that cannot be read is noted."""
+    report = FailingChannelsReport(since=since)
+    try:
+        rows = await failing_channels(await app.database(), since=since)
+    except DatabaseUnavailable as err:
+        report.database_problem = str(err)
+    except (OSError, asyncpg.PostgresError) as err:
+        report.database_problem = f"cannot read notification_deliveries: {type(err).__name__}: {err}"
+    else:
+        report.failing = [FailingChannel(**dict(row)) for row in rows]
+    return report
+
+
+def render_failing_channels(report: FailingChannelsReport, now: datetime, *, width: int = 140) -> str:
+    """The channels under the heading "notification channels failing", or one line when none is."""
+    window = f"in the last {human_age(now - report.since)}"
+    if report.database_problem:
+        return f"notification channels not checked: {report.database_problem}"
+    if not report.failing:
+        return f"no notification channel failing {window}"
+    table = Table(title=f"notification channels failing ({len(report.failing)}) {window}", title_justify="left")
+    for name, wraps in (("channel", False), ("notifications", False), ("since", False), ("last error", True)):
+        table.add_column(name, overflow="fold" if wraps else "ellipsis", no_wrap=not wraps)
+    for channel in report.failing:
+        since = f"{channel.since.astimezone(UTC):%Y-%m-%d %H:%M}Z ({human_age(now - channel.since)} ago)"
+        cells = (channel.channel, str(channel.notifications), since, channel.last_error)
+        table.add_row(*(Text(terminal_text(cell, one_line=True)) for cell in cells))  # Text: no rich markup in errors
+    buffer = io.StringIO()
+    Console(width=width, file=buffer, color_system=None).print(table)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
 
 
 def render_stuck(report: StuckReport, now: datetime, *, width: int = 140) -> str:

@@ -11,12 +11,11 @@ import pytest_asyncio
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 
 from gates.cases import CaseRequest
 from gates.search_attributes import ALL_SEARCH_ATTRIBUTES
 from tests.case_helpers import start_case
-from tests.conftest import TEST_SERVER
+from tests.conftest import started_time_skipping
 from tests.unit.workflow.fakes import FakeWorld
 from tests.unit.workflow.harness import fake_world_worker
 from workers.client import DATA_CONVERTER, client_interceptors
@@ -27,9 +26,7 @@ async def workflow_env():
     """The time-skipping server with a client built as the real one is (converter, tracing
     interceptor). It has no search-attribute flag: the attributes the cases upsert are registered
     through the operator API, else every upsert would fail the workflow task."""
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER), data_converter=DATA_CONVERTER, interceptors=client_interceptors()
-    ) as env:
+    async with await started_time_skipping(data_converter=DATA_CONVERTER, interceptors=client_interceptors()) as env:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=env.client.namespace,

@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from gates.audit import AuditEvent
 from gates.brief import precedent_headline
 from gates.cases import CaseKind
 from gates.composition import written_brief
@@ -125,7 +126,8 @@ class FakeWorld:
     """The fake activities and the in-memory world they read and write.
 
     Change the world before starting a case (`evidence`, `roster`, `precedents`, `unavailable`,
-    `stalled`, `agent_advice`); read what the case did afterwards (`notifications`, `traces`, `calls`)."""
+    `stalled`, `agent_advice`); read what the case did afterwards (`notifications`, `traces`, `calls`,
+    `audit`)."""
 
     evidence: dict[str, dict[str, Any]] = field(default_factory=lambda: {s: dict(items) for s, items in DEMO_EVIDENCE.items()})
     roster: dict[str, list[str]] = field(default_factory=lambda: {g: list(m) for g, m in DEMO_ROSTER.items()})
@@ -136,6 +138,7 @@ class FakeWorld:
     notifications: list[Notification] = field(default_factory=list)
     traces: dict[str, DecisionTrace] = field(default_factory=dict)  # decision key -> the trace as stored
     calls: list[str] = field(default_factory=list)  # activity names, in the order they were called
+    audit: dict[str, AuditEvent] = field(default_factory=dict)  # event key -> the event, kept once, in arrival order
     # who may act: the issuers' keys (asserted: none needed) and the directory's delegations and roles
     trust: TrustSnapshot = field(default_factory=lambda: TrustSnapshot(mode="asserted"))
     delegations: list[Delegation] = field(default_factory=list)
@@ -245,6 +248,7 @@ class FakeWorld:
 
     @activity.defn(name="read_gate")
     async def read_gate(self, request: GateReadRequest) -> GateReads:
+        self._keep_audit(request.audit)
         return GateReads(roster=await self.load_reviewer_roster(request.roster), trust=await self.resolve_trust(request.trust))
 
     # -- the systems of record (one activity per source, as activities/gather.py) -------------------
@@ -291,10 +295,16 @@ class FakeWorld:
 
     # -- writes -------------------------------------------------------------------------------------
 
+    def _keep_audit(self, events: list[AuditEvent]) -> None:
+        """Once per event key, as the real log keeps them (activities/store/audit.py)."""
+        for event in events:
+            self.audit.setdefault(event.event_key, event)
+
     @activity.defn(name="notify_reviewers")
     async def notify_reviewers(self, notification: Notification) -> NotificationReceipt:
         """Kept once per notification key, as the real outbox keeps it."""
         self.calls.append("notify_reviewers")
+        self._keep_audit(notification.audit)
         keys = [n.notification_key for n in self.notifications]
         if notification.notification_key not in keys:
             self.notifications.append(notification)
@@ -306,6 +316,7 @@ class FakeWorld:
     async def record_decision(self, record: RecordDecisionInput) -> RecordReceipt:
         """Written once per decision key: a retry or a duplicate finds the first one."""
         self.calls.append("record_decision")
+        self._keep_audit(record.audit)
         keys = list(self.traces)
         if record.decision_key in self.traces:
             return RecordReceipt(trace_id=keys.index(record.decision_key) + 1, newly_recorded=False, otel_trace_id=None)
@@ -316,6 +327,7 @@ class FakeWorld:
     async def record_late_additions(self, late: LateAdditions) -> None:
         """The trace's attempts and operator actions replaced by the case's full lists, as the real UPDATE does."""
         self.calls.append("record_late_additions")
+        self._keep_audit(late.audit)
         if late.decision_key not in self.traces:
             raise ApplicationError(f"no decision trace with key {late.decision_key}", type="TraceMissing")
         self.traces[late.decision_key] = self.traces[late.decision_key].model_copy(

@@ -9,8 +9,8 @@ from tests.unit.workflow.fakes import FakeWorld
 from workers.config import Settings
 from workers.worker import activities_for
 
-# The worker's health probe, called by `hitl check`'s own workflow, never by a case.
-NOT_CALLED_BY_CASES = {"record_stack_check"}
+# The worker's health probe (`hitl check`'s own workflow) and the scheduled audit checkpoint: never called by a case.
+NOT_CALLED_BY_CASES = {"record_stack_check", "sign_audit_checkpoint"}
 
 
 def _signatures(functions: list) -> dict[str, tuple[list[type] | None, type | None]]:
