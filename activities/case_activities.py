@@ -182,7 +182,8 @@ class CaseActivities:
                     conn, previous, trace_id, decision_key=record.decision_key, case_id=trace.case_id, at=trace.decided_at
                 )
             if store_precedents.deserves_precedent(trace):
-                await store_precedents.insert_precedent(conn, trace_id, trace, trace_global_seq=rows[-1].global_seq)
+                position = rows[-1].global_seq if rows else None  # none: the bench's no_audit_writes variant
+                await store_precedents.insert_precedent(conn, trace_id, trace, trace_global_seq=position)
         log.info("recorded decision trace %s for %s: %s by %s", trace_id, trace.case_id, trace.outcome, trace.decided_by)
         return RecordReceipt(trace_id=trace_id, newly_recorded=True, otel_trace_id=trace.otel_trace_id)
 

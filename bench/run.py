@@ -56,7 +56,8 @@ REAL_QUEUE = "bench-real"  # the product as configured by default: verified iden
 ASSERTED_QUEUE = "bench-asserted"  # the same worker process, identity off (variant `asserted`)
 BARE_QUEUE = "bench-bare"
 # The product's identity modes measured side by side in the main worker (result key, task queue).
-MODES = (("real", REAL_QUEUE), ("asserted", ASSERTED_QUEUE))
+NO_AUDIT_QUEUE = "bench-no-audit"  # the same worker process, verified, no audit rows written (variant `no_audit_writes`)
+MODES = (("real", REAL_QUEUE), ("asserted", ASSERTED_QUEUE), ("no_audit", NO_AUDIT_QUEUE))
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 100.0
 
@@ -92,7 +93,8 @@ FULL = Config(
 # runner in a worker process without compiled modules (PYTHONDONTWRITEBYTECODE=1, no .pyc anywhere).
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "passthrough_ours", "unsandboxed", "project_no_pyc")
 VARIANTS = (
-    "before_hardened", "before_lean", "local_acts", "merged_upserts", "lean_plus", "asserted", "before_trust", "before_combined"
+    "before_hardened", "before_lean", "local_acts", "merged_upserts", "lean_plus", "asserted", "before_trust", "before_combined",
+    "no_audit_writes",
 )
 
 
@@ -330,6 +332,8 @@ class Bench:
         out["asserted_identity"] = "asserted (identity off on that queue's worker; the digest still sent, as hitl approve does)"
         out["ratio"] = round(out["real"]["cases_per_s"] / out["bare"]["cases_per_s"], 3)
         out["asserted_ratio"] = round(out["asserted"]["cases_per_s"] / out["bare"]["cases_per_s"], 3)
+        out["no_audit_identity"] = "verified, as real; its activities write no audit rows (the audit log's database side)"
+        out["no_audit_ratio"] = round(out["no_audit"]["cases_per_s"] / out["bare"]["cases_per_s"], 3)
         out["target_ratio"] = TARGET_RATIO
         out["target_met"] = out["ratio"] >= TARGET_RATIO
         self.results["throughput"] = out
@@ -872,7 +876,13 @@ class Bench:
                 self.stack.state_dir, asserted_queues={ASSERTED_QUEUE, "bench-variant-asserted"}
             )
             self.worker = self.start_worker(
-                [(REAL_QUEUE, "project", "product"), (ASSERTED_QUEUE, "project", "asserted")], BARE_QUEUE, "main"
+                [
+                    (REAL_QUEUE, "project", "product"),
+                    (ASSERTED_QUEUE, "project", "asserted"),
+                    (NO_AUDIT_QUEUE, "project", "no_audit_writes"),
+                ],
+                BARE_QUEUE,
+                "main",
             )
             asyncio.run(self.run_all())
         finally:
@@ -975,7 +985,8 @@ def trust_patch_cost(variants: dict[str, Any]) -> dict[str, Any]:
     """The comparison worker's product (verified), asserted, before_trust (no TRUST_PATCH) and before_combined batches."""
     keys = ("events_per_case", "local_activities_per_case", "workflow_tasks_per_case", "worker_cpu_ms_per_case",
             "server_cpu_ms_per_case", "cpu_ms_per_case", "cases_per_s", "ratio_vs_bare")
-    return {name: {k: variants[name][k] for k in keys} for name in ("product", "asserted", "before_trust", "before_combined")}
+    names = ("product", "asserted", "before_trust", "before_combined", "no_audit_writes")
+    return {name: {k: variants[name][k] for k in keys} for name in names}
 
 
 async def trust_micro_costs(stack: Stack, n: int = 50) -> dict[str, float]:
@@ -1115,7 +1126,7 @@ def table(doc: dict[str, Any]) -> str:
 
     t = r["throughput"]
     lines.append(f"1. Throughput (closed loop, {t['concurrency']} in flight)")
-    for name in ("bare", "real", "asserted"):
+    for name in ("bare", "real", "asserted", "no_audit"):
         x = t[name]
         row(f"{name} cases/s ({x['cases']} cases)", f"{x['cases_per_s']:.2f}",
             f"worker {x['worker_cpu_ms_per_case']} / server {x['server_cpu_ms_per_case']} / "
@@ -1123,6 +1134,7 @@ def table(doc: dict[str, Any]) -> str:
     row("ratio real (verified identity) / bare", f"{t['ratio']:.3f}",
         f"target >= {TARGET_RATIO}: {'met' if t['target_met'] else 'NOT met'}")
     row("ratio asserted / bare", f"{t['asserted_ratio']:.3f}")
+    row("ratio no_audit (verified, no audit rows) / bare", f"{t['no_audit_ratio']:.3f}")
     lat = r["latency"]
     lines.append("2. Decision latency, send -> row in decision_traces (ms, p50 / p95 / p99)")
     for mode in ("unloaded", "loaded"):

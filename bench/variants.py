@@ -25,6 +25,9 @@ workflow's (or activity's) task queue and change nothing on a `product` queue:
   False, so no issuer keys are resolved, no directory re-read per decision, no digest.
 - `before_combined`: the product as it was before `COMBINED_PATCH`: three patch markers, the start's
   metadata and the policy read apart, the gate's roster and the issuers' keys read apart.
+- `no_audit_writes`: the product with its activities writing no audit rows (the database side of the
+  audit log: the advisory lock, the head reads, the inserts, the trace digest); the workflow still
+  computes the events and sends them, so that part of the cost is not in the difference.
 Every `before_*` variant also answers False for `COMBINED_PATCH`, which implies the others.
 
 Histories of these variants exist only on the bench's own task queues.
@@ -38,6 +41,7 @@ from typing import Any
 from temporalio import activity, workflow
 
 from activities.policy_files import PolicyCache, load_policies
+from activities.store import audit as store_audit
 from workflows.case import COMBINED_PATCH, HARDENED_PATCH, LEAN_PATCH
 from workflows.trust import TRUST_PATCH
 
@@ -54,6 +58,7 @@ FEATURES: dict[str, frozenset[str]] = {
     "asserted": frozenset({"asserted"}),
     "before_trust": frozenset({"before_trust"}),
     "before_combined": frozenset({"before_combined"}),
+    "no_audit_writes": frozenset({"no_audit_writes"}),
 }
 # Variants that are a worker setting, not a change to the workflow code (bench.worker_proc applies them).
 SETTINGS_OF_VARIANT: dict[str, dict[str, Any]] = {"asserted": {"identity": "asserted"}}
@@ -65,6 +70,8 @@ _orig_upsert = workflow.upsert_search_attributes
 _orig_wait_condition = workflow.wait_condition
 _orig_patched = workflow.patched
 _orig_policy_load = PolicyCache.load
+_orig_append_events = store_audit.append_events
+_orig_append_with_trace_event = store_audit.append_with_trace_event
 _variant_of_queue: dict[str, str] = {}
 # Pending upserts per run id (host-side state shared by all sandboxes of this process).
 _pending: dict[str, dict[str, Any]] = {}
@@ -84,6 +91,23 @@ def _patched(patch_id: str) -> bool:
     if patch_id == TRUST_PATCH and _has("before_trust"):
         return False
     return _orig_patched(patch_id)
+
+
+def _activity_has(feature: str) -> bool:
+    queue = activity.info().task_queue if activity.in_activity() else ""
+    return feature in FEATURES[_variant_of_queue.get(queue, "product")]
+
+
+async def _append_events(conn: Any, events: Any) -> list:
+    if _activity_has("no_audit_writes"):
+        return []
+    return await _orig_append_events(conn, events)
+
+
+async def _append_with_trace_event(conn: Any, events: Any, **kwargs: Any) -> list:
+    if _activity_has("no_audit_writes"):
+        return []
+    return await _orig_append_with_trace_event(conn, events, **kwargs)
 
 
 def _policy_load(self: PolicyCache, directory: Path):
@@ -132,6 +156,8 @@ def install(queues: dict[str, str]) -> None:
     if all(v in ("product", *SETTINGS_OF_VARIANT) for v in _variant_of_queue.values()):
         return
     PolicyCache.load = _policy_load  # type: ignore[method-assign]
+    store_audit.append_events = _append_events  # type: ignore[assignment]
+    store_audit.append_with_trace_event = _append_with_trace_event  # type: ignore[assignment]
     workflow.patched = _patched  # type: ignore[assignment]
     workflow.execute_activity = _execute_activity  # type: ignore[assignment]
     workflow.upsert_search_attributes = _upsert_search_attributes  # type: ignore[assignment]

@@ -40,7 +40,9 @@ def why_not_precedent(decided_via: str, identity_mode: str | None) -> str:
     return f"its reviewer's identity was {identity_mode or 'not recorded'}, not verified"
 
 
-async def insert_precedent(conn: Connection, decision_trace_id: int, trace: DecisionTrace, *, trace_global_seq: int) -> None:
+async def insert_precedent(
+    conn: Connection, decision_trace_id: int, trace: DecisionTrace, *, trace_global_seq: int | None
+) -> None:
     """The precedent of a trace just recorded (same transaction as the trace), at the global_seq of its
     trace_recorded row. Call it only for a trace that `deserves_precedent`."""
     features = trace.features
