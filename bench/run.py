@@ -91,7 +91,7 @@ FULL = Config(
 )
 # Workflow runners compared (project = workers.worker.WORKFLOW_RUNNER); project_no_pyc is the project
 # runner in a worker process without compiled modules (PYTHONDONTWRITEBYTECODE=1, no .pyc anywhere).
-RUNNERS = ("project", "default_sandbox", "passthrough_all", "passthrough_ours", "unsandboxed", "project_no_pyc")
+RUNNERS = ("project", "default_sandbox", "passthrough_all", "strict", "unsandboxed", "project_no_pyc")
 VARIANTS = (
     "before_hardened", "before_lean", "local_acts", "merged_upserts", "lean_plus", "asserted", "before_trust", "before_combined",
     "no_audit_writes",

@@ -44,11 +44,8 @@ RUNNERS = {
     "default_sandbox": lambda: SandboxedWorkflowRunner(),
     "passthrough_all": lambda: SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
     "unsandboxed": lambda: UnsandboxedWorkflowRunner(),
-    # The project's runner with our workflow modules passed through too: imported once per process, not
-    # once per workflow run (measured, not taken: BENCHMARKS.md).
-    "passthrough_ours": lambda: SandboxedWorkflowRunner(
-        restrictions=PROJECT_RUNNER.restrictions.with_passthrough_modules("workflows")
-    ),
+    # The runner of the fast workflow tier and of replay: our workflow modules re-imported for every run.
+    "strict": lambda: project_worker.STRICT_WORKFLOW_RUNNER,
 }
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import (
     SandboxedWorkflowRunner,
     SandboxRestrictions,
@@ -37,12 +37,20 @@ WORKFLOWS: list[type] = [StackCheckWorkflow, AuditCheckpointWorkflow, *CASE_WORK
 # Our pure modules are deterministic and side-effect free: passing them through the sandbox
 # avoids re-importing them (and rebuilding pydantic schemas) for every workflow run. The JOSE
 # libraries the workflow verifies proofs with are passed through too: re-imported inside the
-# sandbox, cryptography's Rust core aborts the process when it raises InvalidSignature. Our
-# workflow modules (`workflows.*`) are not: passed through too, they would escape the sandbox's
-# checks, and the benchmark found no gain in it (BENCHMARKS.md, "Fewer events per case"). Ruff bans
-# the clock, randomness and environment in workflows/ besides (TID251, pyproject.toml).
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+# sandbox, cryptography's Rust core aborts the process when it raises InvalidSignature.
+STRICT_WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("gates", "activities", "jwt", "cryptography", "rfc8785")
+)
+# The worker's runner passes our workflow modules (`workflows.*`: orchestration, constants only, no
+# module state) through as well, so they are imported once per process instead of once per workflow
+# run: a profile of the benchmark's worker found a fifth to a third of its CPU in re-executing them
+# (BENCHMARKS.md, "The sandbox's re-imports"). The sandbox then no longer checks what our own
+# workflow code calls, so two guards stand in: the fast workflow tier (tests/unit/workflow/) and the
+# replay of the stored histories run in STRICT_WORKFLOW_RUNNER, where our workflow modules are
+# re-imported inside the sandbox and a non-deterministic call fails the test, and ruff bans the
+# clock, randomness, environment and I/O in workflows/ (TID251, pyproject.toml).
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=STRICT_WORKFLOW_RUNNER.restrictions.with_passthrough_modules("workflows")
 )
 
 
@@ -78,16 +86,17 @@ def case_worker(
     *,
     task_queue: str,
     activities: Sequence[Callable],
+    workflow_runner: WorkflowRunner = WORKFLOW_RUNNER,
     **options,
 ) -> Worker:
     """A worker of the case workflows with the given activities: the real ones (`build_worker`) or the
-    fast test tier's fakes of the same names (tests/unit/workflow/), configured alike."""
+    fast test tier's fakes of the same names (tests/unit/workflow/, in STRICT_WORKFLOW_RUNNER), configured alike."""
     return Worker(
         worker_client(client),
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=activities,
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=workflow_runner,
         interceptors=[HeartbeatWhileRunning()],
         # No workflow_failure_exception_types: a nondeterministic replay fails the workflow *task*,
         # which Temporal retries, so the case keeps running and resumes on a compatible worker. This

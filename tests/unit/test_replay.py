@@ -31,7 +31,7 @@ from tests.replay_variants import (
 )
 from workers.client import WORKER_DATA_CONVERTER
 from workers.replay import load_history_file
-from workers.worker import WORKFLOW_RUNNER, WORKFLOWS
+from workers.worker import STRICT_WORKFLOW_RUNNER, WORKFLOW_RUNNER, WORKFLOWS
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 PATHS = ("auto", "approve", "reject", "request_info", "timeout")
@@ -62,7 +62,8 @@ def test_a_history_is_stored_for_every_path_of_every_kind(folder: Path):
     "path", sorted(HISTORIES.rglob("*.json")), ids=lambda p: str(p.relative_to(HISTORIES).with_suffix(""))
 )
 async def test_stored_history_replays_against_current_code(path: Path):
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=WORKER_DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER)
+    """In the strict sandbox, which also fails a replay on a non-deterministic call in our workflow modules."""
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=WORKER_DATA_CONVERTER, workflow_runner=STRICT_WORKFLOW_RUNNER)
     await replayer.replay_workflow(_load(path))
 
 

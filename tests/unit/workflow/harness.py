@@ -1,5 +1,5 @@
 """The worker of the fast workflow tier: the real case workflows, the real worker's converter,
-sandbox and interceptors (workers/worker.py), and the fake activities of tests/unit/workflow/fakes.py."""
+the strict sandbox and interceptors (workers/worker.py), and the fake activities of tests/unit/workflow/fakes.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from temporalio.worker import Worker
 
 from gates.trace import CaseResult
 from tests.unit.workflow.fakes import FakeWorld
-from workers.worker import case_worker
+from workers.worker import STRICT_WORKFLOW_RUNNER, case_worker
 
 # A case whose workflow task fails is retried by Temporal for ever: a test fails after this instead
 # (generous, for a loaded machine; a healthy case ends in well under a second).
@@ -20,8 +20,12 @@ CASE_TIMEOUT_SECONDS = 60
 
 def fake_world_worker(client: Client, world: FakeWorld) -> Worker:
     """A worker on its own task queue (`worker.task_queue`), built as the real one is
-    (workers.worker.case_worker), with the fake world's activities; use as `async with`."""
-    return case_worker(client, task_queue=f"fast-{uuid.uuid4()}", activities=world.activities())
+    (workers.worker.case_worker), with the fake world's activities; use as `async with`. In the strict
+    sandbox: our workflow modules re-imported inside it for every run, so that a non-deterministic
+    call in them fails here (the worker passes them through for speed)."""
+    return case_worker(
+        client, task_queue=f"fast-{uuid.uuid4()}", activities=world.activities(), workflow_runner=STRICT_WORKFLOW_RUNNER
+    )
 
 
 async def finished(handle: WorkflowHandle) -> CaseResult:
