@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import TypeAdapter
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import (
+    PydanticJSONPlainPayloadConverter,
     PydanticPayloadConverter,
     pydantic_data_converter,
 )
@@ -33,6 +36,10 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 DATA_CONVERTER = pydantic_data_converter
 
 
+# Type adapters by type hint, for every CasePayloadConverter (see its __init__); the SDK's own bound.
+_SHARED_TYPE_ADAPTERS = functools.lru_cache(maxsize=1024)(TypeAdapter)
+
+
 class CasePayloadConverter(PydanticPayloadConverter):
     """The pydantic converter, except that a payload decoded with no type hint stays a `RawValue`.
 
@@ -45,6 +52,16 @@ class CasePayloadConverter(PydanticPayloadConverter):
     For workers and replayers only, whose clients make no calls that decode untyped results:
     everything else the worker decodes has a type (activity arguments and results, update and
     query handlers' declared types). Clients keep `DATA_CONVERTER`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The SDK builds a payload converter for every workflow run (its command-aware data converter),
+        # and each pydantic converter caches its type adapters for itself, so every run built a
+        # TypeAdapter per type it decoded: 8% of the benchmark worker's CPU (BENCHMARKS.md). One cache
+        # serves every instance; TypeAdapters are immutable and safe to share between threads.
+        for converter in self.converters.values():
+            if isinstance(converter, PydanticJSONPlainPayloadConverter):
+                converter._type_adapter = _SHARED_TYPE_ADAPTERS
 
     def from_payloads(self, payloads: Sequence[Payload], type_hints: list[type] | None = None) -> list[Any]:
         if type_hints is None:
