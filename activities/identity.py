@@ -17,9 +17,7 @@ Failures, by kind:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import time
 import uuid
 from base64 import urlsafe_b64encode
@@ -38,7 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.bounded_read import BodyTooLarge, read_at_most
+from activities.bounded_read import BodyTooLarge, FileUnreadable, read_at_most, read_file_at_most
+from activities.key_files import MAX_KEY_FILE_BYTES, create_private_file
 from gates.identity import IssuerKeys, TrustRequest, TrustSnapshot
 from gates.json_input import JsonInputError, loads_strict
 from workers.config import Settings, http_url_problem, is_loopback_host
@@ -97,9 +96,9 @@ class LocalIssuer:
 
     def _load(self) -> Ed25519PrivateKey:
         try:
-            data = self.path.read_bytes()
-        except OSError as err:
-            raise LocalIssuerError(f"cannot read the local issuer key {self.path}: {err.strerror or err}") from None
+            data = read_file_at_most(self.path, MAX_KEY_FILE_BYTES, what="local issuer key")
+        except FileUnreadable as err:
+            raise LocalIssuerError(f"cannot read the local issuer key: {err}") from None
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -114,30 +113,14 @@ class LocalIssuer:
         return key
 
     def _create(self) -> Ed25519PrivateKey:
-        """A new key, written to a temporary file and linked into place only if no other process did first."""
-        directory = self.path.parent
+        """A new key, unless another process created one first (then that one)."""
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(directory, 0o700)
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-            temporary = directory / f".local-issuer.{uuid.uuid4().hex}.tmp"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(pem)
-                    file.flush()
-                    os.fsync(file.fileno())
-                try:
-                    os.link(temporary, self.path)  # atomic, and fails if another process linked its key first
-                except FileExistsError:
-                    return self._load()
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
+            created = create_private_file(self.path, pem)
         except OSError as err:
             raise LocalIssuerError(f"cannot create the local issuer key {self.path}: {err.strerror or err}") from None
-        return key
+        return key if created else self._load()
 
     def public_jwk(self) -> dict[str, Any]:
         """The public key as a JWK, with its RFC 7638 thumbprint as `kid`."""

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, Locator, Page, async_playwright, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, no sandbox (we run as root), nothing phoning home: the machine only reaches package registries.
@@ -135,3 +137,33 @@ async def screenshot(page: Page, directory: Path, name: str) -> Path:
     path = directory / name
     await page.screenshot(path=str(path), animations="disabled", caret="hide")
     return path
+
+
+async def open_send_an_update(page: Page, update: str = "submit_decision", *, description: str | None = None) -> Locator:
+    """More Actions -> Send an Update on the workflow page, with `update` picked in the dialog's
+    select (whose option shows the update's `description`, checked when given); the dialog.
+
+    The page's DOM also holds a hidden twin of the dialog: the role and name find the visible one."""
+    await page.get_by_role("button", name="More Actions").click()
+    await page.get_by_role("menuitem", name="Send an Update").click()
+    dialog = page.get_by_role("dialog", name="Send an Update")
+    await expect(dialog).to_be_visible()
+    await dialog.get_by_test_id("update-select-button").click()
+    option = dialog.get_by_role("option", name=re.compile(rf"^{re.escape(update)}"))
+    if description is not None:
+        await expect(option).to_contain_text(description)
+    await option.click()
+    return dialog
+
+
+async def submit_update(page: Page, dialog: Locator, data: Mapping[str, object]) -> None:
+    """Type `data` (as JSON) into the dialog's Data box and press Submit.
+
+    Blur first: on blur the editor pretty-prints and grows, so a click on Submit while it has focus
+    lands on the footer (the layout moves between mousedown and mouseup). The result (the dialog
+    closing, or its one-line refusal) is the caller's to check."""
+    editor = dialog.get_by_role("textbox", name="Data")
+    await editor.fill(json.dumps(data))
+    await page.keyboard.press("Tab")
+    await expect(editor).to_contain_text(f'  "{next(iter(data))}"')
+    await dialog.get_by_role("button", name="Submit", exact=True).click()  # not the "submit_decision" select

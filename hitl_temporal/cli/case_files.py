@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from activities.bounded_read import FileUnreadable, read_file_at_most
 from gates.cases import CaseRequest
 from gates.gate import validation_problems
 from gates.json_input import JsonInputError, loads_strict
@@ -37,19 +38,10 @@ def one_line(text: str) -> str:
 
 def read_case_bytes(path: Path, limit: int = MAX_CASE_FILE_BYTES) -> bytes:
     """The file's bytes, at most `limit`; reads at most one byte more, whatever the file is."""
-    shown = neutralize(str(path), keep_newlines=False)
-    if path.is_dir():
-        raise CaseFileError(f"{shown} is a directory, not a case file")
     try:
-        with path.open("rb") as file:
-            data = file.read(limit + 1)
-    except FileNotFoundError:
-        raise CaseFileError(f"{shown}: no such file") from None
-    except OSError as err:
-        raise CaseFileError(f"{shown}: cannot read: {err.strerror or type(err).__name__}") from None
-    if len(data) > limit:
-        raise CaseFileError(f"{shown} is larger than {limit // 1024} KiB; a case payload is a JSON object of a few hundred bytes")
-    return data
+        return read_file_at_most(path, limit, what="case", too_large="a case payload is a JSON object of a few hundred bytes")
+    except FileUnreadable as err:
+        raise CaseFileError(str(err)) from None
 
 
 def load_case_file(path: Path, model: type[CaseRequest]) -> CaseRequest:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -34,7 +33,7 @@ from gates.trace import CaseResult
 from hitl_temporal import CaseClient
 from hitl_temporal.cli.codec_server import codec_app
 from hitl_temporal.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, KeyRing, encrypted_converter, new_key
-from tests.browser import chromium_context, ensure_chromium, screenshot, wait_for_http
+from tests.browser import chromium_context, ensure_chromium, open_send_an_update, screenshot, submit_update, wait_for_http
 from tests.case_helpers import trace_row, wait_until_waiting
 from tests.helpers import new_worker
 from workers.client import DATA_CONVERTER, client_interceptors
@@ -184,16 +183,7 @@ async def _read_the_case(page: Page, ui: str, case_id: str, request: CaseRequest
 
 
 async def _send_an_update(page: Page, decision: dict[str, str | None]) -> None:
-    await page.get_by_role("button", name="More Actions").click()
-    await page.get_by_role("menuitem", name="Send an Update").click()
-    dialog = page.get_by_role("dialog", name="Send an Update")
-    await expect(dialog).to_be_visible()
-    await dialog.get_by_test_id("update-select-button").click()
-    await dialog.get_by_role("option", name=re.compile(r"^submit_decision")).click()
-    editor = dialog.get_by_role("textbox", name="Data")
-    await editor.fill(json.dumps(decision))
-    await page.keyboard.press("Tab")  # blur first: the editor reformats and grows (tests/e2e/test_browser_ui.py)
-    await expect(editor).to_contain_text('  "outcome"')
-    await dialog.get_by_role("button", name="Submit", exact=True).click()
+    dialog = await open_send_an_update(page)
+    await submit_update(page, dialog, decision)
     await expect(dialog).to_be_hidden()
     await expect(page.get_by_text("Update successful").first).to_be_visible()

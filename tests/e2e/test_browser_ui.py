@@ -37,8 +37,10 @@ from hitl_temporal import CaseClient
 from tests.browser import (
     chromium_context,
     ensure_chromium,
+    open_send_an_update,
     screenshot,
     screenshot_dir,
+    submit_update,
     wait_for_http,
 )
 from tests.case_helpers import trace_row, wait_until_waiting
@@ -231,16 +233,16 @@ async def test_send_an_update_shows_each_refusal_as_one_line_and_takes_a_decisio
                 dialog = page.get_by_role("dialog", name="Send an Update")
                 requester = request.requester
 
-                await _submit(page, dialog, _decision(requester, digest, issuer.mint(requester)))
+                await submit_update(page, dialog, _decision(requester, digest, issuer.mint(requester)))
                 await _expect_one_line_refusal(dialog, f"{requester} requested this case and may not decide it")
                 await _expect_still_waiting(page, cases, case_id)
 
-                await _submit(page, dialog, _decision("fin_rev_ana", digest, None))
+                await submit_update(page, dialog, _decision("fin_rev_ana", digest, None))
                 await _expect_one_line_refusal(dialog, NEEDS_A_PROOF)
                 await screenshot(page, shots, "ui-update-refused.png")
                 await _expect_still_waiting(page, cases, case_id)
 
-                await _submit(page, dialog, _decision("fin_rev_ana", digest, issuer.mint("fin_rev_ana")))
+                await submit_update(page, dialog, _decision("fin_rev_ana", digest, issuer.mint("fin_rev_ana")))
                 await expect(dialog).to_be_hidden()
                 await expect(page.get_by_text("Update successful").first).to_be_visible()
                 await expect(page.get_by_test_id("execution-status")).to_have_text("Completed", timeout=LOAD_MS)
@@ -273,23 +275,8 @@ async def _open_send_an_update(page: Page, ui: str, case_id: str) -> str:
     found = re.search(r'"digest": "(sha256:[0-9a-f]{64})"', await current.inner_text())
     assert found, "Current Details shows no evidence digest"
 
-    await page.get_by_role("button", name="More Actions").click()
-    await page.get_by_role("menuitem", name="Send an Update").click()
-    dialog = page.get_by_role("dialog", name="Send an Update")
-    await expect(dialog).to_be_visible()
-    await dialog.get_by_test_id("update-select-button").click()
-    option = dialog.get_by_role("option", name=re.compile(r"^submit_decision"))
-    await expect(option).to_contain_text("Decide and get the result back")
-    await option.click()
+    await open_send_an_update(page, description="Decide and get the result back")
     return found.group(1)
-
-
-async def _submit(page: Page, dialog, decision: dict[str, str]) -> None:
-    editor = dialog.get_by_role("textbox", name="Data")
-    await editor.fill(json.dumps(decision))
-    await page.keyboard.press("Tab")  # blur first: the editor reformats and grows (see _decide_in_the_ui)
-    await expect(editor).to_contain_text('  "outcome"')
-    await dialog.get_by_role("button", name="Submit", exact=True).click()  # not the "submit_decision" select
 
 
 async def _expect_one_line_refusal(dialog, reason: str | re.Pattern[str]) -> None:

@@ -18,9 +18,9 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from activities.audit_keys import AuditKeyError, dev_checkpoint_key, dev_key_path, load_checkpoint_key, load_public_key
+from activities.bounded_read import FileUnreadable, read_file_at_most, shown_path
 from activities.store.audit import verify_log
 from gates.audit import key_id, sign_checkpoint
-from gates.text import neutralize
 from hitl_temporal.cli.application import Application, pass_app, state_dir_option
 from hitl_temporal.cli.case_files import CaseFileError, one_line
 
@@ -56,24 +56,15 @@ def trusted_public_key(app: Application, public_key_file: Path | None) -> Ed2551
 
 
 def shown(path: Path) -> str:
-    return neutralize(str(path), keep_newlines=False)
+    return shown_path(path)
 
 
 def read_capped(path: Path, what: str, limit: int) -> bytes:
     """The file's bytes, reading at most one more than `limit` (a wrong path such as /dev/zero fails at once)."""
-    if path.is_dir():
-        raise CaseFileError(f"{shown(path)} is a directory, not a {what} file")
     try:
-        with path.open("rb") as file:
-            data = file.read(limit + 1)
-    except FileNotFoundError:
-        raise CaseFileError(f"{shown(path)}: no such file") from None
-    except OSError as err:
-        raise CaseFileError(f"{shown(path)}: cannot read: {err.strerror or type(err).__name__}") from None
-    if len(data) > limit:
-        size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
-        raise CaseFileError(f"{shown(path)} is larger than {size}: not a {what} file")
-    return data
+        return read_file_at_most(path, limit, what=what)
+    except FileUnreadable as err:
+        raise CaseFileError(str(err)) from None
 
 
 def write_output(output: Path | None, data: bytes) -> None:
