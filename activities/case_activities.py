@@ -23,12 +23,13 @@ from activities.agent import (
     agent_configured,
     request_agent_advice,
 )
-from activities.policy_files import PolicyCache, bundled_policy_dir
+from activities.policy_files import ParsedByDigest, PolicyCache, bundled_policy_dir
 from activities.store import audit as audit_log
+from activities.store import policy_activations, traces
 from activities.store import precedents as store_precedents
-from activities.store import traces
 from gates.audit import AuditEvent, AuditKind
 from gates.brief import precedent_headline
+from gates.cases import CaseKind
 from gates.composition import written_brief
 from gates.messages import (
     AdviseInput,
@@ -44,6 +45,7 @@ from gates.policy import (
     Policy,
     PolicyError,
 )
+from gates.policy_activation import PolicyActivation
 from gates.text import storable
 from gates.trace import AgentNote, CaseSummary, DecisionTrace
 
@@ -75,6 +77,7 @@ class CaseActivities:
         self._pool = pool
         self._settings = settings
         self._policies = PolicyCache()
+        self._parsed = ParsedByDigest()
 
     def activities(self) -> list:
         return [
@@ -88,13 +91,26 @@ class CaseActivities:
 
     @activity.defn(name="resolve_policy")
     async def resolve_policy(self, request: ResolvePolicyInput) -> Policy:
-        """The newest valid policy for the kind. Called once per case; the answer is kept in history."""
-        directory = Path(self._settings.policy_dir) if self._settings.policy_dir else bundled_policy_dir()
+        """The kind's active policy version (policy_activations). Called once per case; the answer is
+        kept in history, so a case keeps its version whatever is activated later.
+
+        A kind with no activation yet activates the newest file of the policy directory first (the
+        bootstrap, approved by nobody, recorded as such); after that, files are proposals only."""
         try:
-            return self._policies.load(directory)[request.kind]
+            activation = await policy_activations.active_policy(self._pool, request.kind)
+            if activation is None:
+                activation = await self._bootstrap(request.kind)
+            return self._parsed.get(activation.digest, activation.policy)
         except PolicyError as err:
             # A broken policy file is not fixed by retrying; operators see this message on the case.
             raise ApplicationError(str(err), type="PolicyError", non_retryable=True) from err
+
+    async def _bootstrap(self, kind: CaseKind) -> PolicyActivation:
+        directory = Path(self._settings.policy_dir) if self._settings.policy_dir else bundled_policy_dir()
+        _, text = self._policies.texts(directory)[kind]
+        return await policy_activations.activate_if_none(
+            self._pool, policy_text=text, reason=f"initial activation: newest file in {directory} when no version was active"
+        )
 
     @activity.defn(name="find_precedents")
     async def find_precedents(self, query: PrecedentQuery) -> PrecedentMatches:

@@ -40,7 +40,9 @@ class OpeningActivities:
 
     @activity.defn(name="open_case")
     async def open_case(self, request: OpenCaseRequest) -> CaseOpening:
-        """Read-only, like its halves; a broken policy file fails it for good (PolicyError), as it fails `resolve_policy`."""
+        """The start's UI text and the kind's active policy version (`resolve_policy`: the activation
+        table, bootstrapped from the newest file once per kind); a broken file at that bootstrap fails
+        it for good (PolicyError), as it fails `resolve_policy`."""
         metadata, policy = await asyncio.gather(
             self._start_metadata.read_start_metadata(request.start), self._cases.resolve_policy(request.policy)
         )

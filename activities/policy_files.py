@@ -6,6 +6,7 @@ the I/O around it (open, read, list a directory, stat), so that gates/ stays fre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -29,13 +30,17 @@ def bundled_policy_dir() -> Path:
 
 def load_policy_file(path: Path) -> Policy:
     """Read and validate one policy file; every problem is one PolicyError line naming the file."""
+    return parse_policy_file(_read(path), path)
+
+
+def _read(path: Path) -> bytes:
     try:
         with path.open("rb") as file:
             # one byte more than allowed, so the parser can tell "too large" from "exactly at the limit"
             data = file.read(MAX_POLICY_FILE_BYTES + 1)
     except OSError as err:
         raise PolicyError(f"{policy_file_shown(path)}: cannot read policy: {err.strerror or type(err).__name__}") from err
-    return parse_policy_file(data, path)
+    return data
 
 
 def load_policies(directory: Path) -> dict[CaseKind, Policy]:
@@ -44,6 +49,22 @@ def load_policies(directory: Path) -> dict[CaseKind, Policy]:
     if not files:
         raise PolicyError(f"{directory}: no policy files (*.yaml)")
     return newest_policies((load_policy_file(path) for path in files), origin=str(directory))
+
+
+def newest_policy_texts(directory: Path) -> dict[CaseKind, tuple[Policy, str]]:
+    """Like `load_policies`, with each newest file's text: what the bootstrap activates (the exact
+    bytes, so the activation's digest is the file's)."""
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise PolicyError(f"{directory}: no policy files (*.yaml)")
+    texts: dict[str, str] = {}
+    parsed: list[Policy] = []
+    for path in files:
+        data = _read(path)
+        policy = parse_policy_file(data, path)
+        parsed.append(policy)
+        texts[policy.ref] = data.decode()  # parse_policy_file read it as UTF-8
+    return {kind: (policy, texts[policy.ref]) for kind, policy in newest_policies(parsed, origin=str(directory)).items()}
 
 
 @cache
@@ -56,10 +77,13 @@ class PolicyCache:
     """Parsed policies per directory, re-read only when a file's name, size or mtime changed.
 
     Parsing and validating every policy file cost about 29 ms of CPU per case start (bench/); an
-    edited or added file is picked up by the next `resolve_policy`, an invalid one fails it as before."""
+    edited or added file is seen by the next read, an invalid one fails it as before. Since policy
+    activations (gates/policy_activation.py), the worker reads files only to bootstrap a kind that
+    has no active version; `hitl policy show` reads them to list proposals."""
 
     def __init__(self) -> None:
         self._key: tuple | None = None
+        self._texts: dict[CaseKind, tuple[Policy, str]] = {}
         self._policies: dict[CaseKind, Policy] = {}
 
     @staticmethod
@@ -67,9 +91,33 @@ class PolicyCache:
         stats = ((p.name, p.stat()) for p in sorted(directory.glob("*.yaml")))
         return (str(directory),) + tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
 
-    def load(self, directory: Path) -> dict[CaseKind, Policy]:
+    def texts(self, directory: Path) -> dict[CaseKind, tuple[Policy, str]]:
+        """The newest policy of each kind in `directory`, with its file's text."""
         key = self.key(directory)
         if key != self._key:
-            self._policies = load_policies(directory)  # an invalid file raises PolicyError, and is re-read next call
+            self._texts = newest_policy_texts(directory)  # an invalid file raises PolicyError, and is re-read next call
+            self._policies = {kind: policy for kind, (policy, _) in self._texts.items()}
             self._key = key
+        return self._texts
+
+    def load(self, directory: Path) -> dict[CaseKind, Policy]:
+        self.texts(directory)
         return self._policies
+
+
+class ParsedByDigest:
+    """Activated policies parsed once per worker process, keyed by the text's digest: the active
+    version is read per case start (one SELECT), its parse (about 29 ms) only when it changed."""
+
+    def __init__(self, limit: int = 32) -> None:
+        self._limit = limit
+        self._parsed: dict[str, Policy] = {}
+
+    def get(self, digest: str, parse: Callable[[], Policy]) -> Policy:
+        policy = self._parsed.get(digest)
+        if policy is None:
+            policy = parse()
+            if len(self._parsed) >= self._limit:
+                self._parsed.pop(next(iter(self._parsed)))
+            self._parsed[digest] = policy
+        return policy

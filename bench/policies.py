@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from activities.policy_files import bundled_policy_dir, load_policies
+from activities.policy_files import bundled_policy_dir, load_policies, newest_policy_texts
 
 
 def write_bundled(directory: Path, source: Path | None = None) -> None:
@@ -44,3 +44,18 @@ def write_delays(
                 level["remind_after"], level["escalate_after"] = first_level
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     load_policies(directory)  # still valid
+
+
+async def activate_files(database_url: str, directory: Path, reason: str) -> None:
+    """Put the files just written in force: since policy activations (migration 0007) a rewritten file
+    changes nothing until activated. The first write needs none: the first case activates it."""
+    import asyncpg
+
+    from activities.store.policy_activations import activate
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        for _, text in newest_policy_texts(directory).values():
+            await activate(conn, policy_text=text, approved_by=[], reason=reason, change_id=None, trace_id=None)
+    finally:
+        await conn.close()

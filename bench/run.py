@@ -43,12 +43,13 @@ from temporalio.client import Client
 
 from bench import driver
 from bench.driver import KINDS, SHORT, Case, TraceWatcher, history_cost, percentiles
-from bench.policies import write_bundled, write_delays
+from bench.policies import activate_files, write_bundled, write_delays
 from bench.stack import ROOT, Stack, WorkerProcess, start_stack, start_worker
 from gates import search_attributes as sa
 from gates.cases import CaseKind
 from gates.gate import DecisionOutcome
 from gates.identity import TrustSnapshot
+from gates.info_request import InfoAnswer
 from workers.client import DATA_CONVERTER, client_interceptors
 from workers.devstack import _postgres_bin
 
@@ -451,7 +452,13 @@ class Bench:
             await driver.wait_for_gate(handle)
             question = "bench: which incident, and who approved in the thread?"
             await driver.decide_update(handle, await decision(handle, outcome=DecisionOutcome.REQUEST_INFO, reason=question))
-            await driver.wait_for_gate(handle, nth=2)
+            await driver.wait_for_gate(handle, nth=2)  # the question's reminder timer: the case waits for the answer
+            requester = case.request.requester  # asked by default
+            answer = InfoAnswer(
+                answerer=requester, text="bench: the March outage; Dana approved.", proof=self.reviewers.proof(requester, queue)
+            )
+            await handle.execute_update("answer_info", answer)
+            await driver.wait_for_gate(handle, nth=3)  # the gate's reminder timer again: back at the gate
             await driver.decide_update(handle, await decision(handle))
         result = await handle.result()
         history = await handle.fetch_history()
@@ -474,6 +481,7 @@ class Bench:
         for path, human, kinds in plan:
             if path == "escalate_to_timeout":
                 write_delays(self.policy_dir, [cfg.timeout_delays] * 3, source=self.policy_source)
+                await activate_files(self.stack.database_url, self.policy_dir, "bench: timeout delays")
             tag = self.tag("h")
             cases = [driver.make_case(k, human, f"{tag}-{SHORT[k]}-{i}") for k in kinds for i in range(cfg.path_repeats)]
             log(f"history: {path}, {len(cases)} cases")
@@ -484,6 +492,7 @@ class Bench:
             fig, outs = await self.measured(self.worker, len(cases), body)
             if path == "escalate_to_timeout":
                 write_bundled(self.policy_dir, self.policy_source)
+                await activate_files(self.stack.database_url, self.policy_dir, "bench: bundled delays again")
             per_kind: dict[str, Any] = {}
             for case, (result, events) in zip(cases, outs):
                 if SHORT[case.kind] in per_kind:
@@ -645,6 +654,7 @@ class Bench:
         cfg = self.cfg
         n, e = cfg.scale_n, cfg.scale_escalate_after
         write_delays(self.policy_dir, None, first_level=(f"{e // 2}s", f"{e}s"), source=self.policy_source)
+        await activate_files(self.stack.database_url, self.policy_dir, "bench: scale delays")
         log(f"scale: fresh worker; {n} cases, first escalation {e} s after each gate opens")
         real_q = REAL_QUEUE + "-scale"
         w = self.start_worker([(real_q, "project", "product")], None, "scale")

@@ -16,6 +16,10 @@ Definitions:
 - **per rule**: a decision counts under every rule whose finding required a human (so one decision can
   count under several rules); one the last evaluation sent to no rule (a gate reopened after a
   request_info round) counts under NO_RULE. The per-kind-and-policy totals count each decision once.
+- **per level**: each rule's figures are kept apart by the automation level it had in the case
+  (gates/policy.py: shadow, assist, auto), the evidence for moving it up a level. A rule in shadow
+  counts under every decision of its policy, fired or not: its verdict is on trial in every case,
+  and its proposal was not shown, so the reviewer did not copy it.
 - **interval**: the Wilson score interval at 95% (z = 1.95996, the 97.5% point of the standard
   normal), for the share agreed among the counted decisions; it stays inside [0, 1] and is wide
   when there are few decisions, which is the point: 3 of 3 is not yet evidence.
@@ -33,6 +37,7 @@ from statistics import NormalDist
 
 from pydantic import BaseModel, Field
 
+from gates.policy import AutomationLevel
 from gates.report import PROPOSABLE, REVIEWER_CHANNELS
 from gates.trace import DecisionTrace
 
@@ -85,6 +90,7 @@ class Agreement(BaseModel):
     kind: str
     policy: str
     rule: str | None
+    level: AutomationLevel | None = Field(default=None, description="The rule's automation level in these cases")
     decisions: int
     agreed: int
     rate: float | None
@@ -118,8 +124,12 @@ def _counted(trace: DecisionTrace) -> bool:
     return trace.decided_via in REVIEWER_CHANNELS and trace.proposal.outcome in PROPOSABLE
 
 
-def _fired_rules(trace: DecisionTrace) -> list[str]:
-    return [f.rule_id for f in trace.findings if f.requires_human] or [NO_RULE]
+def _fired_rules(trace: DecisionTrace) -> list[tuple[str, AutomationLevel | None]]:
+    """The rules a decision counts under, with each one's level (a rule in shadow: always)."""
+    rules: list[tuple[str, AutomationLevel | None]] = [
+        (f.rule_id, f.automation) for f in trace.findings if f.requires_human or f.automation == "shadow"
+    ]
+    return rules or [(NO_RULE, None)]
 
 
 def _weekly(traces: list[DecisionTrace]) -> list[WeekPoint]:
@@ -140,7 +150,9 @@ def _agrees(trace: DecisionTrace) -> bool:
     return trace.outcome == trace.proposal.outcome
 
 
-def _agreement(kind: str, policy: str, rule: str | None, traces: list[DecisionTrace]) -> Agreement:
+def _agreement(
+    kind: str, policy: str, rule: str | None, traces: list[DecisionTrace], level: AutomationLevel | None = None
+) -> Agreement:
     traces = sorted(traces, key=lambda t: t.decided_at)
     agreed = sum(_agrees(t) for t in traces)
     interval = wilson_interval(agreed, len(traces))
@@ -148,6 +160,7 @@ def _agreement(kind: str, policy: str, rule: str | None, traces: list[DecisionTr
         kind=kind,
         policy=policy,
         rule=rule,
+        level=level,
         decisions=len(traces),
         agreed=agreed,
         rate=agreed / len(traces) if traces else None,
@@ -190,17 +203,20 @@ def measure_agreement(traces: Iterable[DecisionTrace], *, since: datetime | None
     traces = list(traces)
     counted = [t for t in traces if _counted(t)]
     by_policy: dict[tuple[str, str], list[DecisionTrace]] = defaultdict(list)
-    by_rule: dict[tuple[str, str, str], list[DecisionTrace]] = defaultdict(list)
+    by_rule: dict[tuple[str, str, str, AutomationLevel | None], list[DecisionTrace]] = defaultdict(list)
     for trace in counted:
         key = (trace.features.kind.value, trace.features.policy)
         by_policy[key].append(trace)
-        for rule in dict.fromkeys(_fired_rules(trace)):
-            by_rule[(*key, rule)].append(trace)
+        for rule, level in dict.fromkeys(_fired_rules(trace)):
+            by_rule[(*key, rule, level)].append(trace)
     return AgreementReport(
         since=since,
         decisions=len(counted),
         agreed=sum(_agrees(t) for t in counted),
         totals=[_agreement(kind, policy, None, of) for (kind, policy), of in sorted(by_policy.items())],
-        rules=[_agreement(kind, policy, rule, of) for (kind, policy, rule), of in sorted(by_rule.items())],
+        rules=[
+            _agreement(kind, policy, rule, of, level)
+            for (kind, policy, rule, level), of in sorted(by_rule.items(), key=lambda item: (*item[0][:3], item[0][3] or ""))
+        ],
         not_counted=_not_counted(traces),
     )

@@ -165,6 +165,7 @@ class AuditKind(StrEnum):
     OPERATOR_ACTION = "operator_action"
     INFO_ASKED = "info_asked"
     INFO_ANSWERED = "info_answered"
+    INFO_UNANSWERED = "info_unanswered"  # a question to a person closed at its deadline without an answer
     DECIDED_BY_POLICY = "decided_by_policy"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"

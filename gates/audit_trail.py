@@ -24,6 +24,7 @@ from gates.text import storable
 
 if TYPE_CHECKING:  # gates.case_file carries the mark over continue-as-new (gates.trace): no import cycle
     from gates.case_file import CaseFile
+    from gates.info_request import InfoRequest
 
 
 class AuditMark(BaseModel):
@@ -34,6 +35,7 @@ class AuditMark(BaseModel):
     reminders: int = 0
     escalations: int = 0
     questions: int = 0  # request_info decisions
+    answers: int = 0  # questions to a person closed: answered, or unanswered by their deadline
     attempts: int = 0  # refused attempts, early and at the gate (the counts, not the bounded lists)
     operator_actions: int = 0
     outcome: bool = False
@@ -102,9 +104,20 @@ def pending_events(
                 },
             )
         new.escalations = len(gate.escalations)
+    sent = {info.round: info for info in case.info_rounds}
     for n, asked in enumerate(case.rounds[mark.questions :], start=mark.questions + 1):
-        add(AuditKind.INFO_ASKED, n, asked.at, _decision_body(asked))
+        body = _decision_body(asked)
+        if (info := sent.get(n)) is not None:  # since questions go to a person: to whom, and by when
+            body |= {"asked": info.asked, "due_at": info.due_at.isoformat()}
+        add(AuditKind.INFO_ASKED, n, asked.at, body)
     new.questions = len(case.rounds)
+    closed = [info for info in case.info_rounds if not info.waiting]
+    for n, info in enumerate(closed[mark.answers :], start=mark.answers + 1):
+        if info.outcome == "answered" and info.answered_at is not None:
+            add(AuditKind.INFO_ANSWERED, n, info.answered_at, _answer_body(info))
+        else:
+            add(_UNANSWERED, n, info.due_at, {"round": info.round, "asked": info.asked, "asked_by": info.asked_by})
+    new.answers = len(closed)
     received = case.early_received + (gate.attempts_received if gate is not None else 0)
     if received > mark.attempts:
         kept = case.early_attempts + (gate.rejected_attempts if gate is not None else [])
@@ -122,6 +135,23 @@ def pending_events(
         add(_outcome_kind(case.decision), 1, case.decision.at, _decision_body(case.decision))
         new.outcome = True
     return events, new
+
+
+# `info_unanswered` (gates/audit.py); until that kind exists, an unanswered question is logged as an
+# `info_answered` event whose body has no answer.
+_UNANSWERED: AuditKind = getattr(AuditKind, "INFO_UNANSWERED", AuditKind.INFO_ANSWERED)
+
+
+def _answer_body(info: InfoRequest) -> dict[str, Any]:
+    return {
+        "round": info.round,
+        "asked": info.asked,
+        "answered_by": info.answered_by,
+        "answer": info.answer,
+        "attachment_name": info.attachment_name,
+        "attachment_chars": len(info.attachment_text) if info.attachment_text is not None else None,
+        "identity": _identity(info.answered_identity),
+    }
 
 
 def _outcome_kind(decision: AcceptedDecision) -> AuditKind:

@@ -43,6 +43,8 @@ MAX_KEPT_ERROR_CHARS = 500
 MAX_REQUEST_INFO_ROUNDS = 10  # request_info round trips; then the gate asks for approve or reject
 QUESTIONS_IN_BRIEF = 3  # the latest reviewer questions the brief repeats; the rest are in the trace
 MAX_OPERATOR_ACTIONS = 30  # notes, retries, escalations, reassignments; cancel is always possible
+MAX_ATTACHMENT_CHARS = 16_000  # of the text of a file attached to an answer (`hitl answer --file`)
+MAX_ATTACHMENT_NAME_CHARS = 200
 
 
 def dev_server_dynamic_config() -> dict[str, int]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from gates.cases import CaseKind
 from gates.evidence import ContextBundle
@@ -34,6 +35,9 @@ _PAST = {"approve": "approved", "reject": "rejected"}
 PRECEDENT_REASON_CHARS = 200
 VALUE_CHARS = 200
 ERROR_CHARS = 200
+# Of a question's answer and its attached file, what the brief quotes; the whole text is in the trace.
+ANSWER_CHARS = 1500
+ATTACHMENT_CHARS = 1500
 
 
 class Proposal(BaseModel):
@@ -45,9 +49,24 @@ class Proposal(BaseModel):
 
 
 class ReviewerQuestion(BaseModel):
+    """A reviewer's question, and (since request_info waits for the answer) whom it went to and what
+    came back: those fields are left out of the JSON while unset, so older records keep their shape."""
+
     round: int
     reviewer: str
     question: str
+    asked: str | None = None
+    outcome: Literal["waiting", "answered", "no_answer"] | None = None
+    answer: str | None = None
+    answered_by: str | None = None
+    due_at: datetime | None = None
+    attachment_name: str | None = None
+    attachment_text: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_answer(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k in ("round", "reviewer", "question")}
 
 
 def precedent_headline(kind: CaseKind, tags: list[str], precedents: list[Precedent]) -> str:
@@ -74,7 +93,8 @@ def _article(word: str) -> str:
 
 
 def propose(evaluation: PolicyEvaluation, precedents: list[Precedent], context: ContextBundle) -> Proposal:
-    if not evaluation.requires_human:
+    if not evaluation.requires_human or (evaluation.verdict_without_shadow is False and not evaluation.reason_codes):
+        # in shadow with no rule met: what the policy would have done without its shadow rules
         allowed = ", ".join(f.rule_id for f in evaluation.findings)
         return Proposal(outcome="approve", rationale=f"within policy {evaluation.policy}: rules {allowed} allow it")
     if ReasonCode.AMBIGUOUS_OR_MISSING_DATA in evaluation.reason_codes:
@@ -133,6 +153,31 @@ def _fmt_key(key: Any) -> str:
     return md_inline(str(key), max_chars=VALUE_CHARS)
 
 
+def _question_lines(q: ReviewerQuestion) -> list[str]:
+    """One round: the question, and what came back, each quoted as the words of whoever wrote them."""
+    if q.asked is None:  # before questions went to a person: the question alone
+        return [f"- round {q.round}, {q.reviewer}: {md_inline(q.question)}"]
+    lines = [f"- round {q.round}, {md_inline(q.reviewer)} asked {md_inline(q.asked)}: {md_inline(q.question)}"]
+    if q.outcome == "answered" and q.answer is not None:
+        lines.append(f"  - {md_inline(q.answered_by or q.asked)} answered: {md_inline(q.answer, max_chars=ANSWER_CHARS)}")
+        if q.attachment_name is not None:
+            size = len(q.attachment_text or "")
+            lines.append(f"  - with the file {md_inline(q.attachment_name)} ({size:,} characters), in their words:")
+            if q.attachment_text:
+                shown = q.attachment_text[:ATTACHMENT_CHARS]
+                cut = ""
+                if size > ATTACHMENT_CHARS:
+                    cut = f"\n\n  (first {ATTACHMENT_CHARS:,} characters; the whole file is in the trace)"
+                lines += ["", "    " + md_block(shown).replace("\n", "\n    ") + cut]
+    elif q.outcome == "no_answer":
+        due = f" by {q.due_at:%Y-%m-%d %H:%M} UTC" if q.due_at is not None else ""
+        lines.append(f"  - **no answer** from {md_inline(q.asked)}{due}")
+    else:
+        due = f" (due {q.due_at:%Y-%m-%d %H:%M} UTC)" if q.due_at is not None else ""
+        lines.append(f"  - waiting for {md_inline(q.asked)}'s answer{due}")
+    return lines
+
+
 def _earlier(count: int) -> str:
     return f"({count} earlier question{' is' if count == 1 else 's are'} in the trace)"
 
@@ -178,6 +223,8 @@ def render_brief(
             passed.append(f.rule_id)
     if passed:
         lines.append(f"- ok: {', '.join(passed)}")
+    if evaluation.shadow_rules:
+        lines.append(f"- in shadow (every case goes to a human while it earns trust): {', '.join(evaluation.shadow_rules)}")
     lines += ["", f"**Precedent**: {headline}", ""]
     for p in precedents[:5]:
         reason = md_inline(p.reason, max_chars=PRECEDENT_REASON_CHARS)
@@ -187,6 +234,11 @@ def render_brief(
         if earlier_questions:
             lines.append(f"- {_earlier(earlier_questions)}")
         for q in questions:
-            lines.append(f"- round {q.round}, {q.reviewer}: {md_inline(q.question)}")
-    lines += ["", f"**Proposed**: {proposal.outcome}: {proposal.rationale}"]
+            lines += _question_lines(q)
+    if evaluation.shadow_rules:
+        # recorded (the trace, agreement) but not shown: agreement then measures the rule, not a
+        # reviewer copying its proposal
+        lines += ["", f"**Proposed**: proposal withheld: rule {', '.join(evaluation.shadow_rules)} is in shadow"]
+    else:
+        lines += ["", f"**Proposed**: {proposal.outcome}: {proposal.rationale}"]
     return "\n".join(lines)

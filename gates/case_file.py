@@ -20,11 +20,13 @@ from gates.audit_trail import AuditMark
 from gates.bounds import MAX_OPERATOR_ACTIONS
 from gates.brief import ReviewerQuestion
 from gates.cases import REQUEST_MODELS, CaseRequest
+from gates.durations import exact_duration
 from gates.duties import conflict_of
 from gates.evidence import ContextBundle
 from gates.gate import (
     AcceptedDecision,
     GateState,
+    Identity,
     OperatorAction,
     OperatorActionKind,
     OperatorRecord,
@@ -32,6 +34,7 @@ from gates.gate import (
     keep_attempt,
 )
 from gates.identity import TrustSnapshot
+from gates.info_request import InfoAnswer, InfoRequest
 from gates.messages import Roster
 from gates.policy import Policy, PolicyEvaluation
 from gates.precedent import Precedent
@@ -73,13 +76,16 @@ class CaseFile:
     keys_refreshed_at: datetime | None = None  # the last fetch for a key id not seen (rate-limited)
     operators: list[str] | None = None  # the directory's operators for this case's gate, as last read
     audit_mark: AuditMark = field(default_factory=AuditMark)  # how much of this file the audit log holds
+    # since INFO_WAIT_PATCH (workflows/case.py): every question sent to a person, the open one last
+    info_rounds: list[InfoRequest] = field(default_factory=list)
 
     @classmethod
     def restored(cls, carried: CaseCarryOver) -> tuple[CaseFile, AtGate]:
         """The file of a case continued as new, waiting at its gate as its previous run left it."""
         request = REQUEST_MODELS[carried.kind].model_validate(carried.request)
+        awaiting = bool(carried.info_rounds) and carried.info_rounds[-1].waiting
         case = cls(
-            state=CaseState.WAITING,
+            state=CaseState.AWAITING_INFO if awaiting else CaseState.WAITING,
             request=request,
             policy=carried.policy,
             runs_before=carried.runs,
@@ -99,6 +105,7 @@ class CaseFile:
             trusted=carried.trusted,
             audit_mark=carried.audit_mark,
             operators=carried.gate.operators if carried.trusted else None,
+            info_rounds=carried.info_rounds,
         )
         at_gate = AtGate(
             request=request,
@@ -150,9 +157,13 @@ class CaseFile:
         self, gate: GateState, *, level: int, now: datetime, digest: str | None = None, quorum: Quorum | None = None
     ) -> GateState:
         """Back from request_info: the same gate, fresh deadlines, never a lower level than before;
-        a trusted gate takes the new round's evidence digest (a decision on the old one is stale)."""
+        a trusted gate takes the new round's evidence digest (a decision on the old one is stale).
+        After a question that went to a person (`info_rounds`), the gate's opening time restarts
+        too: the inbox's age and time-to-decision count from the new round, not from the first."""
         gate.level = max(gate.level, level)
         gate.level_started_at = now
+        if self.info_rounds:
+            gate.opened_at = now
         gate.round = len(self.rounds) + 1
         gate.decision = None
         gate.open = True
@@ -172,6 +183,113 @@ class CaseFile:
             level=self.gate.level if self.gate else -1,
             at=now,
         )
+
+    # -- a question to a person (request_info, since INFO_WAIT_PATCH) ---------------------------------
+
+    @property
+    def info_request(self) -> InfoRequest | None:
+        """The open question the case waits on, if it waits on one."""
+        latest = self.info_rounds[-1] if self.info_rounds else None
+        return latest if latest is not None and latest.waiting else None
+
+    def awaiting_problem(self, then: str = "decide once it is answered") -> str | None:
+        """Why no decision (or routing change) is taken now because the case waits for an answer, or None."""
+        info = self.info_request
+        if self.state != CaseState.AWAITING_INFO or info is None:
+            return None
+        return (
+            f"the case is waiting for {info.asked}'s answer to a question from {info.asked_by}; {then}"
+        )
+
+    def ask_problem(self, reviewer: str, asked: str, roster: Roster | None = None) -> str | None:
+        """Why `asked` cannot be sent `reviewer`'s request_info question, or None. Without `roster` (a
+        validator) only what needs no read; with the directory's answer about `asked`, whether they are
+        a known, active person in it. With no directory file loaded only the requester, or someone the
+        roster names, can be asked."""
+        if asked == reviewer:
+            return f"{asked} cannot ask themselves; name the person who can answer (ask), or leave it for the requester"
+        if roster is None:
+            return None
+        if roster.active_people is not None:
+            known = asked in roster.active_people
+        else:
+            requester = self.request.requester if self.request is not None else None
+            known = asked in roster.people or (roster.directory_version is None and asked == requester)
+        if not known:
+            version = roster.directory_version or "none loaded"
+            return f"{asked} is not a known, active person in the directory (version {version}); ask someone who is"
+        return None
+
+    def ask_for_info(self, decision: AcceptedDecision, asked: str, now: datetime) -> InfoRequest:
+        """A request_info decision was accepted: its reason goes to `asked` as a question, and the case
+        waits for the answer on the gate's answer timers."""
+        assert self.gate is not None
+        definition = self.gate.definition
+        info = InfoRequest(
+            round=self.gate.round,
+            asked_by=decision.decided_by,
+            asked=asked,
+            question=decision.reason,
+            asked_at=now,
+            remind_at=now + definition.answer_remind_after,
+            due_at=now + definition.answer_within,
+        )
+        self.info_rounds.append(info)
+        self.state = CaseState.AWAITING_INFO
+        return info
+
+    def answer_problem(self, answer: InfoAnswer, operators: list[str] | None = None) -> str | None:
+        """Why this answer cannot be taken now, or None. Read-only: safe in an update validator.
+        `operators`: who holds an operator role for the gate (default: as last read)."""
+        info = self.info_request
+        if info is None or self.state != CaseState.AWAITING_INFO:
+            latest = self.info_rounds[-1] if self.info_rounds else None
+            if latest is not None and latest.outcome == "answered" and latest.answered_at is not None:
+                when = latest.answered_at.isoformat(timespec="seconds")
+                return f"the question of round {latest.round} was already answered by {latest.answered_by} at {when}"
+            if latest is not None and latest.outcome == "no_answer":
+                within = exact_duration(self.gate.definition.answer_within) if self.gate else "its deadline"
+                return (
+                    f"too late: the question of round {latest.round} from {latest.asked_by} closed unanswered at "
+                    f"{latest.due_at.isoformat(timespec='seconds')} (answer within {within}); the case moved on"
+                )
+            return f"case is not waiting for an answer (state: {self.state.value})"
+        allowed = operators if operators is not None else (self.operators or (self.gate.operators if self.gate else []))
+        if answer.answerer != info.asked and answer.answerer not in allowed:
+            return f"{answer.answerer} may not answer: the question is for {info.asked} (or an operator of this gate)"
+        return None
+
+    def take_answer(self, answer: InfoAnswer, now: datetime, identity: Identity | None = None) -> InfoRequest:
+        """Keep the answer on the open question (call only after `answer_problem` returned None)."""
+        info = self.info_request
+        assert info is not None
+        info.answer, info.answered_by, info.answered_at = answer.text, answer.answerer, now
+        info.attachment_name, info.attachment_text = answer.attachment_name, answer.attachment_text
+        info.answered_identity, info.outcome = identity, "answered"
+        return info
+
+    def no_answer(self, now: datetime) -> AcceptedDecision | None:
+        """The open question's deadline passed: it closes as `no_answer`; under `no_answer:
+        timeout_outcome` the gate's timeout outcome is the decision (returned), else None (back to the gate)."""
+        info, gate = self.info_request, self.gate
+        assert info is not None and gate is not None
+        info.outcome = "no_answer"
+        definition = gate.definition
+        if definition.no_answer != "timeout_outcome":
+            return None
+        gate.decision = AcceptedDecision(
+            outcome=definition.timeout_outcome,
+            decided_by=f"timeout:{definition.name}",
+            reason=(
+                f"no answer from {info.asked} within {exact_duration(definition.answer_within)} to the question from "
+                f"{info.asked_by}; policy outcome when a question goes unanswered is {definition.timeout_outcome}"
+            ),
+            via="timeout",
+            level=gate.level,
+            group=gate.current_group,
+            at=now,
+        )
+        return gate.decision
 
     # -- rejected attempts ------------------------------------------------------------------------
 
@@ -194,6 +312,8 @@ class CaseFile:
         """The gate that judges a decision now (it answers "already decided: ..." itself once it has
         one), or why no decision can be taken at all."""
         gate = self.gate
+        if (waiting_for := self.awaiting_problem()) is not None:
+            return waiting_for
         if gate is not None and (gate.open or self.state == CaseState.WAITING or self.decision is not None):
             return gate
         if self.decision is not None:
@@ -224,6 +344,10 @@ class CaseFile:
                 f"this case already keeps {MAX_OPERATOR_ACTIONS} operator actions, the most it takes; "
                 "only cancel is still possible"
             )
+        if action.action in (OperatorActionKind.ESCALATE, OperatorActionKind.REASSIGN, OperatorActionKind.DELEGATE) and (
+            waiting_for := self.awaiting_problem(then=f"{action.action.value} once it is back at the gate")
+        ):
+            return waiting_for
         if action.action in (OperatorActionKind.ESCALATE, OperatorActionKind.REASSIGN):
             gate = self.gate
             if gate is None or not gate.open:

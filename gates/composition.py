@@ -19,18 +19,19 @@ from temporalio.common import SearchAttributeUpdate
 from gates import search_attributes as sa
 from gates.audit import AuditEvent
 from gates.bounds import MAX_CASE_PAYLOAD_BYTES, QUESTIONS_IN_BRIEF
-from gates.brief import Proposal, propose, render_brief
+from gates.brief import Proposal, ReviewerQuestion, propose, render_brief
 from gates.case_file import AtGate, CaseFile
 from gates.cases import CaseRequest
 from gates.fit import fit_json
 from gates.gate import AcceptedDecision
 from gates.identity import evidence_digest
+from gates.info_request import InfoRequest
 from gates.kinds import SPECS
 from gates.messages import LateAdditions, SummarizeInput
 from gates.policy import Policy, PolicyEvaluation
 from gates.precedent import PrecedentFeatures
 from gates.presentation import ask_markdown, current_details
-from gates.text import md_block
+from gates.text import md_block, md_inline
 from gates.trace import (
     AgentNote,
     CaseCarryOver,
@@ -53,8 +54,9 @@ def summarize_input(
 ) -> SummarizeInput:
     """What the brief is written from: the request, this round's evidence, evaluation and precedents,
     and the reviewers' questions (`latest_questions`, since HARDENED_PATCH: the latest few, the
-    others counted)."""
-    questions = case.questions
+    others counted). Once questions go to a person (`info_rounds`), each question shown comes with
+    what came back, the answer quoted as its author's words (every round is in the trace)."""
+    questions = with_answers(case.questions, case.info_rounds) if case.info_rounds else case.questions
     return SummarizeInput(
         kind=request.kind,
         ask=ask_markdown(request),
@@ -68,6 +70,31 @@ def summarize_input(
         earlier_questions=max(0, len(questions) - QUESTIONS_IN_BRIEF) if latest_questions else 0,
         advise_inline=advise_inline,
     )
+
+
+def with_answers(questions: list[ReviewerQuestion], rounds: list[InfoRequest]) -> list[ReviewerQuestion]:
+    """The questions, each with whom it went to and what came back (matched by round)."""
+    by_round = {info.round: info for info in rounds}
+    shown = []
+    for q in questions:
+        info = by_round.get(q.round)
+        if info is None:
+            shown.append(q)
+            continue
+        shown.append(
+            q.model_copy(
+                update={
+                    "asked": info.asked,
+                    "outcome": info.outcome,
+                    "answer": info.answer,
+                    "answered_by": info.answered_by,
+                    "due_at": info.due_at,
+                    "attachment_name": info.attachment_name,
+                    "attachment_text": info.attachment_text,
+                }
+            )
+        )
+    return shown
 
 
 def digest_of(request: CaseRequest, policy: Policy, evaluation: PolicyEvaluation, case: CaseFile, proposal: Proposal) -> str:
@@ -93,6 +120,8 @@ def case_view(case: CaseFile, request: CaseRequest, *, case_id: str, now: dateti
     precedents, and while the case waits its gate (level, deadlines, who may decide, and for a
     trusted case who may not and why, and the evidence digest)."""
     evaluation, summary = case.evaluation, case.summary
+    # a rule in shadow: the proposal is recorded (the trace) but not shown while the case is undecided
+    withheld = evaluation is not None and bool(evaluation.shadow_rules) and case.decision is None
     return CaseView(
         case_id=case_id,
         kind=request.kind.value,
@@ -103,7 +132,7 @@ def case_view(case: CaseFile, request: CaseRequest, *, case_id: str, now: dateti
         brief=summary.brief if summary else None,
         findings=evaluation.findings if evaluation else [],
         reason_codes=[c.value for c in evaluation.reason_codes] if evaluation else [],
-        proposal=summary.proposal if summary else None,
+        proposal=summary.proposal if summary and not withheld else None,
         precedent_headline=case.headline,
         precedents=case.precedents,
         gate=gate_view(case.gate, now) if case.gate and case.state == CaseState.WAITING else None,
@@ -112,11 +141,29 @@ def case_view(case: CaseFile, request: CaseRequest, *, case_id: str, now: dateti
         rejected_attempts=case.attempts(),
         questions=case.questions,
         operator_actions=case.operator_actions,
+        info_request=case.info_request,
+        info_rounds=case.info_rounds,
     )
 
 
 def case_details(case: CaseFile) -> str:
-    """The UI's Current Details panel for the case as it stands (gates.presentation.current_details)."""
+    """The UI's Current Details panel for the case as it stands (gates.presentation.current_details);
+    while it waits for an answer, the question first, quoted as the reviewer's words."""
+    info = case.info_request
+    if case.state == CaseState.AWAITING_INFO and info is not None:
+        lines = [
+            "## Awaiting info",
+            "",
+            f"Round {info.round}: {md_inline(info.asked_by)} asked {md_inline(info.asked)}, in their words:",
+            "",
+            md_block(info.question),
+            "",
+            f"Answer due by {info.due_at:%Y-%m-%d %H:%M} UTC (`hitl answer`); the gate reopens once it is answered.",
+            "",
+        ]
+        if case.summary is not None:
+            lines.append(case.summary.brief)
+        return "\n".join(lines)
     return current_details(
         state=case.state.value,
         decision=case.decision,
@@ -146,8 +193,11 @@ def case_attributes(case: CaseFile, now: datetime | None = None) -> list[SearchA
             sa.GATE_OPENED_AT.value_set(gate.opened_at),
         ]
         waiting = case.state == CaseState.WAITING and gate.open
+        info = case.info_request
         if waiting:
             updates += [sa.ELIGIBLE_GROUPS.value_set(gate.eligible_groups()), sa.NEXT_DEADLINE.value_set(gate.escalate_at())]
+        elif case.state == CaseState.AWAITING_INFO and info is not None:  # nobody decides; the answer is due
+            updates += [sa.ELIGIBLE_GROUPS.value_unset(), sa.NEXT_DEADLINE.value_set(info.due_at)]
         else:
             updates += [sa.ELIGIBLE_GROUPS.value_unset(), sa.NEXT_DEADLINE.value_unset()]
         if case.trusted and now is not None:
@@ -237,6 +287,7 @@ def decision_trace(
         decided_at=decision.at,
         trimmed=case.trimmed,
         facts=spec.facts(request, case.context, precedent_count=len(case.precedents)) if evaluation else {},
+        info_rounds=case.info_rounds,
         **(_trust_record(case, decision) if case.trusted else {}),
     )
 
@@ -298,6 +349,7 @@ def carry_over(case: CaseFile, at_gate: AtGate, *, workflow_id: str, first_execu
             trimmed=case.trimmed,
             trusted=case.trusted,
             audit_mark=case.audit_mark,
+            info_rounds=case.info_rounds,
         )
     )
 

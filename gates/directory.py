@@ -264,6 +264,7 @@ class Directory(BaseModel):
             delegations=delegations,
             operators=operators,
             serving=self.serving(gate),
+            active_people=[p for p in dict.fromkeys(people) if self._active(p)],
         )
 
 

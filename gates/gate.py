@@ -21,6 +21,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     model_serializer,
+    model_validator,
 )
 
 from gates.bounds import (
@@ -60,13 +61,24 @@ class Decision(BaseModel):
     proof: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROOF_CHARS)] | None = Field(
         default=None, description="A signed token naming the reviewer (`hitl token`), required in verified mode", repr=False
     )
+    ask: PersonId | None = Field(
+        default=None, description="With request_info: whom to ask (default: the requester); refused with any other outcome"
+    )
+
+    @model_validator(mode="after")
+    def _ask_only_with_request_info(self) -> Decision:
+        if self.ask is not None and self.outcome != DecisionOutcome.REQUEST_INFO:
+            raise ValueError("ask: only a request_info decision names whom to ask")
+        return self
 
 
 Channel = Literal["update", "signal", "policy", "timeout", "operator"]
 
 # The failure types a sender sees when the case refuses what they sent (workers strip their stack
 # traces: the Web UI shows a refused update's failure, trace included).
-REFUSAL_TYPES = ("DecisionRejected", "OperatorActionRejected", "CaseRefused", "InvalidCase", "CaseStarting")
+REFUSAL_TYPES = (
+    "DecisionRejected", "OperatorActionRejected", "CaseRefused", "InvalidCase", "CaseStarting", "AnswerRejected"
+)
 
 
 class _OmitsEmptyTrustFields(BaseModel):

@@ -144,11 +144,17 @@ class Roster(BaseModel):
     serving: dict[str, list[int]] = Field(
         default_factory=dict, description="Every group serving the gate, with the levels (0-based) it may serve"
     )
+    active_people: list[str] | None = Field(
+        default=None,
+        description="Of the request's `people`, those active in the directory; None: not reported (no directory file)",
+    )
 
 
 # -- notifications (activities/notify.py) ---------------------------------------------------------
 
-NotificationKind = Literal["reminder", "escalation", "timeout", "info_requested"]
+NotificationKind = Literal[
+    "reminder", "escalation", "timeout", "info_requested", "info_reminder", "info_unanswered", "decided"
+]
 
 
 class Quote(BaseModel):
@@ -181,6 +187,9 @@ class Notification(BaseModel):
     ask: str | None = Field(default=None, description="What the case asks for (the kind's ask line), for subjects")
     deadline: datetime | None = Field(default=None, description="When the current level escalates or times out")
     quotes: list[Quote] = Field(default_factory=list, description="People's own words, shown quoted as theirs")
+    # Since request_info waits for the answer (workflows/info_wait.py).
+    asked: list[str] = Field(default_factory=list, description="info_*: the person asked a reviewer's question")
+    requester: str | None = Field(default=None, description="decided: who asked for the case, told its outcome")
 
 
 class NotificationReceipt(BaseModel):

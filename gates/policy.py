@@ -18,18 +18,20 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import PurePath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
-from gates.cases import CaseKind
+from gates.cases import CaseKind, PersonId
 from gates.durations import parse_duration
 from gates.quorum import Quorum
 from gates.text import neutralize, one_visible_line_problem
@@ -102,6 +104,17 @@ class PrecedentRelief(BaseModel):
     level: int = Field(ge=0)
 
 
+# How far a rule is trusted to decide (README "Automation levels"):
+# - shadow: a rule earning trust; every case of its policy goes to a human, its verdict and the
+#   proposal are recorded but the reviewer is not shown the proposal;
+# - assist: a met condition sends the case to a human, who sees the proposal (the level of every
+#   rule written before levels existed);
+# - auto: a met condition does not by itself send the case to a human.
+# Missing or ambiguous data goes to a human at every level.
+AutomationLevel = Literal["shadow", "assist", "auto"]
+AUTOMATION_LEVELS: tuple[AutomationLevel, ...] = ("shadow", "assist", "auto")
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str = Field(pattern=r"^[A-Z][A-Z0-9]*-[0-9A-Z-]+$")
@@ -112,12 +125,21 @@ class Rule(BaseModel):
     min_level: int = Field(default=0, ge=0, description="Lowest escalation level allowed to decide when this rule fires")
     precedent_relief: PrecedentRelief | None = None
     quorum: Quorum | None = Field(default=None, description="Approvals by distinct people this case then needs")
+    automation: AutomationLevel = Field(default="assist", description="shadow, assist or auto (see AutomationLevel)")
 
     @model_validator(mode="after")
     def _has_a_test(self) -> Rule:
         if self.when is None and not self.require:
             raise ValueError(f"rule {self.id} needs `when` or `require`")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_level(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A rule at `assist` serializes as before levels existed: a recorded policy keeps its shape."""
+        data = handler(self)
+        if data.get("automation") == "assist":
+            del data["automation"]
+        return data
 
 
 class GateLevel(BaseModel):
@@ -140,6 +162,22 @@ class GateDefinition(BaseModel):
     title: str
     levels: list[GateLevel] = Field(min_length=1)
     timeout_outcome: Literal["approve", "reject"] = Field(description="Recorded when the last level times out")
+    # A reviewer's question (request_info) waits for its answer on timers of its own; absent from
+    # policies recorded before, which then take these defaults.
+    answer_remind_after: Duration = Field(
+        default=timedelta(days=1), description="Remind the person asked when no answer came within this"
+    )
+    answer_within: Duration = Field(default=timedelta(days=2), description="How long a question waits for its answer")
+    no_answer: Literal["back_to_gate", "timeout_outcome"] = Field(
+        default="back_to_gate",
+        description="When nobody answers in time: back to the gate marked 'no answer', or the gate's timeout outcome",
+    )
+
+    @model_validator(mode="after")
+    def _answer_reminder_before_deadline(self) -> GateDefinition:
+        if not (timedelta(0) < self.answer_remind_after < self.answer_within):
+            raise ValueError("gate: need 0 < answer_remind_after < answer_within")
+        return self
 
 
 class Policy(BaseModel):
@@ -151,6 +189,8 @@ class Policy(BaseModel):
     auto_outcome: Literal["approve"] = Field(default="approve", description="Outcome when no rule needs a human")
     rules: list[Rule] = Field(min_length=1)
     gate: GateDefinition
+    owners: list[PersonId] = Field(default_factory=list, description="Who approves a change raising a rule to auto")
+    owner_quorum: int | None = Field(default=None, ge=1, description="How many owners such a change needs; default a majority")
 
     @property
     def ref(self) -> str:
@@ -169,7 +209,31 @@ class Policy(BaseModel):
                 raise ValueError(f"rule {rule.id}: min_level {rule.min_level} but the gate has levels 0..{top}")
             if rule.precedent_relief and rule.precedent_relief.level > rule.min_level:
                 raise ValueError(f"rule {rule.id}: precedent relief cannot raise the level")
+            if rule.reason_code == ReasonCode.CUSTOMER_COMMITMENT and rule.automation == "auto":
+                # on the model, so no path (a file, a proposal, an activation, a decoded history) gets one
+                raise ValueError(
+                    f"rule {rule.id}: a customer_commitment rule cannot be auto; promises made to customers "
+                    "are decided by a human (use assist or shadow)"
+                )
+        if len(set(self.owners)) != len(self.owners):
+            raise ValueError("owners: each owner is named once")
+        if self.owner_quorum is not None and self.owner_quorum > len(self.owners):
+            raise ValueError(f"owner_quorum {self.owner_quorum} but the policy names {len(self.owners)} owners")
         return self
+
+    @property
+    def owners_needed(self) -> int:
+        """How many distinct owners must approve a change that raises a rule to auto (a majority by default)."""
+        return self.owner_quorum if self.owner_quorum is not None else len(self.owners) // 2 + 1
+
+    @model_serializer(mode="wrap")
+    def _omit_no_owners(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A policy naming no owners serializes as before owners existed."""
+        data = handler(self)
+        for name in ("owners", "owner_quorum"):
+            if data.get(name) in (None, []):
+                data.pop(name, None)
+        return data
 
 
 class PolicyError(ValueError):
@@ -228,6 +292,15 @@ def parse_policy_file(data: bytes, path: PurePath) -> Policy:
     gates does no I/O); every problem is one PolicyError line naming the file. Read at most
     MAX_POLICY_FILE_BYTES + 1 bytes: more is refused as too large."""
     shown = policy_file_shown(path)
+    policy = parse_policy_text(data, shown)
+    if path.stem != policy.ref:
+        raise PolicyError(f"{shown}: file name must be {policy.ref}.yaml to match policy_id and version")
+    return policy
+
+
+def parse_policy_text(data: bytes, shown: str) -> Policy:
+    """Parse and validate a policy's bytes wherever they came from (a file, an activation row, a
+    proposal); every problem is one PolicyError line starting with `shown`."""
     try:
         parsed = parse_yaml(data, POLICY_FILE).value
     except YamlInputError as err:
@@ -241,8 +314,6 @@ def parse_policy_file(data: bytes, path: PurePath) -> Policy:
     problems = _text_problems(policy)
     if problems:
         raise PolicyError(f"{shown}: invalid policy: {'; '.join(problems)}")
-    if path.stem != policy.ref:
-        raise PolicyError(f"{shown}: file name must be {policy.ref}.yaml to match policy_id and version")
     return policy
 
 
@@ -272,7 +343,12 @@ def gates_by_kind(policies: Mapping[CaseKind, Policy]) -> dict[CaseKind, str]:
 
 
 def _version_key(policy: Policy) -> tuple[int, int]:
-    major, minor = policy.version.split(".")
+    return version_key(policy.version)
+
+
+def version_key(version: str) -> tuple[int, int]:
+    """`3.10` sorts after `3.9`: versions compare as (major, minor)."""
+    major, minor = version.split(".")
     return int(major), int(minor)
 
 
@@ -281,9 +357,26 @@ def _version_key(policy: Policy) -> tuple[int, int]:
 Facts = dict[str, Any]
 
 
-class Finding(BaseModel):
-    """What one rule said about one case."""
+class _OmitsDefaultLevelFields(BaseModel):
+    """Leaves the automation fields out of the JSON while they hold their defaults: a finding of a
+    policy with no levels dumps exactly as before, so `digest_of` and recorded traces are unchanged."""
 
+    _level_defaults: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_default_levels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name, default in self._level_defaults.items():
+            if name in data and data[name] == default:
+                del data[name]
+        return data
+
+
+class Finding(_OmitsDefaultLevelFields):
+    """What one rule said about one case. A rule at `auto` whose condition is met keeps its reason
+    code (it fired) with `requires_human` False: it let the case through."""
+
+    _level_defaults: ClassVar[dict[str, Any]] = {"automation": "assist"}
     rule_id: str
     description: str
     requires_human: bool
@@ -291,9 +384,16 @@ class Finding(BaseModel):
     required_level: int = 0
     detail: str
     facts_used: dict[str, Any] = Field(default_factory=dict)
+    automation: AutomationLevel = Field(default="assist", description="The rule's level in force for this case")
+
+    @property
+    def fired(self) -> bool:
+        """The rule's condition was met (or its data missing), whatever its level made of it."""
+        return self.requires_human or self.reason_code is not None
 
 
-class PolicyEvaluation(BaseModel):
+class PolicyEvaluation(_OmitsDefaultLevelFields):
+    _level_defaults: ClassVar[dict[str, Any]] = {"shadow_rules": [], "verdict_without_shadow": None}
     policy: str
     findings: list[Finding]
     requires_human: bool
@@ -301,6 +401,10 @@ class PolicyEvaluation(BaseModel):
     start_level: int = Field(description="Escalation level the gate opens at")
     relief_applied: list[str] = Field(default_factory=list, description="Rules whose level precedent lowered")
     quorum: Quorum | None = Field(default=None, description="The quorum the firing rules ask for, merged")
+    shadow_rules: list[str] = Field(default_factory=list, description="Rules in shadow: every case goes to a human")
+    verdict_without_shadow: bool | None = Field(
+        default=None, description="Whether a human was needed by the rules not in shadow (None: no rule in shadow)"
+    )
 
 
 class _Missing(Exception):
@@ -379,6 +483,7 @@ def _evaluate_rule(rule: Rule, facts: Facts) -> Finding:
             required_level=rule.min_level,
             detail=f"missing: {', '.join(unknown)}",
             facts_used={f: facts.get(f) for f in rule.require},
+            automation=rule.automation,
         )
     if rule.when is None:
         return Finding(
@@ -387,6 +492,7 @@ def _evaluate_rule(rule: Rule, facts: Facts) -> Finding:
             requires_human=False,
             detail="all required facts known",
             facts_used={f: facts.get(f) for f in rule.require},
+            automation=rule.automation,
         )
     try:
         fired = _holds(rule.when, facts, used)
@@ -399,6 +505,17 @@ def _evaluate_rule(rule: Rule, facts: Facts) -> Finding:
             required_level=rule.min_level,
             detail=f"cannot evaluate: {missing.fact} is missing or not comparable",
             facts_used=used,
+            automation=rule.automation,
+        )
+    if fired and rule.automation == "auto":
+        return Finding(
+            rule_id=rule.id,
+            description=rule.description,
+            requires_human=False,
+            reason_code=rule.reason_code,
+            detail="condition met; the rule is at auto, so it lets the case through",
+            facts_used=used,
+            automation=rule.automation,
         )
     return Finding(
         rule_id=rule.id,
@@ -408,11 +525,16 @@ def _evaluate_rule(rule: Rule, facts: Facts) -> Finding:
         required_level=rule.min_level if fired else 0,
         detail="condition met" if fired else "condition not met",
         facts_used=used,
+        automation=rule.automation,
     )
 
 
 def evaluate(policy: Policy, facts: Facts, precedent_outcomes: list[str]) -> PolicyEvaluation:
-    """Apply every rule. `precedent_outcomes` are the outcomes of the matching precedents."""
+    """Apply every rule. `precedent_outcomes` are the outcomes of the matching precedents.
+
+    A rule at shadow sends every case to a human; what the other rules alone would have needed is
+    kept as `verdict_without_shadow`. For a policy whose rules are all at assist (every policy
+    recorded before levels existed) the evaluation is what it always was."""
     findings = [_evaluate_rule(rule, facts) for rule in policy.rules]
     relief_applied: list[str] = []
     levels: list[int] = []
@@ -437,12 +559,18 @@ def evaluate(policy: Policy, facts: Facts, precedent_outcomes: list[str]) -> Pol
             relief_applied.append(rule.id)
         levels.append(level)
     reason_codes = sorted({f.reason_code for f in findings if f.requires_human and f.reason_code}, key=list(ReasonCode).index)
+    shadow_rules = [rule.id for rule in policy.rules if rule.automation == "shadow"]
+    verdict_without_shadow = (
+        any(f.requires_human for rule, f in zip(policy.rules, findings) if rule.automation != "shadow") if shadow_rules else None
+    )
     return PolicyEvaluation(
         policy=policy.ref,
         findings=findings,
-        requires_human=bool(levels),
+        requires_human=bool(levels) or bool(shadow_rules),
         reason_codes=reason_codes,
         start_level=max(levels, default=0),
         relief_applied=relief_applied,
         quorum=quorum,
+        shadow_rules=shadow_rules,
+        verdict_without_shadow=verdict_without_shadow,
     )

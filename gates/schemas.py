@@ -1,5 +1,6 @@
 """JSON Schemas (draft 2020-12) of what a service in any language sends: each case kind's start
-payload, the decision and the operator action. `hitl schema` prints them; `schemas/` holds them.
+payload, the decision, the operator action and the answer to a reviewer's question. `hitl schema`
+prints them; `schemas/` holds them.
 
 pydantic writes them from the models, corrected where its schema would refuse what the workflow
 accepts: a schema may be looser than the workflow (it decides), never stricter.
@@ -32,6 +33,7 @@ from pydantic_core import core_schema
 
 from gates.cases import REQUEST_MODELS, WORKFLOW_TYPES, CaseKind, Text
 from gates.gate import Decision, OperatorAction
+from gates.info_request import InfoAnswer
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # Each schema's `$id` is this plus the payload's name: a name, not an address (nothing is served there).
@@ -56,6 +58,7 @@ PAYLOADS: dict[str, Payload] = {
     },
     "decision": Payload(Decision, "A reviewer's decision: the argument of the `submit_decision` update or the `decide` signal."),
     "operator_action": Payload(OperatorAction, "What an operator does to a case: the argument of the `operator_action` update."),
+    "answer": Payload(InfoAnswer, "The answer to a reviewer's question: the argument of the `answer_info` update."),
 }
 
 

@@ -17,7 +17,7 @@ from temporalio.common import SearchAttributeKey
 CASE_KIND = SearchAttributeKey.for_keyword("HitlCaseKind")
 # The business key the case ID derives from (account/renewal, vendor/po, user/system/role).
 BUSINESS_KEY = SearchAttributeKey.for_keyword("HitlBusinessKey")
-# Where the case is in the loop: gathering, waiting, recording, decided.
+# Where the case is in the loop: gathering, waiting, awaiting_info (a question waits for its answer), recording, decided.
 CASE_STATE = SearchAttributeKey.for_keyword("HitlCaseState")
 # Review gate that owns the decision: finance, ops, security.
 GATE = SearchAttributeKey.for_keyword("HitlGate")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from gates.audit_trail import AuditMark
 from gates.bounds import MAX_CASE_PAYLOAD_BYTES
@@ -28,6 +28,7 @@ from gates.gate import (
     RejectedAttempt,
     Reminder,
 )
+from gates.info_request import InfoRequest
 from gates.policy import Finding, Policy, PolicyEvaluation
 from gates.precedent import Precedent, PrecedentFeatures
 from gates.quorum import Quorum
@@ -39,6 +40,22 @@ class CaseState(StrEnum):
     RECORDING = "recording"
     DECIDED = "decided"
     REFUSED = "refused"  # the start was refused (not its own ID, a bad payload, options it cannot honour)
+    AWAITING_INFO = "awaiting_info"  # a reviewer asked a question; the case waits for its answer
+
+
+class _OmitsEmptyInfoRounds(BaseModel):
+    """Leaves `info_rounds` (and an open `info_request`) out of the JSON while empty: traces and
+    carried-over states of cases that never waited for an answer keep their shape and size."""
+
+    _info_fields: ClassVar[tuple[str, ...]] = ("info_rounds", "info_request")
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_info(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in self._info_fields:
+            if name in data and data[name] in (None, []):
+                del data[name]
+        return data
 
 
 class AgentNote(BaseModel):
@@ -58,7 +75,7 @@ class CaseSummary(BaseModel):
     advice_pending: bool = Field(default=False, description="An agent is configured: ask it through `advise_case`")
 
 
-class DecisionTrace(BaseModel):
+class DecisionTrace(_OmitsEmptyInfoRounds):
     decision_trace: str = Field(description="Trace name, e.g. renewal_discount_exception")
     entities: dict[str, str] = Field(description="account, renewal, policy, ...")
     inputs: list[str] = Field(description="Each source and item consulted, e.g. 'crm: enterprise_arr'")
@@ -108,9 +125,12 @@ class DecisionTrace(BaseModel):
     excluded: dict[str, str] = Field(default_factory=dict, description="Routing explained: who could not decide, and why")
     approvals: list[AcceptedDecision] = Field(default_factory=list, description="Every approval toward a quorum")
     rejections: list[AcceptedDecision] = Field(default_factory=list, description="Rejections that did not end the case alone")
+    info_rounds: list[InfoRequest] = Field(
+        default_factory=list, description="Every request_info question and its answer (or none); left out when empty"
+    )
 
 
-class CaseCarryOver(BaseModel):
+class CaseCarryOver(_OmitsEmptyInfoRounds):
     """A waiting case's whole state, handed to its next run when it continues as new.
 
     The next run trusts it only as the continuation of this same case (Temporal sets
@@ -139,6 +159,13 @@ class CaseCarryOver(BaseModel):
     trimmed: list[str] = Field(default_factory=list)
     trusted: bool = Field(default=False, description="Since the trust patch; the next run resolves the issuers' keys again")
     audit_mark: AuditMark = Field(default_factory=AuditMark, description="How much of the case its audit log holds")
+    # Since request_info waits for the answer: every round, the open one (outcome `waiting`) last.
+    info_rounds: list[InfoRequest] = Field(default_factory=list)
+
+
+# Room kept beside a fitted record for the notes of what was cut (added after fitting): at most
+# twenty notes and a count of the rest (gates/fit.py).
+TRIMMED_NOTES_RESERVE_BYTES = 4096
 
 
 def fitted_trace(trace: DecisionTrace) -> DecisionTrace:
@@ -146,7 +173,7 @@ def fitted_trace(trace: DecisionTrace) -> DecisionTrace:
     who decided what stays whole; free texts are shortened first, then old attempts dropped."""
     fitted, notes = fit_json(
         trace.model_dump(mode="json"),
-        MAX_CASE_PAYLOAD_BYTES,
+        MAX_CASE_PAYLOAD_BYTES - TRIMMED_NOTES_RESERVE_BYTES,
         protect=("entities", "case_id", "workflow_id", "run_id", "outcome", "decided_by", "features", "decided_via"),
         droppable=("rejected_attempts", "operator_actions", "reminders"),
     )
@@ -161,7 +188,7 @@ def fitted_carry_over(state: CaseCarryOver) -> CaseCarryOver:
     evaluation) is never cut, and each cut is named in `trimmed` for the trace."""
     fitted, notes = fit_json(
         state.model_dump(mode="json"),
-        MAX_CASE_PAYLOAD_BYTES,
+        MAX_CASE_PAYLOAD_BYTES - TRIMMED_NOTES_RESERVE_BYTES,
         protect=("request", "policy", "evaluation", "workflow_id", "first_execution_run_id", "kind"),
         droppable=("rejected_attempts", "early_attempts", "reminders"),
     )
@@ -217,6 +244,8 @@ class CaseView(BaseModel):
     rejected_attempts: list[RejectedAttempt]
     questions: list[ReviewerQuestion]
     operator_actions: list[OperatorRecord] = Field(default_factory=list)
+    info_request: InfoRequest | None = Field(default=None, description="The open question the case waits on")
+    info_rounds: list[InfoRequest] = Field(default_factory=list, description="Every question round, answered or not")
 
 
 class CaseResult(BaseModel):

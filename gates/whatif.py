@@ -17,6 +17,10 @@ precedents cited. The facts are rebuilt the way the workflow builds them (gates/
 - **unknown**: consulted but no rule recorded its value (or it could not be read), or derived from
   such a fact. A proposed rule that needs an unknown fact makes the case "cannot tell": never guessed.
 
+Automation levels (gates/policy.py) are compared too: a rule that fired in a case and has another
+level in the proposed policy is a change of that case ("DISC-2 assist -> auto"), and a rule moved to
+auto that lets a case through which a human rejected is flagged like any other such case.
+
 Precedent relief and the proposal also need the cited precedents' outcomes; where those are not
 found (or a case ID has two recorded outcomes from before the case), the same rule applies.
 """
@@ -33,7 +37,7 @@ from gates.brief import propose
 from gates.cases import REQUEST_MODELS
 from gates.evidence import ContextBundle
 from gates.kinds import SPECS
-from gates.policy import Facts, Policy, PolicyEvaluation, ReasonCode, evaluate
+from gates.policy import AutomationLevel, Facts, Finding, Policy, PolicyEvaluation, ReasonCode, evaluate
 from gates.precedent import Precedent
 from gates.report import REVIEWER_CHANNELS
 from gates.trace import DecisionTrace
@@ -50,6 +54,9 @@ class CasePath(BaseModel):
     gate: str | None
     rules: list[str] = Field(description="Rules whose finding required a human")
     proposal: str | None = Field(description="The brief's proposed outcome; None when it cannot be told")
+    levels: dict[str, AutomationLevel] = Field(
+        default_factory=dict, description="The automation level of each rule that fired or is in shadow"
+    )
 
 
 class CaseWhatIf(BaseModel):
@@ -162,6 +169,10 @@ def _precedents_of(trace: DecisionTrace, cited: Mapping[str, list[Precedent]]) -
     return (None if missing else found), missing
 
 
+def _levels(findings: list[Finding]) -> dict[str, AutomationLevel]:
+    return {f.rule_id: f.automation for f in findings if f.fired or f.automation == "shadow"}
+
+
 def _path(evaluation: PolicyEvaluation, gate: str | None, proposal: str | None) -> CasePath:
     return CasePath(
         human=evaluation.requires_human,
@@ -169,17 +180,20 @@ def _path(evaluation: PolicyEvaluation, gate: str | None, proposal: str | None) 
         gate=gate if evaluation.requires_human else None,
         rules=[f.rule_id for f in evaluation.findings if f.requires_human],
         proposal=proposal,
+        levels=_levels(evaluation.findings),
     )
 
 
 def _before(trace: DecisionTrace) -> CasePath:
     fired = [f for f in trace.findings if f.requires_human]
+    human = bool(fired) or any(f.automation == "shadow" for f in trace.findings)  # a rule in shadow sent it
     return CasePath(
-        human=bool(fired),
-        start_level=max(f.required_level for f in fired) if fired else None,
-        gate=trace.human_gate if fired else None,
+        human=human,
+        start_level=max((f.required_level for f in fired), default=0) if human else None,
+        gate=trace.human_gate if human else None,
         rules=[f.rule_id for f in fired],
         proposal=trace.proposal.outcome,
+        levels=_levels(trace.findings),
     )
 
 
@@ -197,6 +211,10 @@ def _changes(before: CasePath, after: CasePath) -> list[str]:
         changes.append(f"gate {before.gate} -> {after.gate}")
     if after.proposal is not None and before.proposal != after.proposal:
         changes.append(f"proposal {before.proposal} -> {after.proposal}")
+    for rule in sorted(set(before.levels) | set(after.levels)):
+        was, now = before.levels.get(rule), after.levels.get(rule)
+        if was is not None and now is not None and was != now:  # the rule fired (or is in shadow) under both
+            changes.append(f"{rule} {was} -> {now}")
     return changes
 
 

@@ -5,10 +5,13 @@
     view = await cases.get_case(started.case_id)
     receipt = await cases.decide(started.case_id, Decision(outcome="approve", reviewer="fin_rev_ana", reason="...",
                                                            digest=view.gate.digest, proof=token))
+    await cases.request_info(case_id, reviewer="fin_rev_ana", reason="Which contract?", ask="sales_rep_sam", proof=token)
+    await cases.answer_info(case_id, answerer="sales_rep_sam", text="The 2025 MSA", proof=token)   # the case waits for it
     result = await cases.wait_for_decision(started.case_id)
     case_id = await cases.resolve_case_id("acme_enterprise/fy26")   # full ID, unique prefix or business key
     page = await cases.inbox(gate="finance", reviewer="fin_rev_ana", reviewer_groups=["finance_reviewers"])
     page.items, page.total                # the oldest 50 waiting, and how many wait in all
+    awaiting = await cases.awaiting_info(asked="sales_rep_sam")   # cases waiting for an answer, and from whom
     await cases.escalate(case_id, operator="op_kim", reason="...", proof=token)   # and reassign, cancel, note, retry
 
 Idempotent by business key: the case ID is derived from it, and starting a case that exists
@@ -26,8 +29,9 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 from temporalio.client import (
@@ -46,12 +50,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from gates import search_attributes as sa
 from gates.cases import DEFAULT_TASK_QUEUE, KIND_ALIASES, WORKFLOW_TYPES, CaseKind, CaseRequest, case_id_for
-from gates.gate import Decision, DecisionReceipt, OperatorAction, OperatorActionKind, OperatorReceipt
+from gates.gate import Decision, DecisionOutcome, DecisionReceipt, OperatorAction, OperatorActionKind, OperatorReceipt
+from gates.info_request import AnswerReceipt, InfoAnswer
 from gates.presentation import static_details, static_summary
-from gates.trace import CaseResult, CaseView
+from gates.trace import CaseResult, CaseState, CaseView
 from hitl_temporal.codec import KeyRing, encrypted_converter
 from hitl_temporal.errors import (
     AmbiguousCase,
+    AnswerRejected,
     CaseEnded,
     CaseError,
     CaseNotFound,
@@ -62,10 +68,13 @@ from hitl_temporal.errors import (
 )
 from hitl_temporal.history import ENDED_WITHOUT_OUTCOME, why_ended
 from hitl_temporal.inbox import (
+    AwaitingItem,
     CutoffSearch,
+    InboxItem,
     InboxPage,
     InvalidQueryValue,
     Window,
+    awaiting_item,
     case_types_clause,
     inbox_item,
     inbox_query,
@@ -83,8 +92,24 @@ from hitl_temporal.ops import (
     send_operator_action,
 )
 
+_R = TypeVar("_R", bound=BaseModel)
+
 # How many candidates an ambiguous lookup names.
 MAX_CANDIDATES = 5
+# Queries in flight at once for `awaiting_info` (one per listed case).
+AWAITING_QUERIES = 8
+
+
+@dataclass(frozen=True)
+class AwaitingPage:
+    """The `items` shown of the `total` cases waiting for an answer (`CaseClient.awaiting_info`)."""
+
+    items: list[AwaitingItem]
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        return len(self.items) >= self.total
 
 
 @dataclass(frozen=True)
@@ -267,7 +292,83 @@ class CaseClient:
             NoWorker: No worker answered within `timeout`.
             CaseNotFound: No case has this ID.
         """
-        update = self.handle(case_id).execute_update("submit_decision", decision, result_type=DecisionReceipt)
+        return await self._update(case_id, "submit_decision", decision, DecisionReceipt, timeout=timeout, what="decision")
+
+    async def request_info(
+        self,
+        case_id: str,
+        *,
+        reviewer: str,
+        reason: str,
+        ask: str | None = None,
+        digest: str | None = None,
+        proof: str | None = None,
+        timeout: float | None = None,
+    ) -> DecisionReceipt:
+        """Ask a question instead of deciding: the case waits for its answer, then returns to the gate.
+
+        Args:
+            case_id: The full case ID.
+            reviewer: Who asks (a reviewer who may decide the case now).
+            reason: The question, in the reviewer's words.
+            ask: Whom to ask, a person in the directory (default: the requester).
+            digest: The evidence digest the question is about (`CaseView.gate.digest`).
+            proof: A token naming `reviewer` (verified identity mode needs one).
+            timeout: Seconds to wait for a worker to take the update (see `decide`).
+
+        Returns:
+            The receipt of the request_info decision.
+
+        Raises:
+            DecisionRejected: The case refused (the message says why).
+            NoWorker: No worker answered within `timeout`.
+            CaseNotFound: No case has this ID.
+        """
+        decision = Decision(
+            outcome=DecisionOutcome.REQUEST_INFO, reviewer=reviewer, reason=reason, ask=ask, digest=digest, proof=proof
+        )
+        return await self.decide(case_id, decision, timeout=timeout)
+
+    async def answer_info(
+        self,
+        case_id: str,
+        *,
+        answerer: str,
+        text: str,
+        attachment: tuple[str, str] | None = None,
+        proof: str | None = None,
+        timeout: float | None = None,
+    ) -> AnswerReceipt:
+        """Answer the question the case waits on (`CaseView.info_request`), through its `answer_info` update.
+
+        Args:
+            case_id: The full case ID.
+            answerer: The person asked, or an operator of the case's gate.
+            text: The answer, in the answerer's words.
+            attachment: (file name, its UTF-8 text) sent with the answer, at most 16,000 characters.
+            proof: A token naming `answerer` (verified identity mode needs one).
+            timeout: Seconds to wait for a worker to take the update; without it the call waits for one.
+
+        Returns:
+            The receipt: accepted, the round answered, and what the case does next.
+
+        Raises:
+            pydantic.ValidationError: A blank or overlong answer, a malformed attachment (nothing is sent).
+            AnswerRejected: The case refused the answer (nothing asked, not the person asked, closed).
+            NoWorker: No worker answered within `timeout`.
+            CaseNotFound: No case has this ID.
+        """
+        name, body = attachment if attachment is not None else (None, None)
+        answer = InfoAnswer(answerer=answerer, text=text, attachment_name=name, attachment_text=body, proof=proof)
+        return await self._update(case_id, "answer_info", answer, AnswerReceipt, timeout=timeout, what="answer")
+
+    async def _update(
+        self, case_id: str, name: str, arg: BaseModel, result_type: type[_R], *, timeout: float | None, what: str
+    ) -> _R:
+        """Send update `name` and return its result; a refusal raises DecisionRejected (a decision) or
+        AnswerRejected (an answer) with the case's one-line reason."""
+        refused: type[CaseError] = AnswerRejected if what == "answer" else DecisionRejected
+        update = self.handle(case_id).execute_update(name, arg, result_type=result_type)
         try:
             # the SDK keeps polling an update no worker has taken: bound the whole call, not one RPC
             return await (asyncio.wait_for(update, timeout) if timeout is not None else update)
@@ -276,17 +377,20 @@ class CaseClient:
                 raise
             raise NoWorker(
                 f"no worker answered for {case_id} within {timeout:g}s; is a worker (`hitl worker` or `hitl dev`) "
-                "running on its task queue? The decision may still apply when one starts: check with `hitl show`"
+                f"running on its task queue? The {what} may still apply when one starts: check with `hitl show`"
             ) from None
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-            raise DecisionRejected(message) from err
+            raise refused(message) from err
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
-                # "already completed", or "update was aborted by closing workflow" when the decision
+                # "already completed", or "update was aborted by closing workflow" when the update
                 # races the case's completion: ask Temporal whether the case exists before saying it doesn't.
-                raise await self._closed(case_id) from err
+                closed = await self._closed(case_id)
+                if isinstance(closed, DecisionRejected) and refused is AnswerRejected:
+                    closed = AnswerRejected(str(closed).replace("takes no decision", "takes no answer"))
+                raise closed from err
             raise rpc_error(case_id, err) from err
 
     async def _closed(self, case_id: str) -> CaseError:
@@ -436,6 +540,66 @@ class CaseClient:
         if window is None:  # everything was listed: its length is the freshest total
             total = len(items)
         return InboxPage(items=items[:limit], total=total)
+
+    async def awaiting_info(
+        self,
+        *,
+        gate: str | None = None,
+        kind: CaseKind | str | None = None,
+        asked: str | None = None,
+        limit: int | None = 50,
+        now: datetime | None = None,
+    ) -> AwaitingPage:
+        """The cases waiting for the answer to a reviewer's question, the longest-waiting first, and who is asked.
+
+        One visibility listing, then each listed case's open question from the case itself (no search
+        attribute names the person asked; a handful of queries at a time, needing a worker).
+
+        Args:
+            gate: Only this gate (finance, ops, security).
+            kind: Only this kind (a CaseKind, or `renewal`, `procurement`, `access`).
+            asked: Only the questions this person is asked.
+            limit: At most this many cases; None for all.
+            now: The time ages and deadlines are measured from (default: now).
+
+        Returns:
+            The page of cases and how many wait for an answer in all.
+
+        Raises:
+            ValueError: `limit` below 1.
+            CaseError: An unknown kind, a value no case ID has, or a listing Temporal refused.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError("awaiting_info(limit=...) must be at least 1, or None for every case")
+        kind_value = (kind.value if isinstance(kind, CaseKind) else case_kind(kind).value) if kind else None
+        try:
+            query = inbox_query(task_queue=self.task_queue, state=CaseState.AWAITING_INFO.value, gate=gate, kind=kind_value)
+        except InvalidQueryValue as err:
+            raise CaseError(str(err)) from err
+        now = now or datetime.now(UTC)
+        try:
+            listed = oldest_first([inbox_item(info, now) async for info in self._list_raw(query)])
+        except RPCError as err:
+            raise CaseError(f"cannot list the cases awaiting an answer: {err.message}") from err
+        gate_keeper = asyncio.Semaphore(AWAITING_QUERIES)
+
+        async def question(item: InboxItem) -> AwaitingItem:
+            async with gate_keeper:
+                try:
+                    view = await self.handle(item.case_id).query("case_state", result_type=CaseView)
+                except (RPCError, WorkflowQueryFailedError):
+                    view = None
+            return awaiting_item(item, view.info_request if view is not None else None, now)
+
+        total = len(listed)
+        if asked is None and limit is not None:  # ask only the cases shown (the oldest gates first)
+            listed = listed[:limit]
+        items = list(await asyncio.gather(*(question(item) for item in listed)))
+        if asked is not None:
+            items = [item for item in items if item.asked == asked]
+            total = len(items)
+        items.sort(key=lambda i: (i.asked_at or i.due_at or now, i.case_id))
+        return AwaitingPage(items=items[:limit], total=total)
 
     async def _oldest_window(self, query: str, limit: int, now: datetime) -> Window | None:
         """A window of HitlGateOpenedAt holding the oldest `limit` cases of `query` (see CutoffSearch)."""

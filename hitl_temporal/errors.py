@@ -6,6 +6,7 @@ Every error is a `CaseError` with a one-line message a person can act on (the CL
      ├── CaseNotFound        no case under that ID, prefix or business key
      ├── AmbiguousCase       a prefix or business key that matches several cases (`candidates`)
      ├── DecisionRejected    the case refused the decision (not allowed, already decided, closed)
+     ├── AnswerRejected      the case refused the answer (nothing asked, not the person asked, closed)
      ├── ActionRefused       the case refused the operator action (validator or handler said why)
      ├── RetryNotNoted       a retry's reset was done, but the case did not record its note (`done`)
      ├── NoWorker            nobody answered: no worker polls the case's task queue
@@ -35,6 +36,10 @@ class AmbiguousCase(CaseError):
 
 class DecisionRejected(CaseError):
     """The case refused the decision; the message is the case's reason."""
+
+
+class AnswerRejected(CaseError):
+    """The case refused the answer to its question; the message is the case's reason."""
 
 
 class ActionRefused(CaseError):

@@ -91,15 +91,17 @@ def case_types_clause() -> str:
 def inbox_query(
     *,
     task_queue: str,
+    state: str = "waiting",
     gate: str | None = None,
     kind: str | None = None,
     eligible_groups: Sequence[str] | None = None,
     exclude_requester: str | None = None,
 ) -> str:
     """The visibility query behind the inbox: waiting cases of our types on `task_queue` (the one our
-    worker polls) whose workflow task is healthy. `eligible_groups=[]` matches nothing: callers skip the query."""
+    worker polls) whose workflow task is healthy; `state="awaiting_info"`: those waiting for the answer
+    to a reviewer's question instead. `eligible_groups=[]` matches nothing: callers skip the query."""
     parts = [
-        f"{sa.CASE_STATE.name} = 'waiting'",
+        f"{sa.CASE_STATE.name} = {quote(state)}",
         "ExecutionStatus = 'Running'",
         case_types_clause(),
         f"TaskQueue = {quote(task_queue)}",
@@ -174,6 +176,60 @@ def inbox_item(info: WorkflowExecutionInfo, now: datetime) -> InboxItem:
         run_id=info.execution.run_id,
         started_at=started,
     )
+
+
+class AwaitingItem(BaseModel):
+    """A case waiting for the answer to a reviewer's question: `hitl inbox --awaiting-info`.
+
+    From its search attributes, and the open question from the case itself (a `case_state` query:
+    no search attribute names the person asked); the question's fields are None when the case did
+    not answer the query (no worker, or it moved on meanwhile)."""
+
+    case_id: str
+    kind: str
+    ask: str
+    gate: str
+    requester: str
+    asked: str | None = Field(description="Who is asked to answer")
+    asked_by: str | None = Field(description="The reviewer who asked")
+    question: str | None = Field(description="The reviewer's question, in their words")
+    asked_at: datetime | None
+    due_at: datetime | None = Field(description="When the question closes unanswered")
+    age_seconds: int = Field(description="Since the question was asked (or the gate opened), when listed")
+    time_left_seconds: int | None = Field(description="Until due_at when listed; negative when overdue")
+    round: int | None = None
+
+
+def awaiting_item(item: InboxItem, info: Any, now: datetime) -> AwaitingItem:
+    """An `--awaiting-info` row: the listing's `item` and the case's open question `info`
+    (a gates.info_request.InfoRequest, or None when the case did not say)."""
+    asked_at = info.asked_at if info is not None else None
+    due = info.due_at if info is not None else item.next_deadline
+    since = asked_at or item.gate_opened_at or item.started_at
+    return AwaitingItem(
+        case_id=item.case_id,
+        kind=item.kind,
+        ask=item.ask,
+        gate=item.gate,
+        requester=item.requester,
+        asked=info.asked if info is not None else None,
+        asked_by=info.asked_by if info is not None else None,
+        question=info.question if info is not None else None,
+        asked_at=asked_at,
+        due_at=due,
+        age_seconds=int((now - since).total_seconds()),
+        time_left_seconds=int((due - now).total_seconds()) if due else None,
+        round=info.round if info is not None else None,
+    )
+
+
+def answer_due(item: AwaitingItem) -> str:
+    """`due in 1d 23h`, `overdue by 5m`: when the question closes unanswered."""
+    if item.time_left_seconds is None:
+        return ""
+    if item.time_left_seconds < 0:
+        return f"overdue by {age_text(item.time_left_seconds)}"
+    return f"due in {age_text(item.time_left_seconds)}"
 
 
 def oldest_first(items: Iterable[InboxItem]) -> list[InboxItem]:

@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         format_validation_error,
     )
     from gates.identity import ProofRefused
+    from gates.info_request import AnswerReceipt, InfoAnswer, InfoRequest
     from gates.kinds import CaseSpec
     from gates.messages import (
         AdviseInput,
@@ -91,6 +92,7 @@ with workflow.unsafe.imports_passed_through():
         start_metadata_problem,
         submission,
     )
+    from workflows.info_wait import InfoWait
     from workflows.trust import TRUST_PATCH, CaseTrust, DirectoryUnavailable
 
 # Reads of our own files and database as local activities (workflows/activity_calls.py), and
@@ -105,6 +107,11 @@ HARDENED_PATCH = "guarded-input-owned-attributes-continue-as-new"
 # and reads its start's UI text with its policy, and its gate's roster with the issuers' keys, in one
 # local activity each (activities/openings.py). Cases started before keep the markers they recorded.
 COMBINED_PATCH = "one-marker-combined-reads"
+# A request_info question goes to a person (the requester, or whom the reviewer names) and the case
+# waits for the answer on timers of its own (workflows/info_wait.py), then gathers again and returns
+# to the gate. Decided lazily, where a trusted case first takes a request_info decision, so cases that
+# never ask record no marker; cases without it keep going straight back to gathering.
+INFO_WAIT_PATCH = "request-info-waits-for-answer"
 # A one-off delegation (`hitl delegate`) lasts as long as the case waits; this only bounds it.
 ONE_OFF_DELEGATION = timedelta(days=3650)
 
@@ -122,6 +129,8 @@ class CaseWorkflow:
         self._combined = False  # COMBINED_PATCH: decided with it
         self._patch_decided = False
         self._waiting: GateWait | None = None  # the main loop's wait at the gate, while it waits
+        self._answering: InfoWait | None = None  # the main loop's wait for an answer, while it waits
+        self._info_wait: bool | None = None  # INFO_WAIT_PATCH: decided at the first request_info decision
         self._signals_this_run = 0
         self._trust: CaseTrust | None = None  # TRUST_PATCH: set with `self._case.trusted`
         self._started: datetime | None = None  # when the case started (its first run's, for a continued case)
@@ -133,6 +142,37 @@ class CaseWorkflow:
             self._hardened = self._combined or workflow.patched(HARDENED_PATCH)
             self._patch_decided = True
         return self._hardened
+
+    def _info_waits(self) -> bool:
+        """Whether a request_info question goes to a person and the case waits for the answer
+        (INFO_WAIT_PATCH, trusted cases only; decided once, in a handler or step that may write history)."""
+        if self._info_wait is None:
+            self._info_wait = self._case.trusted and self._trust is not None and workflow.patched(INFO_WAIT_PATCH)
+        return self._info_wait
+
+    async def _asked_problem(self, gate: GateState, decision: Decision) -> str | None:
+        """Why this request_info question cannot go to the person it names (the requester by default):
+        they must be a known, active person in the directory, read now. None for any other decision,
+        and for cases that do not send questions to a person."""
+        if decision.outcome != DecisionOutcome.REQUEST_INFO or self._trust is None or not self._info_waits():
+            return None
+        asked = self._asked(decision)
+        if problem := self._case.ask_problem(decision.reviewer, asked):
+            return problem
+        roster = await self._trust.roster(gate.definition.name, [], [asked])  # DirectoryUnavailable: refused
+        return self._case.ask_problem(decision.reviewer, asked, roster)
+
+    def _asked(self, decision: Decision) -> str:
+        assert self._case.request is not None
+        return decision.ask or self._case.request.requester
+
+    def _question_sent(self, gate: GateState, decision: Decision) -> InfoRequest | None:
+        """After an accepted decision: a request_info question that closed the gate goes to the person
+        asked, and the case waits for the answer (since INFO_WAIT_PATCH, decided already)."""
+        taken = gate.decision
+        if not self._info_wait or gate.open or taken is None or taken.outcome != DecisionOutcome.REQUEST_INFO.value:
+            return None
+        return self._case.ask_for_info(taken, self._asked(decision), workflow.now())
 
     # -- decisions in ---------------------------------------------------------------------------
 
@@ -176,13 +216,16 @@ class CaseWorkflow:
             identity = await self._trust.verified(decision.reviewer, decision.proof, channel="decide signal")
             if not (problem := gate.problem_with(decision, workflow.now())):
                 await self._trust.refresh_gate(gate)
+                problem = await self._asked_problem(gate, decision)
         except (ProofRefused, DirectoryUnavailable) as refused:
             gate.reject(value, "signal", workflow.now(), str(refused), decision.reviewer)
             return
+        if problem is None and (waiting_for := self._case.awaiting_problem()) is not None:
+            problem = waiting_for  # another decision sent the case to wait for an answer during the reads
         if problem:
             gate.reject(value, "signal", workflow.now(), problem, decision.reviewer)
-        else:
-            gate.submit(decision, value, "signal", workflow.now(), identity)
+        elif gate.submit(decision, value, "signal", workflow.now(), identity) is not None:
+            self._question_sent(gate, decision)
 
     @workflow.update(
         name="submit_decision",
@@ -195,12 +238,17 @@ class CaseWorkflow:
             try:
                 identity = await self._trust.verified(decision.reviewer, decision.proof, channel="submit_decision")
                 await self._trust.refresh_gate(self._gate_accepting(decision))  # removed or inactive since: refused
+                if problem := await self._asked_problem(self._gate_accepting(decision), decision):
+                    raise refusal(problem, "DecisionRejected")
             except (ProofRefused, DirectoryUnavailable) as refused:
                 raise refusal(str(refused), "DecisionRejected") from None
         gate = self._gate_accepting(decision)  # a concurrent update may have decided between validation and now
         accepted = gate.accept(decision, "update", workflow.now(), identity)
+        question = self._question_sent(gate, decision)
         self._publish_from_handler()
         message = f"{accepted.outcome} by {accepted.decided_by} accepted at level {accepted.level + 1}"
+        if question is not None:
+            message += f"; the question went to {question.asked}, answer due by {question.due_at.isoformat(timespec='seconds')}"
         if gate.open:  # toward a quorum: kept, and the case waits for the rest
             message = f"{accepted.outcome} by {accepted.decided_by} recorded; still needed: {', '.join(gate.still_needed())}"
         return DecisionReceipt(
@@ -217,6 +265,13 @@ class CaseWorkflow:
         decision = self._decision_in(payloads)
         self._check_identity(decision.reviewer, decision.proof, channel="submit_decision", refused_as="DecisionRejected")
         self._gate_accepting(decision)
+        if decision.ask is not None and not self._case.trusted:
+            raise refusal(
+                "this case was started before questions went to a person: leave out `ask` (it gathers again and returns)",
+                "DecisionRejected",
+            )
+        if decision.ask is not None and (problem := self._case.ask_problem(decision.reviewer, decision.ask)):
+            raise refusal(problem, "DecisionRejected")
 
     def _check_identity(self, person: str, proof: str | None, *, channel: str, refused_as: str) -> None:
         """A validator's check of the sender's proof (trusted cases); a key id not seen yet passes to the handler."""
@@ -239,6 +294,55 @@ class CaseWorkflow:
         if problem := judge.problem_with(decision, workflow.now()):
             raise refusal(problem, "DecisionRejected")
         return judge
+
+    @workflow.update(
+        name="answer_info",
+        description=(
+            "Answer the question a reviewer asked (request_info): the person asked, or an operator. "
+            'JSON: {"answerer": "<your id>", "text": "<your answer>"}; refused with the reason otherwise.'
+        ),
+    )
+    async def answer_info(self, *payloads: RawValue) -> AnswerReceipt:
+        answer = self._answer_in(payloads)
+        identity: Identity | None = None
+        if self._trust is not None:
+            try:
+                identity = await self._trust.verified(answer.answerer, answer.proof, channel="answer_info")
+                info = self._case.info_request
+                if info is not None and answer.answerer != info.asked and identity.mode == "verified":
+                    await self._reread_operator_roles()  # an operator answering: the directory's roles of now
+            except (ProofRefused, DirectoryUnavailable) as refused:
+                raise refusal(str(refused), "AnswerRejected") from None
+        self._check_answer(answer)  # answered, closed or cancelled meanwhile: refused, nothing kept
+        taken = self._case.take_answer(answer, workflow.now(), identity)
+        self._publish_from_handler()
+        return AnswerReceipt(
+            case_id=workflow.info().workflow_id,
+            accepted=True,
+            round=taken.round,
+            message=(
+                f"answer by {answer.answerer} to {taken.asked_by}'s question accepted; "
+                "the case gathers again and returns to the gate"
+            ),
+        )
+
+    @answer_info.validator
+    def _validate_answer(self, *payloads: RawValue) -> None:
+        answer = self._answer_in(payloads)
+        self._check_identity(answer.answerer, answer.proof, channel="answer_info", refused_as="AnswerRejected")
+        self._check_answer(answer)
+
+    @staticmethod
+    def _answer_in(payloads: Sequence[Any]) -> InfoAnswer:
+        return submission(payloads, InfoAnswer, what="answer_info", invalid="invalid answer", refused_as="AnswerRejected")
+
+    def _check_answer(self, answer: InfoAnswer) -> None:
+        if self._case.request is None:
+            raise refusal("case is starting; send it again in a moment", "AnswerRejected")
+        if self._case.cancel_requested is not None:
+            raise refusal("the case is being cancelled by an operator; nothing was kept", "AnswerRejected")
+        if problem := self._case.answer_problem(answer):
+            raise refusal(problem, "AnswerRejected")
 
     @workflow.update(
         name="operator_action",
@@ -303,6 +407,9 @@ class CaseWorkflow:
                     )
                 )
                 record.result = f"{action.delegate} may decide for {delegator} in this case"
+            case OperatorActionKind.CANCEL, _ if self._case.info_request is not None:
+                self._case.cancel_requested = record  # the wait for the answer ends with it, recorded as cancelled
+                record.result = "cancelled while waiting for an answer"
             case OperatorActionKind.CANCEL, _ if (open_gate := self._case.gate) is not None and open_gate.open:
                 open_gate.close_by_operator("cancelled", action.operator, action.reason, workflow.now())
                 record.result = "cancelled while waiting for a decision"
@@ -487,22 +594,37 @@ class CaseWorkflow:
                     return decided_by_policy(policy, evaluation, workflow.now())
                 gate = await self._open_gate(request, policy, evaluation, summary)
                 at_gate = AtGate(request, started, policy, evaluation, summary, gate)
-            self._waiting = GateWait(
-                case,
-                at_gate,
-                hardened=self._hardened,
-                publish=self._publish,
-                continue_as_new_due=self._continue_as_new_due,
-                reread_directory=partial(self._trust.refresh_gate, at_gate.gate) if self._trust is not None else None,
-            )
-            decision = await self._waiting.decision()
-            at_gate = self._waiting = None
-            if decision.outcome != DecisionOutcome.REQUEST_INFO.value:
-                return decision
-            # request_info: back to gathering with the reviewer's question, then back to this gate.
-            case.rounds.append(decision)
-            question = ReviewerQuestion(round=len(case.rounds), reviewer=decision.decided_by, question=decision.reason)
-            case.questions.append(question)
+            resumed_awaiting = case.info_request is not None  # continued as new while waiting for an answer
+            if not resumed_awaiting:
+                self._waiting = GateWait(
+                    case,
+                    at_gate,
+                    hardened=self._hardened,
+                    publish=self._publish,
+                    continue_as_new_due=self._continue_as_new_due,
+                    reread_directory=partial(self._trust.refresh_gate, at_gate.gate) if self._trust is not None else None,
+                )
+                decision = await self._waiting.decision()
+                self._waiting = None
+                if decision.outcome != DecisionOutcome.REQUEST_INFO.value:
+                    return decision
+                # request_info: back to gathering with the reviewer's question, then back to this gate.
+                case.rounds.append(decision)
+                question = ReviewerQuestion(round=len(case.rounds), reviewer=decision.decided_by, question=decision.reason)
+                case.questions.append(question)
+            if case.info_request is not None:  # since INFO_WAIT_PATCH: the question went to a person; wait for the answer
+                self._answering = InfoWait(
+                    case,
+                    at_gate,
+                    publish=self._publish,
+                    continue_as_new_due=self._continue_as_new_due,
+                    resumed=resumed_awaiting,
+                )
+                ended = await self._answering.outcome()
+                self._answering = None
+                if isinstance(ended, AcceptedDecision):
+                    return ended
+            at_gate = None
             case.state = CaseState.GATHERING
             self._publish()
 
@@ -653,8 +775,11 @@ class CaseWorkflow:
         state (recording, or gathering after request_info) before it awaits anything: in lean runs
         one upsert instead of two."""
         gate, parked = self._case.gate, self._waiting is not None and self._waiting.parked
-        if self._lean and parked and gate is not None and not gate.open:
+        if self._lean and parked and gate is not None and not gate.open and self._case.info_request is None:
             return
+        answering = self._answering is not None and self._answering.parked
+        if self._lean and answering and self._case.info_request is None:
+            return  # answered: the loop, woken, publishes that the case gathers again
         if self._hardened and self._case.request is None:
             return  # before the run's first step: the case publishes its own attributes once admitted
         self._publish()

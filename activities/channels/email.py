@@ -1,5 +1,6 @@
 """Email over SMTP (aiosmtplib): one plain-text message to everyone concerned who has an address in
-the directory, with the case, the ask, the level, the deadline and both links.
+the directory, with the case, the ask, the level, the deadline and both links (and, to the person a
+reviewer asked a question, the `hitl answer` command).
 
 Plain text, so there is no markup for anyone's words to form: people's words are quoted as theirs
 (`alice wrote (question):` and `> ` lines), with hidden characters shown as marks. The Message-ID is
@@ -104,13 +105,7 @@ def build_email(m: OutgoingMessage, *, sender: str, message_key: str) -> EmailMe
 def email_body(m: OutgoingMessage) -> str:
     n = m.notification
     lines = [neutralize(n.message.strip() or f"{m.title}: {m.ask}"), ""]
-    rows = [
-        ("Case", m.case_id),
-        ("Ask", m.ask),
-        ("Level", m.level_text()),
-        ("Deadline", m.deadline_text() or "none set"),
-        ("Reviewers", m.people()),
-    ]
+    rows = m.facts()
     lines += [f"{label + ':':<11}{neutralize(value, keep_newlines=False)}" for label, value in rows]
     for quote in m.quotes:
         who = neutralize(f"{quote.person} wrote ({quote.label}):", keep_newlines=False)
@@ -118,7 +113,7 @@ def email_body(m: OutgoingMessage) -> str:
         lines += ["", who, *(f"> {line}" for line in said)]
     ui = f"  {m.ui_url}" if m.ui_url else "  (no UI address known: set HITL_UI_BASE_URL)"
     lines += ["", "Open the case in the Temporal Web UI:", ui]
-    lines += ["", "Or from a terminal:", f"  {m.show_command}", ""]
+    lines += ["", "Or from a terminal:", *(f"  {command}" for command in m.commands()), ""]
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """Who a notification reaches: its people looked up in the directory (`world_people`, which a loaded
 directory file refreshes), each either with an address or skipped with the reason.
 
-Who is concerned is a table, by role: a notification's reviewers today; another role (the person
-asked a question, the requester once decided) is one more line in `RECIPIENT_ROLES`.
+Who is concerned is a table, by role (`RECIPIENT_ROLES`): a notification's reviewers, the person
+asked a reviewer's question, the requester once decided; each person once, in its first role.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from gates.messages import Notification
 
 # role -> the person ids of that role a notification names
 RECIPIENT_ROLES: dict[str, Callable[[Notification], list[str]]] = {
+    "asked": lambda n: n.asked,  # info_*: the person a reviewer's question is for (also in `recipients`)
     "reviewer": lambda n: n.recipients,
+    "requester": lambda n: [n.requester] if n.requester else [],  # decided: told the outcome
 }
 
 # `hitl directory load` parks a changing address on this domain for the length of its transaction;

@@ -31,6 +31,8 @@ _FIELD_MAX = 2000
 _BUTTON_URL_MAX = 3000
 # Honour a 429's Retry-After up to this long; beyond it the activity's retry policy decides.
 _MAX_RETRY_AFTER = timedelta(minutes=10)
+# The facts (OutgoingMessage.facts) that are the deadline, shown as Slack's local-time date token.
+_DEADLINE_LABELS = frozenset({"Deadline", "Answer by"})
 
 
 class SlackChannel:
@@ -66,13 +68,8 @@ def slack_message(m: OutgoingMessage) -> dict[str, Any]:
     n = m.notification
     deadline = m.deadline_text()
     when = _mrkdwn(f"<!date^{m.deadline_unix()}^{{date_short_pretty}} {{time}}|{deadline}>") if deadline else _plain("none set")
-    facts = [  # label | value, in the section's two columns
-        ("Case", _plain(m.case_id)),
-        ("Ask", _plain(m.ask)),
-        ("Level", _plain(m.level_text())),
-        ("Deadline", when),
-        ("Reviewers", _plain(m.people())),
-    ]
+    # label | value, in the section's two columns; the deadline as Slack's date token
+    facts = [(label, when if label in _DEADLINE_LABELS else _plain(value)) for label, value in m.facts()]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(f"{m.title}: {m.case_id}", _HEADER_MAX)},
         {"type": "section", "fields": [field for label, value in facts for field in (_mrkdwn(f"*{label}*"), value)]},
@@ -99,7 +96,10 @@ def slack_message(m: OutgoingMessage) -> dict[str, Any]:
             "type": "rich_text",
             "elements": [
                 {"type": "rich_text_section", "elements": [{"type": "text", "text": "From a terminal:"}]},
-                {"type": "rich_text_preformatted", "elements": [{"type": "text", "text": m.show_command}]},
+                *(
+                    {"type": "rich_text_preformatted", "elements": [{"type": "text", "text": command}]}
+                    for command in m.commands()
+                ),
             ],
         }
     )

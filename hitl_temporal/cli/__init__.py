@@ -17,6 +17,7 @@ if any(importlib.util.find_spec(name) is None for name in ("click", "rich")):
 
 import click
 
+from hitl_temporal.cli.answer import answer
 from hitl_temporal.cli.application import Application
 from hitl_temporal.cli.approve import approve
 from hitl_temporal.cli.audit import audit
@@ -53,7 +54,7 @@ def hitl(ctx: click.Context) -> None:
 
 
 for command in (
-    dev, worker, migrate, check, start, inbox, approve, reject, request_info, show, trace, schema, seed, ops, report,
+    dev, worker, migrate, check, start, inbox, approve, reject, request_info, answer, show, trace, schema, seed, ops, report,
     login, logout, whoami, token, delegate,
 ):
     hitl.add_command(command)

@@ -29,7 +29,7 @@ from activities.store.directory import UnknownReviewer
 from hitl_temporal.cli.case_files import CaseFileError, one_line
 from hitl_temporal.client import CaseClient
 from hitl_temporal.codec import PayloadDecryptError
-from hitl_temporal.errors import ActionRefused, CaseError, DecisionRejected
+from hitl_temporal.errors import ActionRefused, AnswerRejected, CaseError, DecisionRejected
 from hitl_temporal.inbox import InvalidQueryValue
 from workers.client import TemporalUnavailable, connect_client
 from workers.config import Settings, resolve_database_url
@@ -39,7 +39,7 @@ from workers.devstack import ChildFailed, PortInUse
 # 1: the case (or person) is unknown, ambiguous, refused the request or nobody answered;
 # 2: bad input or configuration, or a server that cannot be reached.
 EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], str, int], ...] = (
-    ((ActionRefused,), "refused: ", 1),
+    ((ActionRefused, AnswerRejected), "refused: ", 1),
     ((DecisionRejected,), "rejected: ", 1),
     ((CaseError, UnknownReviewer), "", 1),
     (

@@ -13,6 +13,7 @@ delegation's note) is shown in “ ” apart from our labels.
 from __future__ import annotations
 
 import io
+import shlex
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -26,9 +27,10 @@ from rich.text import Text
 
 from gates.cases import KIND_ALIASES
 from gates.gate import AcceptedDecision, Identity, RejectedAttempt
+from gates.info_request import InfoRequest
 from gates.text import quoted, terminal_text
 from gates.trace import CaseView, GateView
-from hitl_temporal.inbox import InboxItem, age_text, next_step
+from hitl_temporal.inbox import AwaitingItem, InboxItem, age_text, answer_due, next_step
 
 # Wide enough that piped lines never wrap; trailing padding is stripped.
 PLAIN_WIDTH = 10_000
@@ -145,6 +147,45 @@ def inbox_empty_message(*, gate: str | None, kind: str | None, reviewer: str | N
     return f"no cases waiting{who}" + (f" ({', '.join(filters)})" if filters else "")
 
 
+def awaiting_table(items: list[AwaitingItem]) -> Table:
+    """`hitl inbox --awaiting-info`: one row per case waiting for an answer, who is asked and by whom."""
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    widest = max((len(i.case_id) for i in items), default=4)
+    table.add_column("CASE", no_wrap=True, min_width=widest, style="cyan")
+    for name in ("KIND", "ASKED", "BY", "WAITING", "DUE"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("QUESTION", overflow="fold", min_width=MIN_ASK_WIDTH)
+    for item in items:
+        cells = [
+            item.case_id,
+            SHORT_KIND.get(item.kind, item.kind),
+            item.asked or "?",
+            item.asked_by or "?",
+            age_text(item.age_seconds),
+            answer_due(item),
+            quoted(item.question) if item.question is not None else "(the case did not say: is a worker running?)",
+        ]
+        texts = [Text(terminal_text(cell, one_line=True)) for cell in cells]
+        if item.time_left_seconds is not None and item.time_left_seconds < 0:
+            texts[5].stylize("red")
+        table.add_row(*texts)
+    return table
+
+
+def print_awaiting(items: list[AwaitingItem], *, terminal: bool | None = None) -> None:
+    terminal = stdout_is_terminal() if terminal is None else terminal
+    if not terminal:
+        click.echo(plain(awaiting_table(items)))
+        return
+    Console(highlight=False, emoji=False).print(awaiting_table(items))
+
+
+def awaiting_footer(shown: int, total: int) -> str:
+    if shown >= total:
+        return f"{total:,} awaiting an answer, longest first"
+    return f"{shown:,} of {total:,} awaiting an answer, longest first (--limit N or --all for more)"
+
+
 # -- one case --------------------------------------------------------------------------------
 
 
@@ -207,7 +248,14 @@ def case_details(view: CaseView, now: datetime | None = None, *, ui_url: str | N
         row("decided", f"{d.outcome} by {d.decided_by} via {d.via}{level} at {_stamp(d.at)}: {quoted(d.reason)}", "bold")
         for label, value in _decision_trust(d):
             row(label, value)
+    if view.info_request is not None and view.info_request.waiting:
+        q = view.info_request
+        row("question", f"by {q.asked_by} at {_stamp(q.asked_at)}: {quoted(q.question)}", "bold")
+        row("asked", q.asked, "green")
+        row("answer due", f"{_when(q.due_at, now)}; reminder {_when(q.remind_at, now)}")
+        row("answer with", f"hitl answer {shlex.quote(view.case_id)} --as {q.asked} --text ...")
     rows("rounds", (f"request_info by {r.decided_by} at {_stamp(r.at)}: {quoted(r.reason)}" for r in view.rounds))
+    rows("questions", (_info_round(r) for r in view.info_rounds))
     rows("rejected attempts", (_attempt(a) for a in view.rejected_attempts), "yellow")
     rows(
         "operator actions",
@@ -260,6 +308,21 @@ def _proven(identity: Identity) -> str:
     if identity.mode == "verified":
         return f"{identity.person}, verified by {identity.issuer} via {identity.channel}"
     return f"{identity.person}, asserted via {identity.channel}"
+
+
+def _info_round(r: InfoRequest) -> str:
+    """`round 1: fin_rev_ana asked sales_rep_sam at <when>: “…” -> answered by sales_rep_sam at <when>: “…”`."""
+    asked = f"round {r.round}: {r.asked_by} asked {r.asked} at {_stamp(r.asked_at)}: {quoted(r.question)}"
+    if r.outcome == "answered":
+        by = r.answered_by or r.asked
+        at = f" at {_stamp(r.answered_at)}" if r.answered_at else ""
+        answered = f" -> answered by {by}{at}: {quoted(r.answer or '')}"
+        if r.attachment_name is not None:
+            answered += f" (attached {quoted(r.attachment_name)}, {len(r.attachment_text or ''):,} characters)"
+        return asked + answered
+    if r.outcome == "no_answer":
+        return asked + f" -> no answer by {_stamp(r.due_at)}"
+    return asked + f" -> waiting for the answer (due {_stamp(r.due_at)})"
 
 
 def _attempt(a: RejectedAttempt) -> str:

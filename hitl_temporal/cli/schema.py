@@ -33,7 +33,7 @@ def payload_name(typed: str) -> str | None:
 )
 @pass_app
 def schema(app: Application, name: str | None, directory: Path | None) -> None:
-    """The JSON Schema of a payload: a case kind (renewal, procurement, access), decision or operator-action.
+    """The JSON Schema of a payload: a case kind (renewal, procurement, access), decision, operator-action or answer.
 
     With --all DIR, one file per payload (NAME.schema.json), as `schemas/` in the repository holds them."""
     if directory is not None:

@@ -16,8 +16,9 @@ from hitl_temporal.cli.render import case_renderable, emit, stdout_is_terminal
 @pass_app
 def show(app: Application, case: str, as_json: bool) -> None:
     """CASE (case ID, unique prefix or business key): brief, findings, proposal, precedents, gate,
-    deadlines, who may decide, rejected attempts and operator actions, and the case's link in the
-    Temporal Web UI (HITL_UI_BASE_URL, or the running `hitl dev` stack's UI)."""
+    deadlines, who may decide, the open question (who is asked, due when) and every earlier one,
+    rejected attempts and operator actions, and the case's link in the Temporal Web UI
+    (HITL_UI_BASE_URL, or the running `hitl dev` stack's UI)."""
     app.settings  # noqa: B018 -- a configuration error comes first
 
     async def body() -> int:

@@ -19,7 +19,7 @@ from tests.helpers import HITL, clean_env
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 CHECK_JSONSCHEMA = str(Path(sys.executable).parent / "check-jsonschema")
 NAMES = (
-    "access, access_escalation, decision, operator-action, procurement, procurement_threshold_breach, renewal, "
+    "access, access_escalation, answer, decision, operator-action, procurement, procurement_threshold_breach, renewal, "
     "renewal_discount_exception"
 )
 BOGUS = {"account": 5, "bogus": True}  # what check-jsonschema accepted against the old `hitl schema renewal`
@@ -44,6 +44,7 @@ def outputs(written, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]
         "access_escalation": ("access_escalation",),
         "decision": ("decision",),
         "operator-action": ("operator-action",),
+        "answer": ("answer",),
         "none": (),
         "bogus": ("bogus",),
         "all": ("--all", str(written)),
@@ -68,6 +69,7 @@ def printed(outputs, run_name: str) -> str:
         ("access_escalation", "access_escalation.schema.json"),
         ("decision", "decision.schema.json"),
         ("operator-action", "operator_action.schema.json"),
+        ("answer", "answer.schema.json"),
     ],
 )
 def test_schema_of_a_name_prints_that_one_json_schema_as_committed(outputs, run_name, file):

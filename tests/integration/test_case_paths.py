@@ -85,7 +85,7 @@ async def test_reviewer_rejects_through_the_decide_signal(time_skipping_env, wor
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_request_info_goes_back_to_gathering_then_returns_to_the_gate(time_skipping_env, world_pool, kind):
+async def test_request_info_waits_for_the_answer_then_gathers_again_and_returns_to_the_gate(time_skipping_env, world_pool, kind):
     reviewer = FIRST_REVIEWER[kind]
     async with new_worker(time_skipping_env.client, world_pool) as worker:
         handle = await start_case(time_skipping_env.client, example(kind, human=True), worker.task_queue)
@@ -94,6 +94,8 @@ async def test_request_info_goes_back_to_gathering_then_returns_to_the_gate(time
             "submit_decision",
             Decision(outcome="request_info", reviewer=reviewer, reason="What did the customer sign last year?"),
         )
+        requester = example(kind, human=True).requester  # asked by default
+        await handle.execute_update("answer_info", {"answerer": requester, "text": "The 2025 MSA."})
         view = await wait_until_waiting(handle, round_no=2)
         assert [q.question for q in view.questions] == ["What did the customer sign last year?"]
         assert "What did the customer sign last year?" in view.brief
@@ -113,6 +115,7 @@ async def test_request_info_goes_back_to_gathering_then_returns_to_the_gate(time
     trace = json.loads((await trace_row(world_pool, handle))["trace"])
     assert [r["outcome"] for r in trace["rounds"]] == ["request_info"]
     assert trace["questions"][0]["question"] == "What did the customer sign last year?"
+    assert [(r["asked"], r["answer"]) for r in trace["info_rounds"]] == [(requester, "The 2025 MSA.")]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -215,6 +215,8 @@ async def test_request_info_rounds_are_bounded_and_the_brief_stops_growing(tempo
             ask = Decision(outcome="request_info", reviewer="fin_rev_ana", reason=f"{round_no}: {question}")
             if round_no <= bounds.MAX_REQUEST_INFO_ROUNDS:
                 await handle.execute_update("submit_decision", ask)
+                answer = {"answerer": "ae_sam", "text": f"{round_no}: " + "a" * 3000}  # the requester, asked by default
+                await handle.execute_update("answer_info", answer)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update("submit_decision", ask)
         assert (

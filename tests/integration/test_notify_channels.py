@@ -34,7 +34,7 @@ from gates.messages import Notification, NotificationReceipt, Quote
 from hitl_temporal.cli.ops.stuck import render_failing_channels
 from hitl_temporal.ops import FailingChannel, FailingChannelsReport
 from tests.case_helpers import start_case, wait_until_waiting
-from tests.helpers import local_http_server, new_worker
+from tests.helpers import assert_eventually, local_http_server, new_worker
 from workers.config import Settings
 from workers.devstack import free_port
 
@@ -427,12 +427,16 @@ async def test_a_silent_case_emails_each_reminder_escalation_and_timeout_once_wi
         await wait_until_waiting(handle)
         await handle.result()  # the time-skipping server fast-forwards through every timer to the timeout
 
+        # then the requester's `decided` notification, written with the trace, delivered after it
+        await assert_eventually(lambda: any("[hitl] Decided:" in m["Subject"] for _, m in smtp.inbox.received), timeout=20)
+
     sent = await world_pool.fetch(
         "SELECT kind, payload FROM notifications WHERE case_id = $1 ORDER BY id", handle.id
     )
-    assert [row["kind"] for row in sent][-1] == "timeout" and len(sent) >= 3
+    assert [row["kind"] for row in sent][-2:] == ["timeout", "decided"] and len(sent) >= 4
     assert len(smtp.inbox.received) == len(sent), "one email per notification"
-    for row, (envelope_to, message) in zip(sent, smtp.inbox.received, strict=True):
+    received = sorted(smtp.inbox.received, key=lambda sent_mail: "[hitl] Decided:" in sent_mail[1]["Subject"])
+    for row, (envelope_to, message) in zip(sent, received, strict=True):
         reached = json.loads(row["payload"])["email"]["reached"]
         assert sorted(envelope_to) == sorted(r["email"] for r in reached) and envelope_to, "the directory's addresses"
         assert handle.id in message["Subject"]

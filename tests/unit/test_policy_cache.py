@@ -1,4 +1,8 @@
-"""`resolve_policy` keeps parsed policies between cases, and still sees every edit of the policy files."""
+"""The policy directory's cache keeps parsed policies between reads, and still sees every edit of the files.
+
+Since policy activations the worker reads the directory only to bootstrap a kind with no active
+version; `resolve_policy` on a hostile file is tested against PostgreSQL in
+tests/integration/test_policy_activation.py."""
 
 from __future__ import annotations
 
@@ -7,15 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
-from activities.case_activities import CaseActivities
 from activities.policy_files import PolicyCache, bundled_policy_dir
 from gates.cases import CaseKind
-from gates.messages import ResolvePolicyInput
 from gates.policy import PolicyError
-from workers.config import Settings
 
 
 @pytest.fixture
@@ -81,13 +80,11 @@ def test_a_broken_edit_fails_every_call_until_fixed(policy_dir: Path):
     ],
     ids=["duplicate-key", "alias", "markdown", "huge"],
 )
-async def test_resolve_policy_on_a_hostile_file_fails_the_case_start_with_the_one_line_reason(policy_dir: Path, edit, reason):
-    """Not retried: a policy file is not fixed by asking again; the operator sees the reason on the case."""
+def test_a_hostile_file_is_refused_with_the_one_line_reason(policy_dir: Path, edit, reason):
+    """What the bootstrap (`resolve_policy` before any activation) fails the case start with, not retried."""
     path = policy_dir / "discount_policy_v3_2.yaml"
     path.write_text(edit(path.read_text()))
-    activities = CaseActivities(None, Settings(_env_file=None, policy_dir=policy_dir))  # resolve_policy reads no database
-    with pytest.raises(ApplicationError) as raised:
-        await ActivityEnvironment().run(activities.resolve_policy, ResolvePolicyInput(kind=CaseKind.ACCESS))
-    assert raised.value.type == "PolicyError" and raised.value.non_retryable
-    message = raised.value.message
+    with pytest.raises(PolicyError) as raised:
+        PolicyCache().texts(policy_dir)
+    message = str(raised.value)
     assert message.startswith(f"{path}: ") and reason in message and "\n" not in message, message

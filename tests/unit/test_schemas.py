@@ -58,9 +58,10 @@ def test_each_schema_is_a_draft_2020_12_schema_naming_itself(name):
     assert document["additionalProperties"] is False
 
 
-def test_there_is_one_schema_per_case_kind_plus_the_decision_and_the_operator_action():
+def test_there_is_one_schema_per_case_kind_plus_the_decision_the_operator_action_and_the_answer():
     assert sorted(documents()) == sorted(
-        [f"{kind.value}.schema.json" for kind in CaseKind] + ["decision.schema.json", "operator_action.schema.json"]
+        [f"{kind.value}.schema.json" for kind in CaseKind]
+        + ["decision.schema.json", "operator_action.schema.json", "answer.schema.json"]
     )
     assert {PAYLOADS[kind.value].model for kind in CaseKind} == set(REQUEST_MODELS.values())
 
@@ -122,6 +123,23 @@ def test_decision_and_operator_action_schemas_accept_what_the_readme_sends(updat
     assert sent, f"the README shows no {update} input"
     for payload in sent:
         validator(name).validate(payload)
+
+
+def test_answer_schema_takes_an_answer_with_or_without_its_file_and_refuses_bad_ones():
+    plain = {"answerer": "sales_rep_sam", "text": "The 2025 MSA, clause 4.2"}
+    with_file = {**plain, "attachment_name": "msa.txt", "attachment_text": "4.2 Discounts...\n", "proof": "eyJ.x.y"}
+    for answer in (plain, with_file):
+        validator("answer").validate(answer)
+        PAYLOADS["answer"].model.model_validate(answer)  # and the case takes it
+    assert problems("answer", {"answerer": "sales_rep_sam", "text": " "}) == {(("text",), "pattern")}
+    assert problems("answer", {"answerer": "Sam!", "text": "ok", "round": 2}) == {
+        (("answerer",), "pattern"),
+        ((), "additionalProperties"),
+    }
+    assert problems("answer", {"answerer": "sales_rep_sam", "text": "ok", "attachment_text": "x" * 16_001}) == {
+        (("attachment_text",), "anyOf")
+    }
+    assert problems("answer", {"text": "ok"}) == {((), "required")}
 
 
 def test_decision_and_operator_action_schemas_refuse_bad_ones():

@@ -89,11 +89,13 @@ def render_text(report: AgreementReport, *, unreadable: list[str] | None = None)
             f"({_pct(total.rate)}, 95% interval {_interval(total)})",
         ]
         table = Table(box=None, pad_edge=False, show_edge=False)
-        for column in ("RULE", "DECISIONS", "AGREED", "RATE", "95% INTERVAL"):
-            table.add_column(column, justify="left" if column == "RULE" else "right")
+        for column in ("RULE", "LEVEL", "DECISIONS", "AGREED", "RATE", "95% INTERVAL"):
+            table.add_column(column, justify="left" if column in ("RULE", "LEVEL") else "right")
         rules = [r for r in report.rules if (r.kind, r.policy) == (total.kind, total.policy)]
         for rule in rules:
-            table.add_row(rule.rule or "", str(rule.decisions), str(rule.agreed), _pct(rule.rate), _interval(rule))
+            table.add_row(
+                rule.rule or "", rule.level or "-", str(rule.decisions), str(rule.agreed), _pct(rule.rate), _interval(rule)
+            )
         lines.append(plain(table))
         lines.append(f"weekly: {_weekly(total)}")
         for d in total.disagreements:

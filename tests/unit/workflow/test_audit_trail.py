@@ -82,6 +82,7 @@ async def test_each_request_info_round_is_asked_and_opens_the_gate_again(world, 
     await handle.execute_update(
         "submit_decision", Decision(outcome="request_info", reviewer="vp_ops_raj", reason="which cost centre?")
     )
+    await handle.execute_update("answer_info", {"answerer": "buyer_pat", "text": "cc-4410"})
     await wait_until_waiting(handle, round_no=2)
     await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="vp_ops_raj", reason="ok"))
     await finished(handle)
@@ -89,8 +90,9 @@ async def test_each_request_info_round_is_asked_and_opens_the_gate_again(world, 
     assert written == [
         ("case_opened", None),
         ("gate_opened", 1),
-        ("gate_opened", 2),
         ("info_asked", None),
+        ("gate_opened", 2),
+        ("info_answered", 1),
         ("decision_accepted", None),
     ]
 

@@ -9,6 +9,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from demo.examples import FIRST_REVIEWER, example
 from gates.cases import CaseKind
 from gates.gate import Decision
+from gates.info_request import InfoAnswer
 from tests.case_helpers import case_view, wait_until_waiting
 from tests.helpers import assert_eventually
 from tests.unit.factories import policy
@@ -62,9 +63,12 @@ async def test_request_info_gathers_and_summarizes_again_with_the_question_then_
     handle = await start(example(kind, human=True))
     await wait_until_waiting(handle)
     await handle.execute_update("submit_decision", Decision(outcome="request_info", reviewer=reviewer, reason=question))
+    requester = example(kind, human=True).requester  # asked by default; the case waits for the answer
+    await handle.execute_update("answer_info", InfoAnswer(answerer=requester, text="The 2025 MSA."))
     view = await wait_until_waiting(handle, round_no=2)
     assert [q.question for q in view.questions] == [question]
     assert question in (view.brief or ""), "the new brief repeats the question"
+    assert f"`{requester}` answered: `The 2025 MSA.`" in (view.brief or ""), "and the answer, as the requester's words"
     assert [r.outcome for r in view.rounds] == ["request_info"]
     await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer=reviewer, reason="answered"))
     assert (await finished(handle)).outcome == "approve"
