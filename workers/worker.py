@@ -23,6 +23,7 @@ from activities.identity import IdentityActivities
 from activities.migrations import SchemaBehind, pending_migrations
 from activities.notify import NotifyActivities
 from activities.openings import OpeningActivities
+from activities.policy_change import PolicyChangeActivities
 from activities.stack_check import StackCheckActivities
 from activities.start_metadata import StartMetadataActivities
 from workers.client import connect_client, worker_client
@@ -30,9 +31,10 @@ from workers.config import Settings, resolve_database_url
 from workers.heartbeat import HeartbeatWhileRunning
 from workflows.audit_checkpoint import AuditCheckpointWorkflow
 from workflows.kinds import CASE_WORKFLOWS
+from workflows.policy_change import PolicyChangeWorkflow
 from workflows.stack_check import StackCheckWorkflow
 
-WORKFLOWS: list[type] = [StackCheckWorkflow, AuditCheckpointWorkflow, *CASE_WORKFLOWS.values()]
+WORKFLOWS: list[type] = [StackCheckWorkflow, AuditCheckpointWorkflow, *CASE_WORKFLOWS.values(), PolicyChangeWorkflow]
 
 # Our pure modules are deterministic and side-effect free: passing them through the sandbox
 # avoids re-importing them (and rebuilding pydantic schemas) for every workflow run. The JOSE
@@ -67,6 +69,7 @@ def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client) -> li
         *OpeningActivities(pool, start_metadata, cases, directory, identity).activities(),
         NotifyActivities(pool, settings).notify_reviewers,
         AuditCheckpointActivities(pool, settings).sign_audit_checkpoint,
+        *PolicyChangeActivities(pool, settings).activities(),
     ]
 
 

@@ -13,6 +13,8 @@ import click
 
 from hitl_temporal.cli.policy.agreement import agreement
 from hitl_temporal.cli.policy.history import history
+from hitl_temporal.cli.policy.propose import propose
+from hitl_temporal.cli.policy.review import review
 from hitl_temporal.cli.policy.show import show
 from hitl_temporal.cli.policy.suggest import suggest
 from hitl_temporal.cli.policy.whatif import whatif
@@ -23,5 +25,5 @@ def policy() -> None:
     """Policies: which version is in force, agreement with proposals, what-if over past cases."""
 
 
-for command in (show, history, agreement, whatif, suggest):
+for command in (show, history, agreement, whatif, suggest, propose, review):
     policy.add_command(command)

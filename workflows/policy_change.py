@@ -1,0 +1,455 @@
+"""The `PolicyChange` workflow: a proposed policy version, gated like a case, activated only when approved.
+
+start (refused unless its ID, payload, policy text, options and UI text are its own) -> the proposer's
+proof verified -> `prepare_policy_change` writes the brief (diff, what-if, agreement) -> the gate
+waits for the owners (reminder, escalation to the policy gate's last level, timeout = rejected) ->
+`record_policy_change` records the decision and, if approved, activates the version.
+
+Decisions come as the `submit_decision` update (so `hitl approve|reject CHANGE` work unchanged) or
+the `decide` signal, through the same `GateState` rules as a case's: proofs verified here with the
+issuers' keys from `resolve_trust` (workflows/trust.py), the proposer is the gate's requester and so
+cannot decide, a quorum of owners when the change raises a rule to `auto`. A new workflow type: no
+stored history to keep replaying, so no patch markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
+
+from temporalio import workflow
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.directory import DirectoryActivities
+    from activities.policy_change import PolicyChangeActivities
+    from activities.start_metadata import StartMetadataActivities
+    from gates import composition as compose
+    from gates import search_attributes as sa
+    from gates.case_file import CaseFile
+    from gates.gate import (
+        AcceptedDecision,
+        Decision,
+        DecisionOutcome,
+        DecisionReceipt,
+        GateState,
+        Identity,
+        RejectedAttempt,
+        format_validation_error,
+        keep_attempt,
+        validation_problems,
+    )
+    from gates.identity import ProofRefused
+    from gates.messages import NotificationKind, Quote, RosterRequest, StartMetadataRequest
+    from gates.policy import Policy, PolicyError
+    from gates.policy_change import (
+        OWNERS_GROUP,
+        WORKFLOW_TYPE,
+        ChangeBrief,
+        ChangeRecord,
+        ChangeResult,
+        ChangeState,
+        ChangeView,
+        PolicyChangeRequest,
+        PrepareChangeInput,
+        RecordChangeInput,
+        change_details,
+        change_events,
+        change_gate_definition,
+        change_id_for,
+        change_quorum,
+        change_summary,
+        change_view,
+    )
+    from gates.text import md_block, md_inline, neutralize
+    from workflows import activity_calls as calls
+    from workflows import history_budget
+    from workflows.guard import NO_TIMEOUT, InputProblem, preview, refusal, reviewer_of, single_json, submission
+    from workflows.trust import CaseTrust, DirectoryUnavailable, apply_roster
+
+PREPARE_TIMEOUT = timedelta(minutes=2)
+RECORD_TIMEOUT = timedelta(minutes=1)
+# Preparing reads the traces; a database that is down is waited out, a bad policy is not retried.
+PREPARE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), non_retryable_error_types=["PolicyError"]
+)
+
+
+class ChangeRefused(Exception):
+    """A start the change cannot honour; the message says why, in one line."""
+
+
+def admissible_change(payloads: Sequence[Any], info: workflow.Info) -> tuple[PolicyChangeRequest, Policy]:
+    """The request and its parsed policy, if this start is one the change can honour; ChangeRefused otherwise."""
+    try:
+        request = PolicyChangeRequest.model_validate(single_json(payloads, what="the start payload"))
+    except InputProblem as problem:
+        raise ChangeRefused(f"invalid policy change: {problem}") from None
+    except ValidationError as err:
+        raise ChangeRefused(f"invalid policy change: {validation_problems(err)}") from None
+    try:
+        policy = request.policy()
+    except PolicyError as err:
+        raise ChangeRefused(str(err)) from None
+    if info.workflow_id != change_id_for(policy.ref):
+        shown = neutralize(info.workflow_id[:200], keep_newlines=False)
+        raise ChangeRefused(
+            f"workflow ID {shown!r} is not this change's ID: proposing {policy.ref} runs as {change_id_for(policy.ref)!r}"
+        )
+    if any(t is not None and t < NO_TIMEOUT for t in (info.execution_timeout, info.run_timeout)):
+        raise ChangeRefused("a policy change must not be started with an execution or run timeout: its gate's timeout rejects it")
+    if info.cron_schedule:
+        raise ChangeRefused("a policy change must not be started with a cron schedule")
+    if info.raw_memo:
+        raise ChangeRefused("a policy change must not be started with a memo")
+    return request, policy
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class PolicyChangeWorkflow:
+    def __init__(self) -> None:
+        self._keys = CaseFile()  # holds the issuers' keys CaseTrust reads and refreshes
+        self._trust = CaseTrust(self._keys, lean=True)
+        self._state = ChangeState.PREPARING
+        self._refusal: str | None = None
+        self._request: PolicyChangeRequest | None = None
+        self._brief: ChangeBrief | None = None
+        self._gate: GateState | None = None
+        self._early: list[RejectedAttempt] = []  # signals before the gate opened
+        self._activated: str | None = None
+
+    # -- the run --------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, *payloads: RawValue) -> ChangeResult:
+        info = workflow.info()
+        opened = workflow.now()
+        try:
+            request, proposed = admissible_change(payloads, info)
+        except ChangeRefused as refused:
+            self._refuse(str(refused))
+        history_budget.upsert([key.value_unset() for key in sa.HARDENED_SEARCH_ATTRIBUTES], lean=True)
+        metadata = await calls.local_read(
+            StartMetadataActivities.read_start_metadata,
+            StartMetadataRequest(workflow_id=info.workflow_id, run_id=info.run_id),
+            lean=True,
+            activity_id="read-start-metadata",
+            summary="read the start's static summary and details",
+        )
+        for name, sent, own in (
+            ("static summary", metadata.static_summary, change_summary(request)),
+            ("static details", metadata.static_details, change_details(request)),
+        ):
+            if sent is not None and sent != own:
+                self._refuse(f"the start's {name} is not this change's own text; start it with `hitl policy propose`")
+        await self._trust.resolve()
+        try:
+            proposer = await self._trust.verified(request.proposer, request.proof, channel="policy propose")
+        except (ProofRefused, DirectoryUnavailable) as refused:
+            self._refuse(str(refused))
+        self._request = request
+        self._publish()
+        try:
+            prepared = await workflow.execute_activity_method(
+                PolicyChangeActivities.prepare_policy_change,
+                PrepareChangeInput(change_id=info.workflow_id, request=request),
+                start_to_close_timeout=PREPARE_TIMEOUT,
+                retry_policy=PREPARE_RETRY,
+                summary=f"diff {proposed.ref} against the active version, what-if over past cases, agreement",
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, ApplicationError) and err.cause.type == "PolicyError":
+                self._refuse(err.cause.message)  # e.g. this version number was activated with other content
+            raise
+        brief = self._brief = prepared.brief
+        gate = self._gate = await self._open_gate(request, proposed, brief)
+        self._state = ChangeState.WAITING
+        self._publish()
+        decision = await self._wait(gate)
+        self._state = ChangeState.RECORDING
+        self._publish()
+        record = ChangeRecord(
+            change_id=info.workflow_id,
+            run_id=info.run_id,
+            kind=brief.kind,
+            policy=brief.proposed,
+            proposed_digest=brief.proposed_digest,
+            active=brief.active,
+            proposer=request.proposer,
+            proposer_reason=request.reason,
+            proposer_identity=proposer,
+            outcome=decision.outcome,
+            decided_by=decision.decided_by,
+            decided_via=decision.via,
+            reason=decision.reason,
+            approvals=list(gate.approvals) if gate.quorum is not None else [decision] if decision.outcome == "approve" else [],
+            decision=decision,
+            brief=brief,
+            rejected_attempts=self._early + list(gate.rejected_attempts),
+            opened_at=opened,
+            decided_at=decision.at,
+        )
+        activates = brief.proposed if decision.outcome == DecisionOutcome.APPROVE.value else None
+        events = change_events(info.workflow_id, info.run_id, opened=opened, brief=brief, gate=gate, activates=activates)
+        receipt = await workflow.execute_activity_method(
+            PolicyChangeActivities.record_policy_change,
+            RecordChangeInput(record=record, policy_text=request.policy_text, audit=events),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=calls.RECORD_RETRY,
+            summary=f"record {decision.outcome} by {decision.decided_by}" + (f", activate {activates}" if activates else ""),
+        )
+        self._activated = receipt.activated
+        self._state = ChangeState.APPROVED if receipt.activated else ChangeState.REJECTED
+        self._publish()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return ChangeResult(
+            change_id=info.workflow_id,
+            outcome=decision.outcome,
+            decided_by=decision.decided_by,
+            reason=decision.reason,
+            activated=receipt.activated,
+        )
+
+    def _refuse(self, reason: str) -> NoReturn:
+        """End a start the change cannot honour: none of the starter's attributes stays, and the failure says why."""
+        self._refusal, self._state = reason, ChangeState.REFUSED
+        history_budget.upsert(compose.refused_attributes(), lean=True)
+        workflow.set_current_details(compose.refused_details(reason))
+        raise refusal(reason, "CaseRefused")
+
+    async def _open_gate(self, request: PolicyChangeRequest, proposed: Policy, brief: ChangeBrief) -> GateState:
+        now = workflow.now()
+        plan = brief.plan
+        definition = change_gate_definition(proposed, plan)
+        last = definition.levels[-1].group
+        roster = await calls.local_read(
+            DirectoryActivities.load_reviewer_roster,
+            RosterRequest(groups=[last], people=[request.proposer, *plan.owners], gate=definition.name),
+            lean=True,
+            activity_id="load-reviewer-roster",
+            summary=f"who sits in {last}",
+        )
+        trust = self._keys.trust
+        gate = GateState(
+            definition=definition,
+            requester=request.proposer,
+            roster={OWNERS_GROUP: list(plan.owners)} if plan.owners else {},
+            level=0,
+            opened_at=now,
+            level_started_at=now,
+            trusted=True,
+            identity_mode=trust.mode if trust is not None else "verified",
+            quorum=change_quorum(plan),
+        )
+        apply_roster(gate, roster)
+        gate.note_opening(now)
+        return gate
+
+    async def _refresh(self, gate: GateState) -> None:
+        """The directory of now for the escalation group (owners are the policy's people); if it is down, the last roster."""
+        groups = [level.group for level in gate.definition.levels if level.group != OWNERS_GROUP]
+        people = [gate.requester, *gate.roster.get(OWNERS_GROUP, [])]
+        try:
+            apply_roster(gate, await self._trust.roster(gate.definition.name, groups, people))
+        except DirectoryUnavailable as unavailable:
+            workflow.logger.warning("deciding on the roster read before: %s", unavailable)
+
+    async def _wait(self, gate: GateState) -> AcceptedDecision:
+        """Remind, escalate to the last level, time out (rejected) on durable timers, until a decision closes the gate."""
+        while True:
+            reminded = any(r.level == gate.level and r.at >= gate.level_started_at for r in gate.reminders)
+            until = gate.escalate_at() if reminded else gate.remind_at()
+            action = "remind" if not reminded else "time out" if gate.is_last_level() else "escalate"
+            timeout = until - workflow.now()
+            if timeout > timedelta(0) and gate.open:
+                try:
+                    await workflow.wait_condition(
+                        lambda: not gate.open, timeout=timeout, timeout_summary=f"{action} {gate.current_group} after {timeout}"
+                    )
+                except TimeoutError:
+                    pass
+            if not gate.open:
+                break
+            title = gate.definition.levels[gate.level].title
+            if not reminded:
+                gate.record_reminder(workflow.now())
+                await self._notify(gate, "reminder", f"Reminder: {self._ask()} is waiting for {title}.", gate.escalate_at())
+            elif gate.is_last_level():
+                gate.time_out(workflow.now())
+                await self._notify(gate, "timeout", f"Timed out at {title}: {self._ask()} is rejected, nothing activated.", None)
+            else:
+                await self._refresh(gate)
+                if gate.open:
+                    after = gate.definition.levels[gate.level].escalate_after
+                    gate.escalate(workflow.now(), reason=f"no decision from {gate.current_group} within {after}")
+                    title = gate.definition.levels[gate.level].title
+                    await self._notify(gate, "escalation", f"Escalated to {title}: {self._ask()}", gate.remind_at())
+            self._publish()
+        assert gate.decision is not None
+        return gate.decision
+
+    def _ask(self) -> str:
+        brief = self._brief
+        assert brief is not None
+        return f"the policy change {brief.proposed} (hitl policy review {brief.change_id})"
+
+    async def _notify(self, gate: GateState, kind: NotificationKind, message: str, deadline: datetime | None) -> None:
+        """Best effort, as a case's: the proposer's reason goes along quoted as theirs."""
+        brief = self._brief
+        assert brief is not None
+        quotes = [Quote(person=brief.proposer, label="reason", text=brief.reason)]
+        await calls.notify(
+            gate, kind, message, hardened=True, about=calls.About(ask=self._ask(), deadline=deadline, quotes=quotes)
+        )
+
+    # -- decisions in -----------------------------------------------------------------------------
+
+    @workflow.update(
+        name="submit_decision",
+        description="Approve or reject the policy change (hitl approve|reject CHANGE); refused with the reason when not allowed.",
+    )
+    async def submit_decision(self, *payloads: RawValue) -> DecisionReceipt:
+        decision = self._decision_in(payloads)
+        try:
+            identity = await self._trust.verified(decision.reviewer, decision.proof, channel="submit_decision")
+            await self._refresh(self._gate_accepting(decision))
+        except (ProofRefused, DirectoryUnavailable) as refused:
+            raise refusal(str(refused), "DecisionRejected") from None
+        gate = self._gate_accepting(decision)  # the state may have moved while the keys or the directory were read
+        accepted = gate.accept(decision, "update", workflow.now(), identity)
+        self._publish()
+        message = f"{accepted.outcome} by {accepted.decided_by} accepted at level {accepted.level + 1}"
+        if gate.open:
+            message = f"{accepted.outcome} by {accepted.decided_by} recorded; still needed: {', '.join(gate.still_needed())}"
+        return DecisionReceipt(
+            case_id=workflow.info().workflow_id,
+            accepted=True,
+            outcome=accepted.outcome,
+            reviewer=accepted.decided_by,
+            level=accepted.level,
+            message=message,
+        )
+
+    @submit_decision.validator
+    def _validate_decision(self, *payloads: RawValue) -> None:
+        decision = self._decision_in(payloads)
+        try:
+            self._trust.identity(decision.reviewer, decision.proof, channel="submit_decision")
+        except ProofRefused as refused:
+            raise refusal(str(refused), "DecisionRejected") from None
+        self._gate_accepting(decision)
+
+    @staticmethod
+    def _decision_in(payloads: Sequence[Any]) -> Decision:
+        return submission(payloads, Decision, what="submit_decision", invalid="invalid decision", refused_as="DecisionRejected")
+
+    def _problem(self, decision: Decision) -> str | GateState:
+        """The gate that takes this decision now, or why it does not."""
+        gate = self._gate
+        if self._state == ChangeState.REFUSED:
+            return f"this start was refused and is not a policy change: {self._refusal}"
+        if gate is None:
+            return "the change's brief is being prepared; try again in a moment"
+        if decision.outcome == DecisionOutcome.REQUEST_INFO:
+            return "a policy change is approved or rejected; ask the proposer directly, or reject it with your question"
+        if decision.digest is not None and self._brief is not None and decision.digest != self._brief.digest:
+            return "the change's brief changed since you looked: hitl policy review CHANGE"
+        return gate.problem_with(decision, workflow.now()) or gate
+
+    def _gate_accepting(self, decision: Decision) -> GateState:
+        judged = self._problem(decision)
+        if isinstance(judged, str):
+            raise refusal(judged, "DecisionRejected")
+        return judged
+
+    @workflow.signal(
+        name="decide",
+        description=(
+            'Approve or reject the policy change. JSON: {"outcome": "approve" | "reject", "reviewer": "<your id>", '
+            '"reason": "<why>", "proof": "<token>"}. Refused decisions are kept as rejected attempts.'
+        ),
+    )
+    async def decide(self, *payloads: RawValue) -> None:
+        """Never raises: a decision the gate accepts, or a rejected attempt with its reason."""
+        now = workflow.now()
+        try:
+            value: Any = single_json(payloads, what="the decide signal")
+        except InputProblem as problem:
+            return self._keep(
+                RejectedAttempt.of(at=now, via="signal", reviewer=None, payload=preview(payloads), error=str(problem))
+            )
+        try:
+            decision = Decision.model_validate(value)
+        except ValidationError as err:
+            error = format_validation_error(err)
+            return self._keep(RejectedAttempt.of(at=now, via="signal", reviewer=reviewer_of(value), payload=value, error=error))
+        identity: Identity | None = None
+        judged = self._problem(decision)
+        if not isinstance(judged, str):
+            try:
+                identity = await self._trust.verified(decision.reviewer, decision.proof, channel="decide signal")
+                await self._refresh(judged)
+            except (ProofRefused, DirectoryUnavailable) as refused:
+                judged = str(refused)
+            else:
+                judged = self._problem(decision)
+        if isinstance(judged, str):
+            return self._keep(
+                RejectedAttempt.of(at=workflow.now(), via="signal", reviewer=decision.reviewer, payload=value, error=judged)
+            )
+        judged.accept(decision, "signal", workflow.now(), identity)
+        self._publish()
+
+    def _keep(self, attempt: RejectedAttempt) -> None:
+        if self._gate is not None:
+            keep_attempt(self._gate.rejected_attempts, attempt)
+            self._gate.attempts_received += 1
+        else:
+            keep_attempt(self._early, attempt)
+        self._publish()
+
+    # -- what reviewers and the UI see ---------------------------------------------------------------
+
+    @workflow.query(name="policy_change_state", description="The change's brief, gate, approvals and outcome.")
+    def policy_change_state(self) -> ChangeView:
+        view = change_view(workflow.info().workflow_id, self._state, self._brief, self._gate, workflow.now())
+        view.refusal, view.activated = self._refusal, self._activated
+        if self._gate is None:
+            view.rejected_attempts = list(self._early)
+        return view
+
+    def _publish(self) -> None:
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        brief, gate = self._brief, self._gate
+        if self._request is None:
+            return "## Policy change\n\nstarting"
+        lines = [f"## Policy change: {self._state.value}"]
+        if brief is None:
+            return "\n\n".join([*lines, "preparing the brief"])
+        diff = brief.diff
+        lines.append(f"{md_inline(brief.proposed)} against {md_inline(brief.active or 'no active version')}")
+        if diff.rules_added or diff.rules_removed:
+            lines.append(
+                f"rules added: {', '.join(diff.rules_added) or 'none'}; removed: {', '.join(diff.rules_removed) or 'none'}"
+            )
+        for change in diff.rules_changed:
+            lines.append(f"- {change.rule_id}: {'; '.join(change.changes)}")
+        lines.append(brief.plan.describe())
+        if gate is not None and gate.open:
+            lines.append(f"waiting for {gate.definition.levels[gate.level].title} until {gate.escalate_at():%Y-%m-%d %H:%MZ}")
+            if gate.quorum is not None:
+                lines.append(
+                    f"approved by: {', '.join(gate.approvers()) or 'nobody yet'}; still needed: {', '.join(gate.still_needed())}"
+                )
+        elif gate is not None and gate.decision is not None:
+            lines.append(f"{gate.decision.outcome} by {md_inline(gate.decision.decided_by)}")
+        if self._activated:
+            lines.append(f"activated: {md_inline(self._activated)}")
+        lines.append(f"**reason**, as {md_inline(brief.proposer)} wrote it:\n\n{md_block(brief.reason)}")
+        return "\n\n".join(lines)
