@@ -23,6 +23,7 @@ from activities.agent import (
     agent_configured,
     request_agent_advice,
 )
+from activities.notify import NotifyActivities, NotifySettings, decided_key
 from activities.policy_files import ParsedByDigest, PolicyCache, bundled_policy_dir
 from activities.store import audit as audit_log
 from activities.store import policy_activations, traces
@@ -55,7 +56,7 @@ log = logging.getLogger("hitl.activities")
 PRECEDENT_REASON_CHARS = 500
 
 
-class CaseActivitySettings(AgentSettings, Protocol):
+class CaseActivitySettings(AgentSettings, NotifySettings, Protocol):
     """The part of `workers.config.Settings` these activities read (activities do not import workers)."""
 
     policy_dir: Path | None
@@ -77,6 +78,7 @@ class CaseActivities:
         self._pool = pool
         self._settings = settings
         self._policies = PolicyCache()
+        self._notices = NotifyActivities(pool, settings)  # the requester's `decided` notification
         self._parsed = ParsedByDigest()
 
     def activities(self) -> list:
@@ -175,6 +177,7 @@ class CaseActivities:
             await traces.lock_case(conn, trace.case_id)
             existing = await traces.recorded_by_run(conn, record.decision_key, trace.run_id)
             if existing is not None:
+                self._notices.deliver_soon(decided_key(record.decision_key))  # committed before: delivered yet?
                 return RecordReceipt(trace_id=existing["id"], newly_recorded=False, otel_trace_id=existing["otel_trace_id"])
             previous = await traces.current_trace_of(conn, trace.case_id)
             if previous is not None and previous["decided_at"] > trace.decided_at:
@@ -200,7 +203,10 @@ class CaseActivities:
             if store_precedents.deserves_precedent(trace):
                 position = rows[-1].global_seq if rows else None  # none: the bench's no_audit_writes variant
                 await store_precedents.insert_precedent(conn, trace_id, trace, trace_global_seq=position)
+            # the requester's notification, with the trace or not at all; delivered once committed
+            decided = await self._notices.record_decided(conn, record.decision_key, trace)
         log.info("recorded decision trace %s for %s: %s by %s", trace_id, trace.case_id, trace.outcome, trace.decided_by)
+        self._notices.deliver_soon(decided)
         return RecordReceipt(trace_id=trace_id, newly_recorded=True, otel_trace_id=trace.otel_trace_id)
 
     @activity.defn(name="record_late_additions")

@@ -28,11 +28,13 @@ from gates.gate import (
     OperatorActionKind,
     OperatorReceipt,
 )
+from gates.info_request import AnswerReceipt, InfoAnswer, InfoRequest
 from gates.trace import CaseResult, CaseView
-from hitl_temporal.client import CaseClient, StartedCase
+from hitl_temporal.client import AwaitingPage, CaseClient, StartedCase
 from hitl_temporal.errors import (
     ActionRefused,
     AmbiguousCase,
+    AnswerRejected,
     CaseEnded,
     CaseError,
     CaseNotFound,
@@ -40,7 +42,7 @@ from hitl_temporal.errors import (
     NoWorker,
     RetryNotNoted,
 )
-from hitl_temporal.inbox import InboxItem, InboxPage
+from hitl_temporal.inbox import AwaitingItem, InboxItem, InboxPage
 from hitl_temporal.ops import CancelOutcome, RetryPlan, RetryReceipt
 
 __all__ = [
@@ -49,6 +51,10 @@ __all__ = [
     "AccessEscalationRequest",
     "ActionRefused",
     "AmbiguousCase",
+    "AnswerReceipt",
+    "AnswerRejected",
+    "AwaitingItem",
+    "AwaitingPage",
     "CancelOutcome",
     "CaseClient",
     "CaseEnded",
@@ -64,6 +70,8 @@ __all__ = [
     "DecisionRejected",
     "InboxItem",
     "InboxPage",
+    "InfoAnswer",
+    "InfoRequest",
     "NoWorker",
     "OperatorAction",
     "OperatorActionKind",

@@ -127,6 +127,10 @@ async def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         async with worker:
             print(f"worker polling task queue {settings.task_queue!r} on {client.service_client.config.target_host}", flush=True)
+            # `decided` notifications a stopped worker wrote with their traces but did not deliver
+            redelivery = NotifyActivities(pool, settings)
+            if found := await redelivery.redeliver_pending():
+                print(f"delivering {found} decided notification(s) a stopped worker left undelivered", flush=True)
             await stop.wait()
     finally:
         await pool.close()

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from gates.trace import CaseResult
@@ -31,3 +34,22 @@ def fake_world_worker(client: Client, world: FakeWorld) -> Worker:
 async def finished(handle: WorkflowHandle) -> CaseResult:
     """The case's result; on the time-skipping server every timer it waits on fires at once."""
     return await asyncio.wait_for(handle.result(), CASE_TIMEOUT_SECONDS)
+
+
+async def skip_time(env: WorkflowEnvironment, duration: timedelta) -> None:
+    """Advance the time-skipping server's clock by `duration`. Its sleep call is one RPC that lasts as
+    long as the cases take to handle the timers it fires; on a loaded machine that can outlast the
+    RPC's deadline ("Timeout expired") with the clock part of the way: sleep the rest, to the same
+    target, never past it."""
+    target = await env.get_current_time() + duration
+    for _ in range(5):
+        remaining = target - await env.get_current_time()
+        if remaining <= timedelta(0):
+            return
+        try:
+            await env.sleep(remaining)
+            return
+        except RPCError as err:
+            if "Timeout expired" not in str(err):
+                raise
+    raise AssertionError(f"the time-skipping server did not reach {target} after five sleeps")

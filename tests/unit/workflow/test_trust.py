@@ -25,7 +25,7 @@ from tests.case_helpers import case_view, wait_until_waiting
 from tests.helpers import assert_eventually
 from tests.unit.factories import policy
 from tests.unit.workflow.fakes import FakeWorld
-from tests.unit.workflow.harness import finished
+from tests.unit.workflow.harness import finished, skip_time
 
 
 class ClockedIssuer(LocalIssuer):
@@ -355,7 +355,7 @@ async def test_a_reviewer_added_to_the_group_mid_wait_may_decide_after_the_next_
 
 
 async def workflow_env_sleep(issuer: ClockedIssuer, duration: timedelta) -> None:
-    await issuer.env.sleep(duration)
+    await skip_time(issuer.env, duration)
 
 
 async def test_a_case_decided_by_policy_never_fetches_the_issuers_keys(world, verified, start):
