@@ -4,7 +4,9 @@
 the bootstrap a case's first start would, from the newest file other than the proposed one) and the
 past traces of the kind, for the what-if report and the agreement figures. `record_policy_change` writes once per run, in one
 transaction: the record (`policy_changes`, migration 0008), the activation when approved (idempotent
-on the change ID), and the change's gate events in the audit log.
+on the change ID), and the change's gate events in the audit log. An approval that cannot be put in
+force (the version in force is no longer the one the owners compared it with, or the store refuses
+the text) is recorded as approved, not activated, with why: never retried, never stuck.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities.policy_files import bundled_policy_dir, load_policy_file
 from activities.store import audit as audit_log
-from activities.store.policy_activations import activate, activate_if_none, activation_history, active_policy
+from activities.store.policy_activations import activate, activate_if_none, activation_history, active_policy, lock_kind
 from activities.store.trace_reads import cited_precedents, decided_traces
 from gates.agreement import measure_agreement
+from gates.cases import CaseKind
 from gates.policy import Policy, PolicyError
-from gates.policy_activation import policy_digest
+from gates.policy_activation import PolicyActivation, policy_digest
 from gates.policy_change import (
     ChangeBrief,
     ChangeReceipt,
+    ChangeRecord,
     PrepareChangeInput,
     PreparedChange,
     RecordChangeInput,
@@ -131,13 +135,23 @@ class PolicyChangeActivities:
     async def record_policy_change(self, recording: RecordChangeInput) -> ChangeReceipt:
         """The record, the activation (approved changes only) and the audit events, in one transaction; a retry finds the row."""
         record = recording.record
-        document = storable(record.model_dump(mode="json"))
         async with self._pool.acquire() as conn, conn.transaction():
-            record_id = await conn.fetchval(
-                """INSERT INTO policy_changes (change_id, run_id, kind, policy, outcome, decided_by, decided_via, reason,
+            row = await conn.fetchrow(
+                "SELECT id, record FROM policy_changes WHERE change_id = $1 AND run_id = $2", record.change_id, record.run_id
+            )
+            if row is not None:  # a retry after the commit: the receipt as first written
+                return await _receipt_of(conn, row["id"], json.loads(row["record"]), record.change_id)
+            record_id = await conn.fetchval("SELECT nextval('policy_changes_id_seq')")  # the activation cites it
+            activated, not_activated = None, None
+            if record.outcome == "approve":
+                activated, not_activated = await self._activate(conn, record, recording.policy_text, record_id)
+            document = storable(record.model_dump(mode="json"))
+            if not_activated is not None:
+                document["not_activated"] = storable(not_activated)
+            await conn.execute(
+                """INSERT INTO policy_changes (id, change_id, run_id, kind, policy, outcome, decided_by, decided_via, reason,
                        proposer, decided_at, record)
-                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb)
-                   ON CONFLICT (change_id, run_id) DO NOTHING RETURNING id""",
+                   VALUES ($12,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb)""",
                 record.change_id,
                 record.run_id,
                 record.kind,
@@ -149,26 +163,63 @@ class PolicyChangeActivities:
                 record.proposer,
                 record.decided_at,
                 json.dumps(document),
+                record_id,
             )
-            if record_id is None:
-                record_id = await conn.fetchval(
-                    "SELECT id FROM policy_changes WHERE change_id = $1 AND run_id = $2", record.change_id, record.run_id
+            await audit_log.append_events(conn, recording.audit)
+        log.info(
+            "recorded policy change %s: %s by %s%s",
+            record.change_id,
+            record.outcome,
+            record.decided_by,
+            f" (not activated: {not_activated})" if not_activated else "",
+        )
+        return ChangeReceipt(
+            record_id=record_id,
+            activated=activated.policy_ref if activated is not None else None,
+            activated_at=activated.activated_at if activated is not None else None,
+            not_activated=not_activated,
+        )
+
+    async def _activate(
+        self, conn: asyncpg.Connection, record: ChangeRecord, policy_text: str, record_id: int
+    ) -> tuple[PolicyActivation | None, str | None]:
+        """Put the approved version in force, under the kind's lock, only over the version its owners compared
+        it with; otherwise (or when the store refuses the text) why not, in one line, and nothing activated."""
+        kind = CaseKind(record.kind)
+        async with conn.transaction():  # a savepoint: a refused activation leaves the record to write
+            await lock_kind(conn, kind)
+            current = await active_policy(conn, kind)
+            if current is not None and current.change_id == record.change_id:
+                return current, None  # activated by this change already
+            in_force = current.policy_ref if current is not None else None
+            if record.active is not None and in_force != record.active:
+                return None, (
+                    f"{in_force} was put in force after this change's brief compared {record.policy} with {record.active}: "
+                    f"propose {record.policy} again (or a new version) against {in_force}"
                 )
-            activated = None
-            if record.outcome == "approve":
-                approvers = list(dict.fromkeys(a.decided_by for a in record.approvals)) or [record.decided_by]
-                activated = await activate(
+        approvers = list(dict.fromkeys(a.decided_by for a in record.approvals)) or [record.decided_by]
+        try:
+            async with conn.transaction():
+                activation = await activate(
                     conn,
-                    policy_text=recording.policy_text,
+                    policy_text=policy_text,
                     approved_by=approvers,
                     reason=record.reason,
                     change_id=record.change_id,
                     trace_id=f"policy_changes/{record_id}",
                 )
-            await audit_log.append_events(conn, recording.audit)
-        log.info("recorded policy change %s: %s by %s", record.change_id, record.outcome, record.decided_by)
-        return ChangeReceipt(
-            record_id=record_id,
-            activated=activated.policy_ref if activated is not None else None,
-            activated_at=activated.activated_at if activated is not None else None,
-        )
+        except PolicyError as err:
+            return None, f"the store refused to activate {record.policy}: {str(err).splitlines()[0]}"
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as err:
+            return None, f"the store refused to activate {record.policy}: {type(err).__name__}: {str(err).splitlines()[0]}"
+        return activation, None
+
+
+async def _receipt_of(conn: asyncpg.Connection, record_id: int, document: dict, change_id: str) -> ChangeReceipt:
+    activated = await conn.fetchrow("SELECT policy_ref, activated_at FROM policy_activations WHERE change_id = $1", change_id)
+    return ChangeReceipt(
+        record_id=record_id,
+        activated=activated["policy_ref"] if activated is not None and document.get("outcome") == "approve" else None,
+        activated_at=activated["activated_at"] if activated is not None and document.get("outcome") == "approve" else None,
+        not_activated=document.get("not_activated"),
+    )

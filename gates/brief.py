@@ -219,6 +219,8 @@ def render_brief(
                 f"- **{f.rule_id}** needs a human ({f.reason_code.value}, level {f.required_level + 1}): "
                 f"{f.description} ({f.detail})"
             )
+        elif f.fired:  # met, but the rule is at `auto`: say so, or "ok" would read as "not met"
+            lines.append(f"- **{f.rule_id}** condition met; at auto, it lets the case through: {f.description}")
         else:
             passed.append(f.rule_id)
     if passed:

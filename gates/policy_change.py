@@ -25,8 +25,20 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gates.agreement import Agreement
 from gates.audit import AuditEvent, AuditKind
+from gates.bounds import MAX_OPERATOR_ACTIONS
 from gates.cases import PersonId, Text
-from gates.gate import MAX_PROOF_CHARS, AcceptedDecision, GateState, Identity, RejectedAttempt
+from gates.duties import conflict_of
+from gates.gate import (
+    MAX_PROOF_CHARS,
+    AcceptedDecision,
+    GateState,
+    Identity,
+    OperatorAction,
+    OperatorActionKind,
+    OperatorRecord,
+    RejectedAttempt,
+)
+from gates.identity import TrustSnapshot
 from gates.policy import MAX_POLICY_FILE_BYTES, GateDefinition, GateLevel, Policy, Rule, parse_policy_file
 from gates.policy_activation import policy_digest
 from gates.quorum import MAX_SEATS, Quorum
@@ -239,8 +251,11 @@ def change_gate_definition(proposed: Policy, plan: ApprovalPlan) -> GateDefiniti
 
 def change_quorum(plan: ApprovalPlan) -> Quorum | None:
     """A quorum of owners: one seat per approval needed, all of the owners' group, so only distinct owners
-    fill them (the last level's group, once escalated to, may still reject); approvals survive an escalation."""
-    if plan.approvals_needed <= 1:
+    fill them (the last level's group, once escalated to, may still reject); approvals survive an escalation.
+    One seat when one approval suffices: otherwise the gate's rule that a higher level may decide early
+    would let a member of the last level (not an owner) approve the change alone. None without owners
+    (the last level decides)."""
+    if not plan.owners:
         return None
     return Quorum(approvals=plan.approvals_needed, seats=[OWNERS_GROUP] * plan.approvals_needed, keep_on_escalation=True)
 
@@ -308,7 +323,9 @@ class ChangeState(StrEnum):
     WAITING = "waiting"
     RECORDING = "recording"
     APPROVED = "approved"
+    NOT_ACTIVATED = "approved, not activated"  # the approval is recorded; putting it in force failed (see `not_activated`)
     REJECTED = "rejected"
+    CANCELLED = "cancelled"
     REFUSED = "refused"
 
 
@@ -328,6 +345,8 @@ class ChangeView(BaseModel):
     rejected_attempts: list[RejectedAttempt] = Field(default_factory=list)
     decision: AcceptedDecision | None = None
     activated: str | None = Field(default=None, description="The version activated, once approved and recorded")
+    not_activated: str | None = Field(default=None, description="Why an approved change was not put in force")
+    operator_actions: list[OperatorRecord] = Field(default_factory=list)
 
 
 def change_view(
@@ -350,6 +369,7 @@ class ChangeResult(BaseModel):
     decided_by: str
     reason: str
     activated: str | None = Field(description="The version activated; None when the change was rejected or timed out")
+    not_activated: str | None = Field(default=None, description="Why an approved change was not put in force")
 
 
 def change_summary(request: PolicyChangeRequest) -> str:
@@ -386,7 +406,8 @@ class PreparedChange(BaseModel):
 
 class ChangeRecord(BaseModel):
     """The decision of a change, as `policy_changes` keeps it: a trace like a case's, in a table of its own
-    (precedent lookups, `hitl report` and agreement read decision_traces, and a change is never a precedent)."""
+    (precedent lookups, `hitl report` and agreement read decision_traces, and a change is never a precedent).
+    `run_id` is the change's first run's: one record whichever run (after continue-as-new) writes it."""
 
     change_id: str
     run_id: str
@@ -403,8 +424,9 @@ class ChangeRecord(BaseModel):
     reason: str
     approvals: list[AcceptedDecision] = Field(default_factory=list)
     decision: AcceptedDecision
-    brief: ChangeBrief
+    brief: ChangeBrief | None = Field(description="None only for a change cancelled before its brief was written")
     rejected_attempts: list[RejectedAttempt] = Field(default_factory=list)
+    operator_actions: list[OperatorRecord] = Field(default_factory=list)
     opened_at: datetime
     decided_at: datetime
 
@@ -419,54 +441,77 @@ class ChangeReceipt(BaseModel):
     record_id: int
     activated: str | None = Field(description="The version activated (approved changes)")
     activated_at: datetime | None = None
+    not_activated: str | None = Field(default=None, description="Why an approved change was not put in force")
 
 
-def change_events(
-    change_id: str, run_id: str, *, opened: datetime, brief: ChangeBrief, gate: GateState, activates: str | None
-) -> list[AuditEvent]:
-    """The change's gate events for the audit log, keyed by run like a case's (gates/audit_trail.py): written
-    once, with the record, so a retry adds nothing."""
+def change_events(record: ChangeRecord, gate: GateState | None, *, activates: str | None) -> list[AuditEvent]:
+    """The change's gate events for the audit log, keyed by its first run like a case's (gates/audit_trail.py):
+    written once, with the record, so a retry (or a later run after continue-as-new) adds nothing."""
     events: list[AuditEvent] = []
 
     def add(kind: AuditKind, n: int, at: datetime, body: dict[str, Any]) -> None:
         events.append(
-            AuditEvent(event_key=f"{run_id}/{kind.value}/{n}", case_id=change_id, kind=kind, at=at, body=storable(body))
+            AuditEvent(
+                event_key=f"{record.run_id}/{kind.value}/{n}", case_id=record.change_id, kind=kind, at=at, body=storable(body)
+            )
         )
 
     add(
         AuditKind.CASE_OPENED,
         1,
-        opened,
+        record.opened_at,
         {
             "kind": WORKFLOW_TYPE,
-            "policy_kind": brief.kind,
-            "policy": brief.proposed,
-            "proposed_digest": brief.proposed_digest,
-            "active": brief.active,
-            "requester": brief.proposer,
-            "reason": brief.reason,
+            "policy_kind": record.kind,
+            "policy": record.policy,
+            "proposed_digest": record.proposed_digest,
+            "active": record.active,
+            "requester": record.proposer,
+            "reason": record.proposer_reason,
         },
     )
-    for opening in gate.openings:
-        opened_body: dict[str, Any] = {
-            "gate": gate.definition.name,
-            "round": opening.round,
-            "level": opening.level + 1,
-            "group": opening.group,
-        }
-        add(AuditKind.GATE_OPENED, opening.round, opening.at, opened_body | {"may_decide": opening.may_decide})
-    for n, reminder in enumerate(gate.reminders, start=1):
-        add(AuditKind.REMINDED, n, reminder.at, {"level": reminder.level + 1, "group": reminder.group})
-    for n, escalation in enumerate(gate.escalations, start=1):
-        moved = {"from_level": escalation.from_level + 1, "to_level": escalation.to_level + 1, "to_group": escalation.to_group}
-        add(AuditKind.ESCALATED, n, escalation.at, moved | {"reason": escalation.reason})
-    for n, attempt in enumerate(gate.rejected_attempts, start=1):
-        add(AuditKind.DECISION_REFUSED, n, attempt.at, {"via": attempt.via, "reviewer": attempt.reviewer, "error": attempt.error})
-    decided = [*gate.approvals, *gate.rejections]
-    if gate.decision is not None and gate.decision not in decided:
-        decided.append(gate.decision)
+    decided: list[AcceptedDecision] = []
+    if gate is not None:
+        for opening in gate.openings:
+            opened_body: dict[str, Any] = {
+                "gate": gate.definition.name,
+                "round": opening.round,
+                "level": opening.level + 1,
+                "group": opening.group,
+            }
+            add(AuditKind.GATE_OPENED, opening.round, opening.at, opened_body | {"may_decide": opening.may_decide})
+        for n, reminder in enumerate(gate.reminders, start=1):
+            add(AuditKind.REMINDED, n, reminder.at, {"level": reminder.level + 1, "group": reminder.group})
+        for n, escalation in enumerate(gate.escalations, start=1):
+            moved = {"from_level": escalation.from_level + 1, "to_level": escalation.to_level + 1}
+            add(AuditKind.ESCALATED, n, escalation.at, moved | {"to_group": escalation.to_group, "reason": escalation.reason})
+        for n, attempt in enumerate(gate.rejected_attempts, start=1):
+            refused = {"via": attempt.via, "reviewer": attempt.reviewer, "error": attempt.error}
+            add(AuditKind.DECISION_REFUSED, n, attempt.at, refused)
+        decided = [*gate.approvals, *gate.rejections]
+    for n, action in enumerate(record.operator_actions, start=1):
+        add(
+            AuditKind.OPERATOR_ACTION,
+            n,
+            action.at,
+            {
+                "action": action.action,
+                "operator": action.operator,
+                "reason": action.reason,
+                "result": action.result,
+                "identity": action.identity.model_dump(mode="json") if action.identity is not None else None,
+            },
+        )
+    if record.decision not in decided:
+        decided.append(record.decision)
     for n, decision in enumerate(sorted(decided, key=lambda d: d.at), start=1):
-        kind = AuditKind.TIMED_OUT if decision.via == "timeout" else AuditKind.DECISION_ACCEPTED
+        kind = (
+            AuditKind.TIMED_OUT
+            if decision.via == "timeout"
+            else AuditKind.CANCELLED
+            if decision.outcome == "cancelled"
+            else AuditKind.DECISION_ACCEPTED
+        )
         body: dict[str, Any] = {
             "outcome": decision.outcome,
             "decided_by": decision.decided_by,
@@ -478,7 +523,69 @@ def change_events(
             "acting_for": decision.acting_for,
             "directory_version": decision.directory_version,
         }
-        if decision is gate.decision or decision == gate.decision:
+        if decision == record.decision:
             body["activates"] = activates
         add(kind, n, decision.at, body)
     return events
+
+
+# -- operators ------------------------------------------------------------------------------------------
+
+
+def change_operator_problem(
+    action: OperatorAction,
+    *,
+    state: ChangeState,
+    proposer: str | None,
+    operators: list[str] | None,
+    verified: bool,
+    kept: int,
+    directory_version: str | None,
+    now: datetime,
+) -> str | None:
+    """Why this operator action cannot be taken on a change now, or None: cancel and note only; not by the
+    proposer; in verified mode only with the directory's operator role for the policy's gate (`operators`,
+    as last read; the handler reads them again)."""
+    if state == ChangeState.REFUSED:
+        return "this start was refused and is not a policy change"
+    if action.action not in (OperatorActionKind.CANCEL, OperatorActionKind.NOTE):
+        return f"a policy change takes cancel or note, not {action.action.value}: its owners decide it (hitl policy review)"
+    if proposer is None:
+        return "the change is starting; try again in a moment"
+    if problem := conflict_of(action.operator, requester=proposer, subject=None, delegations=[], now=now, doing="operate"):
+        return problem
+    if verified and operators is not None and action.operator not in operators:
+        return (
+            f"{action.operator} has no operator role for this policy's gate in the directory "
+            f"(version {directory_version or 'none loaded'}); an administrator grants it in the directory file"
+        )
+    # a note stays possible while recording (the record activity is what may be stuck)
+    if state not in (ChangeState.PREPARING, ChangeState.WAITING) and (
+        state != ChangeState.RECORDING or action.action == OperatorActionKind.CANCEL
+    ):
+        return f"the change is already {state.value}"
+    if action.action != OperatorActionKind.CANCEL and kept >= MAX_OPERATOR_ACTIONS:
+        return f"this change already keeps {MAX_OPERATOR_ACTIONS} operator actions, the most it takes; only cancel is possible"
+    return None
+
+
+# -- continue-as-new -------------------------------------------------------------------------------------
+
+
+class ChangeCarryOver(BaseModel):
+    """A waiting change's whole state, handed to its next run when it continues as new. The next run
+    trusts it only as the continuation of this same change (Temporal sets `continued_run_id`, which
+    no starter can, and the IDs must match)."""
+
+    carried_over: bool = True
+    workflow_id: str
+    first_execution_run_id: str
+    request: PolicyChangeRequest
+    proposer_identity: Identity
+    brief: ChangeBrief
+    gate: GateState
+    early: list[RejectedAttempt] = Field(default_factory=list)
+    operator_actions: list[OperatorRecord] = Field(default_factory=list)
+    trust: TrustSnapshot | None = None
+    keys_refreshed_at: datetime | None = None
+    opened_at: datetime

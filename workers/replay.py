@@ -22,6 +22,9 @@ from temporalio.worker import Replayer
 
 from gates.cases import REQUEST_MODELS, WORKFLOW_TYPES
 from gates.json_input import JsonInputError, loads_strict
+from gates.policy import PolicyError
+from gates.policy_change import WORKFLOW_TYPE as POLICY_CHANGE_TYPE
+from gates.policy_change import PolicyChangeRequest, change_id_for
 from hitl_temporal.codec import EncryptionCodec, PayloadDecryptError
 from workers.client import worker_data_converter
 from workers.worker import WORKFLOW_RUNNER, WORKFLOWS
@@ -149,12 +152,13 @@ def load_history_file(path: Path, codec: EncryptionCodec | None = None) -> Workf
 
 
 def started_case_id(history: WorkflowHistory, codec: EncryptionCodec | None = None) -> str | None:
-    """The case ID a case workflow's history was started for, from its first event, or None
+    """The case ID (or policy change ID) a workflow's history was started for, from its first event, or None
     (also for an encrypted start without its key)."""
     started = history.events[0].workflow_execution_started_event_attributes
     kinds = {name: kind for kind, name in WORKFLOW_TYPES.items()}
     kind = kinds.get(started.workflow_type.name)
-    if kind is None or len(started.input.payloads) != 1:
+    change = started.workflow_type.name == POLICY_CHANGE_TYPE
+    if (kind is None and not change) or len(started.input.payloads) != 1:
         return None
     try:
         value = loads_strict(_plain_data(started.input.payloads[0], codec))
@@ -163,6 +167,9 @@ def started_case_id(history: WorkflowHistory, codec: EncryptionCodec | None = No
     if isinstance(value, dict) and value.get("carried_over") is True and isinstance(value.get("workflow_id"), str):
         return value["workflow_id"]  # a run that continued a case
     try:
+        if change:
+            return change_id_for(PolicyChangeRequest.model_validate(value).policy().ref)
+        assert kind is not None
         return REQUEST_MODELS[kind].model_validate(value).case_id()
-    except ValidationError:
+    except (ValidationError, PolicyError):
         return None

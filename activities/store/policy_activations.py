@@ -45,7 +45,7 @@ async def _transaction(conn: Connection) -> AsyncIterator[asyncpg.Connection]:
             yield conn
 
 
-async def _lock_kind(conn: asyncpg.Connection, kind: CaseKind) -> None:
+async def lock_kind(conn: asyncpg.Connection, kind: CaseKind) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _KIND_LOCK_SPACE, kind.value)
 
 
@@ -122,7 +122,7 @@ async def _insert(
 ) -> PolicyActivation:
     digest = policy_digest(policy_text)
     async with _transaction(conn) as tx:
-        await _lock_kind(tx, policy.kind)
+        await lock_kind(tx, policy.kind)
         if change_id is not None:
             row = await tx.fetchrow(f"SELECT {_COLUMNS} FROM policy_activations WHERE change_id = $1", change_id)
             if row is not None:
@@ -150,7 +150,7 @@ async def activate_if_none(conn: Connection, *, policy_text: str, reason: str) -
     already; the active version either way. Concurrent calls write one row (the kind's lock)."""
     policy = _checked(policy_text, [], reason, None, None)
     async with _transaction(conn) as tx:
-        await _lock_kind(tx, policy.kind)
+        await lock_kind(tx, policy.kind)
         current = await active_policy(tx, policy.kind)
         if current is not None:
             return current

@@ -14,10 +14,11 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
+from activities.bounded_read import FileUnreadable, read_file_at_most, shown_path
 from gates.bounds import MAX_ATTACHMENT_CHARS, MAX_ATTACHMENT_NAME_CHARS
 from gates.gate import validation_problems
 from gates.info_request import InfoAnswer
-from gates.text import neutralize, one_visible_line_problem, person_text_problem
+from gates.text import one_visible_line_problem, person_text_problem
 from hitl_temporal.cli.application import Application, pass_app, state_dir_option
 from hitl_temporal.cli.case_files import CaseFileError, one_line
 from hitl_temporal.cli.decisions import DECISION_TIMEOUT_SECONDS
@@ -34,19 +35,12 @@ class AttachmentError(CaseFileError):
 
 def read_attachment(path: Path) -> tuple[str, str]:
     """(the file's base name, its text), or AttachmentError saying in one line why it cannot go."""
-    shown = neutralize(str(path), keep_newlines=False)
-    if path.is_dir():
-        raise AttachmentError(f"{shown} is a directory, not a text file")
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_ATTACHMENT_BYTES + 1)
-    except FileNotFoundError:
-        raise AttachmentError(f"{shown}: no such file") from None
-    except OSError as err:
-        raise AttachmentError(f"{shown}: cannot read: {err.strerror or type(err).__name__}") from None
+    shown = shown_path(path)
     too_long = f"{shown} is longer than {MAX_ATTACHMENT_CHARS:,} characters, the most an answer's attachment keeps"
-    if len(data) > MAX_ATTACHMENT_BYTES:
-        raise AttachmentError(too_long)
+    try:
+        data = read_file_at_most(path, MAX_ATTACHMENT_BYTES, what="text", too_large="it " + too_long.removeprefix(f"{shown} "))
+    except FileUnreadable as err:
+        raise AttachmentError(str(err)) from None
     if b"\x00" in data:
         raise AttachmentError(f"{shown} is a binary file; attach a text file (UTF-8)")
     try:

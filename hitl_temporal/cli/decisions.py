@@ -48,16 +48,23 @@ def decision_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def submit_decision(
-    app: Application, case: str, outcome: DecisionOutcome, *, reviewer: str | None, reason: str, digest: str | None = None
+    app: Application,
+    case: str,
+    outcome: DecisionOutcome,
+    *,
+    reviewer: str | None,
+    reason: str,
+    digest: str | None = None,
+    ask: str | None = None,
 ) -> None:
     """Validate the decision here (exit 2 when it is malformed), attach its proof, then send it to the
-    case CASE names, on `digest` or the case's current one."""
+    case CASE names, on `digest` or the case's current one. `ask`: with request_info, whom to ask."""
     app.settings  # noqa: B018 -- a configuration error comes first
     person = acting_person(app, reviewer)
     if person is None:
         app.fail(f"give --as REVIEWER (your reviewer id){login_hint(app)}")
     try:
-        decision = Decision(outcome=outcome, reviewer=person, reason=reason, digest=digest)
+        decision = Decision(outcome=outcome, reviewer=person, reason=reason, digest=digest, ask=ask)
     except ValidationError as err:
         app.fail(format_validation_error(err))
     decision = decision.model_copy(update={"proof": proof_for(app, decision.reviewer)})
@@ -72,9 +79,10 @@ def submit_decision(
         receipt = await cases.decide(case_id, sent, timeout=DECISION_TIMEOUT_SECONDS)
         click.echo(f"accepted: {receipt.message}")
         if decision.digest is None and sent.digest is not None:
+            did, do = ("asked", "ask") if outcome == DecisionOutcome.REQUEST_INFO else ("decided", "decide")
             click.echo(
-                f"decided on the case's evidence as it stood just now: digest {sent.digest} "
-                "(pass --digest from `hitl show` to decide only on what you read)",
+                f"{did} on the case's evidence as it stood just now: digest {sent.digest} "
+                f"(pass --digest from `hitl show` to {do} only on what you read)",
                 err=True,
             )
         return 0

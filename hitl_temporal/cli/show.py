@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from activities.channels.links import ui_base_url, ui_workflow_url
+from gates.policy_change import CHANGE_ID_PREFIX
 from hitl_temporal.cli.application import Application, pass_app, state_dir_option
 from hitl_temporal.cli.render import case_renderable, emit, stdout_is_terminal
+from hitl_temporal.errors import CaseError
 
 
 @click.command()
@@ -22,6 +24,8 @@ def show(app: Application, case: str, as_json: bool) -> None:
     app.settings  # noqa: B018 -- a configuration error comes first
 
     async def body() -> int:
+        if case.strip().startswith(CHANGE_ID_PREFIX):  # not a case: its own workflow, query and command
+            raise CaseError(f"{case.strip()} is a policy change: use `hitl policy review {case.strip()}`")
         cases = await app.cases()
         view = await cases.get_case(await cases.resolve_case_id(case))
         if as_json:

@@ -2,17 +2,23 @@
 a proposed version is activated only when its owners approve it, with a proof; the proposer cannot
 approve their own change; raising a rule to auto needs a quorum of owners; a customer_commitment
 rule at auto cannot be proposed; a rejected change activates nothing; a case started before the
-activation keeps its version and one started after gets the new one.
+activation keeps its version and one started after gets the new one; no input can wedge, lose or
+fake a change (a flood continues it as new with its approvals; operators cancel or note it; a
+Temporal cancel is recorded; an inactive owner cannot approve; an approval that cannot be put in
+force is recorded as approved, not activated).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.worker import Replayer, Worker
@@ -21,19 +27,24 @@ from activities.identity import LocalIssuer
 from activities.policy_change import PolicyChangeActivities
 from activities.policy_files import bundled_policy_dir
 from activities.store.audit import verify_log
-from activities.store.policy_activations import activate_if_none, active_policy
+from activities.store.directory import current_directory, load_directory
+from activities.store.policy_activations import activate, activate_if_none, active_policy
 from demo.examples import example
+from gates.bounds import CONTINUE_AS_NEW_AFTER_SIGNALS
 from gates.cases import CaseKind
+from gates.directory import Directory
 from gates.policy_change import (
     WORKFLOW_TYPE,
     ChangeResult,
     ChangeState,
     ChangeView,
     PolicyChangeRequest,
+    PrepareChangeInput,
+    PreparedChange,
     change_details,
     change_summary,
 )
-from tests.case_helpers import case_view, start_case, wait_until_waiting
+from tests.case_helpers import HISTORIES, case_view, start_case, wait_until_waiting
 from tests.helpers import assert_eventually, run_hitl, unique_task_queue
 from workers.client import WORKER_DATA_CONVERTER, worker_client
 from workers.config import Settings
@@ -123,10 +134,42 @@ def decision(issuer: LocalIssuer | None, reviewer: str, outcome: str = "approve"
     return payload
 
 
-async def refused(handle: WorkflowHandle, payload: dict) -> str:
+async def refused(handle: WorkflowHandle, payload: dict, update: str = "submit_decision") -> str:
     with pytest.raises(WorkflowUpdateFailedError) as failed:
-        await handle.execute_update("submit_decision", payload)
+        await handle.execute_update(update, payload)
     return str(failed.value.cause)
+
+
+def operator(issuer: LocalIssuer | None, person: str, action: str, reason: str = "asked by the policy owners") -> dict:
+    payload = {"action": action, "operator": person, "reason": reason}
+    if issuer is not None:
+        payload["proof"] = issuer.mint(person, ttl=timedelta(minutes=30))
+    return payload
+
+
+async def save_change_history(handle: WorkflowHandle, path: str, *, folder: str = "") -> None:
+    """With HITL_RECORD_HISTORIES=1, keep this run's history as a replay fixture
+    (tests/histories/[FOLDER/]policy_change--PATH.json)."""
+    if os.environ.get("HITL_RECORD_HISTORIES") == "1":
+        (HISTORIES / folder / f"policy_change--{path}.json").write_text((await handle.fetch_history()).to_json())
+
+
+async def audit_kinds(pool, change_id: str) -> list[str]:
+    rows = await pool.fetch("SELECT kind FROM audit_events WHERE case_id = $1 ORDER BY case_seq", change_id)
+    return [r["kind"] for r in rows]
+
+
+async def set_inactive(pool, *people: str) -> None:
+    """A new directory version in which `people` are inactive (left the company)."""
+    directory = await current_directory(pool)
+    assert directory is not None
+    document = directory.document()
+    document["version"] = f"{directory.version}-{'-'.join(people)}-left"
+    for person in document["people"]:
+        if person["id"] in people:
+            person["active"] = False
+    async with pool.acquire() as conn:
+        await load_directory(conn, Directory.model_validate(document), "test")
 
 
 async def test_an_owner_approves_with_a_proof_and_the_version_is_activated_for_new_cases_only(temporal_env, world_pool, tmp_path):
@@ -154,6 +197,8 @@ async def test_an_owner_approves_with_a_proof_and_the_version_is_activated_for_n
             handle, decision(issuer, "fin_dir_lina", digest="sha256:" + "1" * 64)
         )
         assert "fin_rev_ana may not decide" in await refused(handle, decision(issuer, "fin_rev_ana"))
+        # the CFO's office is the escalation level, not an owner: before the change escalates it cannot approve
+        assert "fin_cos_raf" in await refused(handle, decision(issuer, "fin_cos_raf"))
         still = await view_of(handle)
         assert still.state == ChangeState.WAITING and still.approvals == [] and still.decision is None
         in_force = await active_policy(world_pool, CaseKind.RENEWAL)
@@ -163,6 +208,7 @@ async def test_an_owner_approves_with_a_proof_and_the_version_is_activated_for_n
         assert receipt["accepted"] and receipt["reviewer"] == "fin_dir_lina"
         result = await handle.result()
         assert result.outcome == "approve" and result.activated == "discount_policy_v3_3"
+        await save_change_history(handle, "approve")
 
         active = await active_policy(world_pool, CaseKind.RENEWAL)
         assert active is not None and active.policy_ref == "discount_policy_v3_3"
@@ -337,7 +383,9 @@ async def test_an_unanswered_change_is_reminded_escalated_to_the_last_level_and_
         await world_pool.fetchval("SELECT body_canonical FROM audit_events WHERE case_id = $1 AND kind = 'escalated'", handle.id)
     )
     assert escalated["to_group"] == "cfo_office"
-    told = await world_pool.fetch("SELECT kind, reviewer_group FROM notifications WHERE case_id = $1 ORDER BY id", handle.id)
+    told = await world_pool.fetch(
+        "SELECT kind, reviewer_group FROM notifications WHERE case_id = $1 AND kind <> 'decided' ORDER BY id", handle.id
+    )
     assert [(r["kind"], r["reviewer_group"]) for r in told] == [
         ("reminder", "policy_owners"),
         ("escalation", "cfo_office"),
@@ -378,3 +426,213 @@ async def test_a_signalled_decision_from_someone_who_may_not_decide_is_kept_as_a
         workflows=[PolicyChangeWorkflow], data_converter=WORKER_DATA_CONVERTER, workflow_runner=STRICT_WORKFLOW_RUNNER
     )
     await replayer.replay_workflow(history)
+
+
+async def test_a_flood_of_signals_continues_the_change_as_new_with_its_id_and_pending_approvals(
+    temporal_env, world_pool, tmp_path
+):
+    async with change_worker(temporal_env.client, world_pool, settings_for(tmp_path, "asserted")) as worker:
+        handle = await start_change(temporal_env.client, proposal(to_auto("5.1"), "fin_rev_ana", None), worker.task_queue)
+        await waiting(handle)
+        first_run = (await handle.describe()).run_id
+        await handle.execute_update("submit_decision", decision(None, "fin_dir_omar"))
+        for n in range(CONTINUE_AS_NEW_AFTER_SIGNALS + 4):  # more than one run takes
+            await handle.signal("decide", {"outcome": "approve", "reviewer": "fin_rev_ana", "reason": f"flood {n}"})
+
+        async def continued() -> ChangeView:
+            assert (await handle.describe()).run_id != first_run
+            view = await view_of(handle)
+            assert view.state == ChangeState.WAITING
+            return view
+
+        view = await assert_eventually(continued, timeout=60)
+        assert [a.decided_by for a in view.approvals] == ["fin_dir_omar"] and view.still_needed == ["a member of policy_owners"]
+        assert view.rejected_attempts and all("requested this case" in a.error for a in view.rejected_attempts)
+        await handle.execute_update("submit_decision", decision(None, "cfo_jane"))
+        result = await handle.result()
+        await save_change_history(
+            temporal_env.client.get_workflow_handle(handle.id, run_id=first_run), "flood_first_run", folder="continued"
+        )
+        await save_change_history(handle, "flood_next_run", folder="continued")
+    assert result.activated == "discount_policy_v5_1" and handle.id == "policy_change:discount_policy_v5_1"
+    row = await world_pool.fetchrow("SELECT run_id, record FROM policy_changes WHERE change_id = $1", handle.id)
+    assert row["run_id"] == first_run  # one record, under the change's first run
+    assert [a["decided_by"] for a in json.loads(row["record"])["approvals"]] == ["fin_dir_omar", "cfo_jane"]
+    active = await active_policy(world_pool, CaseKind.RENEWAL)
+    assert active is not None and active.approved_by == ["fin_dir_omar", "cfo_jane"]
+
+
+async def test_an_operator_notes_and_cancels_a_change_with_a_proof_and_nothing_is_activated(temporal_env, world_pool, tmp_path):
+    issuer = LocalIssuer(tmp_path)
+    async with change_worker(temporal_env.client, world_pool, settings_for(tmp_path)) as worker:
+        handle = await start_change(temporal_env.client, proposal(raised_band("5.2"), "fin_rev_ana", issuer), worker.task_queue)
+        await waiting(handle)
+        assert "fin_rev_ana requested this case and may not operate it" in await refused(
+            handle, operator(issuer, "fin_rev_ana", "cancel"), "operator_action"
+        )
+        assert "has no operator role" in await refused(handle, operator(issuer, "fin_rev_ben", "cancel"), "operator_action")
+        assert "takes cancel or note, not escalate" in await refused(
+            handle, operator(issuer, "fin_cos_raf", "escalate"), "operator_action"
+        )
+        assert "needs a proof" in await refused(handle, operator(None, "fin_cos_raf", "cancel"), "operator_action")
+        assert "invalid operator action" in await refused(handle, {"action": "cancel"}, "operator_action")
+        assert (await view_of(handle)).state == ChangeState.WAITING
+
+        noted = await handle.execute_update("operator_action", operator(issuer, "fin_cos_raf", "note", "owners are away"))
+        assert noted["result"] == "noted"
+        cancelled = await handle.execute_update("operator_action", operator(issuer, "fin_cos_raf", "cancel", "superseded"))
+        assert cancelled["result"] == "cancelled while waiting for a decision; nothing activated"
+        result = await handle.result()
+        assert (result.outcome, result.decided_by, result.activated) == ("cancelled", "operator:fin_cos_raf", None)
+        await save_change_history(handle, "operator_cancel")
+        view = await view_of(handle)
+        assert view.state == ChangeState.CANCELLED and [a.action for a in view.operator_actions] == ["note", "cancel"]
+    row = await world_pool.fetchrow("SELECT outcome, decided_by, record FROM policy_changes WHERE change_id = $1", handle.id)
+    assert (row["outcome"], row["decided_by"]) == ("cancelled", "operator:fin_cos_raf")
+    assert json.loads(row["record"])["operator_actions"][1]["identity"]["mode"] == "verified"
+    assert await audit_kinds(world_pool, handle.id) == [
+        "case_opened",
+        "gate_opened",
+        "operator_action",
+        "operator_action",
+        "cancelled",
+    ]
+    active = await active_policy(world_pool, CaseKind.RENEWAL)
+    assert active is not None and active.policy_ref != "discount_policy_v5_2"
+
+
+async def test_a_cancel_through_temporal_is_recorded_as_cancelled(temporal_env, world_pool, cli_env, tmp_path):
+    async with change_worker(temporal_env.client, world_pool, settings_for(tmp_path, "asserted")) as worker:
+        handle = await start_change(temporal_env.client, proposal(raised_band("5.3"), "fin_rev_ana", None), worker.task_queue)
+        await waiting(handle)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        await save_change_history(handle, "temporal_cancel")
+        reviewed = await run_hitl(cli_env(worker.task_queue), "policy", "review", handle.id)
+        assert reviewed.returncode == 0, reviewed.stderr
+        assert "(cancelled)" in reviewed.stdout and "cancelled by temporal:cancel-request" in reviewed.stdout
+    row = await world_pool.fetchrow("SELECT outcome, decided_by FROM policy_changes WHERE change_id = $1", handle.id)
+    assert (row["outcome"], row["decided_by"]) == ("cancelled", "temporal:cancel-request")
+    assert (await audit_kinds(world_pool, handle.id))[-1] == "cancelled"
+    active = await active_policy(world_pool, CaseKind.RENEWAL)
+    assert active is not None and active.policy_ref != "discount_policy_v5_3"
+
+
+async def test_an_owner_inactive_in_the_directory_cannot_approve(temporal_env, world_pool, tmp_path):
+    await set_inactive(world_pool, "fin_dir_lina")  # left before the change was proposed
+    async with change_worker(temporal_env.client, world_pool, settings_for(tmp_path, "asserted")) as worker:
+        handle = await start_change(temporal_env.client, proposal(raised_band("5.4"), "fin_rev_ana", None), worker.task_queue)
+        view = await waiting(handle)
+        assert "fin_dir_lina" not in view.may_decide and "fin_dir_omar" in view.may_decide
+        assert "fin_dir_lina may not decide" in await refused(handle, decision(None, "fin_dir_lina"))
+        await set_inactive(world_pool, "fin_dir_omar")  # leaves while the change waits
+        assert "fin_dir_omar may not decide" in await refused(handle, decision(None, "fin_dir_omar"))
+        await handle.signal("decide", decision(None, "fin_dir_omar"))
+
+        async def kept() -> None:
+            assert any("fin_dir_omar may not decide" in a.error for a in (await view_of(handle)).rejected_attempts)
+
+        await assert_eventually(kept)
+        await handle.execute_update("submit_decision", decision(None, "cfo_jane"))
+        result = await handle.result()
+    assert result.decided_by == "cfo_jane" and result.activated == "discount_policy_v5_4"
+
+
+async def test_an_approval_that_cannot_be_put_in_force_is_recorded_as_approved_not_activated(
+    temporal_env, world_pool, cli_env, tmp_path
+):
+    async with change_worker(temporal_env.client, world_pool, settings_for(tmp_path, "asserted")) as worker:
+        handle = await start_change(temporal_env.client, proposal(raised_band("5.5"), "fin_rev_ana", None), worker.task_queue)
+        assert (await waiting(handle)).brief.active == "discount_policy_v3_2"  # type: ignore[union-attr]
+        # meanwhile another version is put in force: approving 5.5 would silently undo it
+        await activate(
+            world_pool, policy_text=version("5.6"), approved_by=["cfo_jane"], reason="hotfix", change_id=None, trace_id=None
+        )
+        await handle.execute_update("submit_decision", decision(None, "fin_dir_lina"))
+        result = await handle.result()
+        assert result.outcome == "approve" and result.activated is None
+        assert result.not_activated is not None and "discount_policy_v5_6 was put in force after" in result.not_activated
+        assert (await view_of(handle)).state == ChangeState.NOT_ACTIVATED
+        env = cli_env(worker.task_queue)
+        reviewed = await run_hitl(env, "policy", "review", handle.id)
+        assert reviewed.returncode == 0 and "approved, not activated: discount_policy_v5_6 was put in force" in reviewed.stdout
+        shown = await run_hitl(env, "show", handle.id)
+        assert shown.returncode == 1 and f"is a policy change: use `hitl policy review {handle.id}`" in shown.stderr
+    active = await active_policy(world_pool, CaseKind.RENEWAL)
+    assert active is not None and active.policy_ref == "discount_policy_v5_6"
+    row = await world_pool.fetchrow("SELECT outcome, record FROM policy_changes WHERE change_id = $1", handle.id)
+    assert row["outcome"] == "approve" and "put in force after" in json.loads(row["record"])["not_activated"]
+
+
+async def test_a_change_that_continued_as_new_keeps_its_deadlines_and_times_out_with_every_event_recorded(
+    time_skipping_env, world_pool, tmp_path
+):
+    async with change_worker(time_skipping_env.client, world_pool, settings_for(tmp_path, "asserted")) as worker:
+        handle = await start_change(
+            time_skipping_env.client, proposal(raised_band("5.7"), "fin_rev_ana", None), worker.task_queue
+        )
+        await waiting(handle)
+        first_run = (await handle.describe()).run_id
+        for n in range(CONTINUE_AS_NEW_AFTER_SIGNALS + 2):
+            await handle.signal("decide", {"outcome": "approve", "reviewer": "fin_rev_ana", "reason": f"flood {n}"})
+        result = await handle.result()  # the owners' 24 h and the CFO office's 48 h, skipped, across the runs
+        assert (await handle.describe()).run_id != first_run
+    assert (result.outcome, result.decided_by, result.activated) == ("reject", "timeout:finance", None)
+    kinds = await audit_kinds(world_pool, handle.id)
+    assert [k for k in kinds if k != "decision_refused"] == [
+        "case_opened",
+        "gate_opened",
+        "reminded",
+        "reminded",
+        "escalated",
+        "timed_out",
+    ]
+    assert kinds.count("decision_refused") == CONTINUE_AS_NEW_AFTER_SIGNALS + 2
+    assert await world_pool.fetchval("SELECT run_id FROM policy_changes WHERE change_id = $1", handle.id) == first_run
+
+
+@activity.defn(name="prepare_policy_change")
+async def stuck_preparation(prepare: PrepareChangeInput) -> PreparedChange:
+    """A preparation that never ends (a database that hangs, say), until it is cancelled."""
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(0.5)
+
+
+async def test_a_change_stuck_in_preparation_is_cancelled_by_an_operator_through_temporal_and_recorded(
+    temporal_env, world_pool, cli_env, tmp_path
+):
+    settings = settings_for(tmp_path, "asserted")
+    activities = [
+        a
+        for a in activities_for(world_pool, settings, temporal_env.client)
+        if getattr(a, "__temporal_activity_definition").name != "prepare_policy_change"
+    ]
+    async with Worker(
+        worker_client(temporal_env.client),
+        task_queue=unique_task_queue("policy-change-stuck"),
+        workflows=[PolicyChangeWorkflow],
+        activities=[*activities, stuck_preparation],
+        workflow_runner=WORKFLOW_RUNNER,
+    ) as worker:
+        handle = await start_change(temporal_env.client, proposal(raised_band("5.8"), "fin_rev_ana", None), worker.task_queue)
+
+        async def preparing() -> None:
+            assert (await view_of(handle)).state == ChangeState.PREPARING
+
+        await assert_eventually(preparing)
+        cancelled = await run_hitl(
+            cli_env(worker.task_queue), "ops", "cancel", handle.id, "--as", "fin_cos_raf", "--reason", "wrong file", "--yes"
+        )
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert (
+            "cancellation requested in state preparing" in cancelled.stdout and "sent Temporal cancellation" in cancelled.stdout
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        view = await view_of(handle)
+        assert view.state == ChangeState.CANCELLED and view.brief is None
+    row = await world_pool.fetchrow("SELECT outcome, decided_by, reason FROM policy_changes WHERE change_id = $1", handle.id)
+    assert (row["outcome"], row["decided_by"], row["reason"]) == ("cancelled", "operator:fin_cos_raf", "wrong file")
+    assert await audit_kinds(world_pool, handle.id) == ["case_opened", "operator_action", "cancelled"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path, PurePath
+from typing import Any
 
 import pytest
 
@@ -74,7 +75,8 @@ def test_an_identical_version_has_an_empty_diff():
 def test_one_owner_approves_a_change_that_raises_nothing_to_auto():
     plan = approval_plan(ACTIVE, policy(proposed().replace("value: 15}", "value: 18}")))
     assert plan.owners == ["fin_dir_omar", "fin_dir_lina", "cfo_jane"] and plan.approvals_needed == 1
-    assert change_quorum(plan) is None
+    quorum = change_quorum(plan)  # one owner's seat: a member of the last level who is no owner cannot fill it
+    assert quorum is not None and quorum.seats == [OWNERS_GROUP] and quorum.needed == 1
 
 
 def test_raising_a_rule_to_auto_needs_a_majority_of_the_owners_or_their_quorum():
@@ -160,3 +162,77 @@ def test_only_distinct_owners_fill_the_quorum_and_the_proposer_fills_none():
     assert gate.open and gate.still_needed() == ["a member of policy_owners"]
     gate.accept(approve("cfo_jane"), "update", now)
     assert not gate.open and gate.approvers() == ["fin_dir_lina", "cfo_jane"]
+
+
+def _action(action: str, who: str = "fin_cos_raf"):
+    from gates.gate import OperatorAction
+
+    return OperatorAction.model_validate({"action": action, "operator": who, "reason": "asked"})
+
+
+def _problem(action: str, who: str = "fin_cos_raf", **overrides: Any) -> str | None:
+    from datetime import UTC, datetime
+
+    from gates.policy_change import ChangeState, change_operator_problem
+
+    judged: dict[str, Any] = {
+        "state": ChangeState.WAITING,
+        "proposer": "fin_rev_ana",
+        "operators": ["fin_cos_raf"],
+        "verified": True,
+        "kept": 0,
+        "directory_version": "v1",
+        "now": datetime(2026, 12, 2, 9, tzinfo=UTC),
+    } | overrides
+    return change_operator_problem(_action(action, who), **judged)
+
+
+def test_operators_cancel_or_note_a_change_but_not_their_own_nor_without_the_role():
+    from gates.policy_change import ChangeState
+
+    assert _problem("cancel") is None and _problem("note") is None
+    assert "takes cancel or note, not reassign" in (_problem("reassign") or "")
+    assert "fin_rev_ana requested this case and may not operate it" in (_problem("cancel", "fin_rev_ana") or "")
+    assert "has no operator role" in (_problem("cancel", "fin_rev_ben") or "")
+    assert _problem("cancel", "fin_rev_ben", verified=False) is None  # asserted mode: roles are not checked
+    assert "already approved" in (_problem("cancel", state=ChangeState.APPROVED) or "")
+    assert _problem("note", state=ChangeState.RECORDING) is None and "already recording" in (
+        _problem("cancel", state=ChangeState.RECORDING) or ""
+    )
+    assert "only cancel is possible" in (_problem("note", kept=30) or "") and _problem("cancel", kept=30) is None
+    assert "is starting" in (_problem("cancel", proposer=None) or "")
+
+
+def test_a_change_cancelled_before_its_brief_records_its_opening_and_the_cancel():
+    from datetime import UTC, datetime
+
+    from gates.gate import AcceptedDecision
+    from gates.policy_change import ChangeRecord, change_events
+
+    now = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    cancel = AcceptedDecision(
+        outcome="cancelled", decided_by="temporal:cancel-request", reason="r", via="operator", level=-1, at=now
+    )
+    record = ChangeRecord(
+        change_id="policy_change:discount_policy_v3_3",
+        run_id="run-1",
+        kind="renewal_discount_exception",
+        policy="discount_policy_v3_3",
+        proposed_digest="",
+        active=None,
+        proposer="fin_rev_ana",
+        proposer_reason="why",
+        outcome="cancelled",
+        decided_by=cancel.decided_by,
+        decided_via="operator",
+        reason="r",
+        decision=cancel,
+        brief=None,
+        opened_at=now,
+        decided_at=now,
+    )
+    events = change_events(record, None, activates=None)
+    assert [(e.kind.value, e.event_key) for e in events] == [
+        ("case_opened", "run-1/case_opened/1"),
+        ("cancelled", "run-1/cancelled/1"),
+    ]

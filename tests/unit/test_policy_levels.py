@@ -11,6 +11,7 @@ import pytest
 
 from activities.policy_files import bundled_policy_dir
 from gates.agreement import NO_RULE, measure_agreement
+from gates.brief import propose, render_brief
 from gates.policy import Policy, PolicyError, ReasonCode, evaluate, parse_policy_file
 from gates.whatif import what_if
 from tests.unit.factories import CRM_FULL, context, renewal
@@ -72,6 +73,23 @@ def test_a_rule_at_auto_lets_a_met_condition_through():
     assert l1.fired and not l1.requires_human and l1.reason_code == ReasonCode.THRESHOLD_BREACH and l1.automation == "auto"
     # another rule still at assist still sends the case to a human
     assert evaluate(policy, _facts(35), []).requires_human
+
+
+def test_the_brief_says_a_rule_at_auto_let_the_case_through_rather_than_listing_it_as_ok():
+    evaluation = evaluate(_policy("auto", "assist"), _facts(20), [])
+    brief = render_brief(
+        ask="a renewal discount",
+        requester="ae_sam",
+        justification="",
+        context=context({}),
+        evaluation=evaluation,
+        precedents=[],
+        headline="",
+        proposal=propose(evaluation, [], context({})),
+        questions=[],
+    )
+    assert "**L-1** condition met; at auto, it lets the case through: above 15%" in brief
+    assert "- ok: L-2" in brief  # the rule whose condition was not met
 
 
 @pytest.mark.parametrize("pct", [None, "twenty", True])

@@ -35,7 +35,8 @@ async def change_state(client: Client, change_id: str) -> ChangeView:
                 cause = failed.cause
                 message = cause.message if isinstance(cause, ApplicationError) else str(cause)
                 raise CaseError(f"{change_id} was refused: {message}") from None
-        if description.status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+        recorded = (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CANCELED)
+        if description.status not in recorded:  # a cancel is recorded (as cancelled) before the change ends
             status = description.status.name.lower().replace("_", " ") if description.status else "closed"
             raise CaseError(f"{change_id} ended without a recorded outcome ({status})")
         return await handle.query("policy_change_state", result_type=ChangeView)
@@ -113,11 +114,16 @@ def render_change(view: ChangeView) -> str:
             lines.append(f"still needed: {', '.join(view.still_needed)}")
     for approval in view.approvals:
         lines.append(f"approved by {terminal_text(approval.decided_by, one_line=True)}: {quoted(approval.reason)}")
-    if view.decision is not None and view.level is None:
-        d = view.decision
+    if view.decision is not None and view.level is None and view.decision not in view.approvals:
+        d = view.decision  # the last approval of a quorum is already listed above
         lines.append(f"{PAST.get(d.outcome, d.outcome)} by {terminal_text(d.decided_by, one_line=True)}: {quoted(d.reason)}")
     if view.activated:
         lines.append(f"activated: {view.activated}")
+    if view.not_activated:
+        lines.append(f"approved, not activated: {terminal_text(view.not_activated, one_line=True)}")
+    for action in view.operator_actions:
+        who = terminal_text(action.operator, one_line=True)
+        lines.append(f"operator {who}: {action.action} ({terminal_text(action.result, one_line=True)}): {quoted(action.reason)}")
     for attempt in view.rejected_attempts[-5:]:
         who = terminal_text(attempt.reviewer or "?", one_line=True)
         lines.append(f"refused attempt by {who}: {terminal_text(attempt.error, one_line=True)}")
