@@ -155,6 +155,14 @@ async def latest_trace(conn: Connection, case_id: str) -> asyncpg.Record | None:
     )
 
 
+async def latest_policy_change(conn: Connection, change_id: str) -> asyncpg.Record | None:
+    """A policy change's recorded decision (`id`, `record` as JSON text, `recorded_at`): its own
+    table (migration 0008), since a change is never a case's precedent; the newest run's."""
+    return await conn.fetchrow(
+        "SELECT id, record, recorded_at FROM policy_changes WHERE change_id = $1 ORDER BY id DESC LIMIT 1", change_id
+    )
+
+
 async def superseded_traces(conn: Connection, trace_id: int) -> list[asyncpg.Record]:
     """The traces `trace_id` supersedes, newest first, following the links back (`id`, `run_id`,
     `decision_key`, `outcome`, `decided_by`, `decided_via`, `recorded_at`)."""

@@ -8,7 +8,8 @@ import asyncpg
 import click
 import yaml
 
-from activities.store.traces import latest_trace, recorded_case_ids, superseded_traces
+from activities.store.traces import latest_policy_change, latest_trace, recorded_case_ids, superseded_traces
+from gates.policy_change import CHANGE_ID_PREFIX
 from gates.trace import DecisionTrace
 from hitl_temporal.cli.application import Application, pass_app, state_dir_option
 from hitl_temporal.client import MAX_CANDIDATES
@@ -21,7 +22,8 @@ from hitl_temporal.errors import CaseNotFound
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 @pass_app
 def trace(app: Application, case: str, fmt: str) -> None:
-    """Print the current decision trace of CASE (case ID, unique prefix or business key).
+    """Print the current decision trace of CASE (case ID, unique prefix or business key), or the
+    recorded decision of a policy change (`policy_change:<ref>`).
 
     A case has one current trace: after a reset or a re-run under the same ID, the newest decision's,
     listed with the earlier traces it supersedes (`supersedes`, newest first)."""
@@ -29,6 +31,8 @@ def trace(app: Application, case: str, fmt: str) -> None:
 
     async def body() -> int:
         conn = await app.database()
+        if case.strip().startswith(CHANGE_ID_PREFIX):
+            return await _policy_change(conn, case.strip(), fmt)
         row = await latest_trace(conn, case)
         if row is None:  # not an exact case ID: resolve it through Temporal, then the record's keys
             try:
@@ -62,6 +66,20 @@ def trace(app: Application, case: str, fmt: str) -> None:
         return 0
 
     app.run(body)
+
+
+async def _policy_change(conn: asyncpg.Connection, change_id: str, fmt: str) -> int:
+    """A policy change's decision, printed as a case's trace is: who decided, how, on which brief."""
+    row = await latest_policy_change(conn, change_id)
+    if row is None:
+        raise CaseNotFound(f"no decision recorded for {change_id} (not decided yet: see `hitl policy review {change_id}`)")
+    document = json.loads(row["record"])
+    document.update(trace_id=f"policy_changes/{row['id']}", recorded_at=row["recorded_at"].isoformat())
+    if fmt == "json":
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(yaml.dump(document, Dumper=_ReadableDumper, sort_keys=False, allow_unicode=True), nl=False)
+    return 0
 
 
 def _earlier(row: asyncpg.Record, newer_key: str) -> dict[str, object]:

@@ -361,6 +361,13 @@ async def test_the_cli_refuses_a_customer_commitment_rule_at_auto_and_proposing_
         assert result.activated == "discount_policy_v3_9"
         reviewed = await run_hitl(env, "policy", "review", "discount_policy_v3_9")
         assert reviewed.returncode == 0 and "activated: discount_policy_v3_9" in reviewed.stdout
+        # the change's decision is a trace like a case's: `hitl trace` prints who decided, how, and its record id
+        traced = await run_hitl(env, "trace", "policy_change:discount_policy_v3_9", "--format", "json")
+        assert traced.returncode == 0, traced.stderr
+        printed = json.loads(traced.stdout)
+        assert printed["decision"]["decided_by"] == "fin_dir_omar" and printed["trace_id"].startswith("policy_changes/")
+        undecided = await run_hitl(env, "trace", "policy_change:discount_policy_v9_9")
+        assert undecided.returncode != 0 and "no decision recorded for policy_change:discount_policy_v9_9" in undecided.stderr
     record = json.loads(await world_pool.fetchval("SELECT record FROM policy_changes WHERE change_id = $1", handle.id))
     assert record["proposer_identity"]["mode"] == record["decision"]["identity"]["mode"] == "verified"
 
