@@ -10,7 +10,7 @@ from workers.config import Settings
 from workers.worker import activities_for
 
 # The worker's health probe (`hitl check`'s own workflow) and the scheduled audit checkpoint: never called by a case.
-NOT_CALLED_BY_CASES = {"record_stack_check", "sign_audit_checkpoint"}
+NOT_CALLED_BY_CASES = {"record_stack_check", "sign_audit_checkpoint", "prepare_policy_change", "record_policy_change"}
 
 
 def _signatures(functions: list) -> dict[str, tuple[list[type] | None, type | None]]:
