@@ -189,3 +189,50 @@ async def test_an_answer_to_a_case_that_asked_nothing_is_refused_by_the_case(tem
     assert result.returncode == 1 and result.stderr.startswith("hitl: refused: "), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert view.state == CaseState.WAITING and view.info_rounds == [], "nothing written"
+
+
+# -- `hitl answer` in verified mode -----------------------------------------------------------------------
+
+
+async def test_in_verified_mode_only_the_person_asked_answers_with_a_proof(temporal_env, world_pool, cli_env, tmp_path):
+    """A proof from the worker's local issuer names who answers: someone else's valid proof is refused,
+    an answer with no proof is refused, each in one line and changing nothing; the person asked is accepted."""
+    verified = Settings(_env_file=None, database_url=None, identity="verified", state_dir=tmp_path / "state")
+    request = example(CaseKind.RENEWAL, human=True, renewal=f"fy26-{uuid.uuid4().hex[:8]}")
+    async with new_worker(temporal_env.client, world_pool, settings=verified) as worker:
+        env = cli_env(worker.task_queue) | {
+            "HITL_IDENTITY": "verified",
+            "HITL_STATE_DIR": str(verified.state_dir),
+            "HITL_CONFIG_DIR": str(tmp_path / "config"),
+        }
+        handle = await start_case(temporal_env.client, request, worker.task_queue)
+        await wait_until_waiting(handle)
+        asked = await run_hitl(env, "request-info", handle.id, "--as", "fin_rev_ana", "--reason", QUESTION, "--ask", "ae_jordan")
+        assert asked.returncode == 0, asked.stderr
+
+        async def awaiting_info():
+            view = await case_view(handle)
+            assert view.state == CaseState.AWAITING_INFO, view.state
+            return view
+
+        await assert_eventually(awaiting_info, timeout=30)
+
+        other = await run_hitl(env, "answer", handle.id, "--as", "fin_rev_ben", "--text", "not mine to say")
+        assert other.returncode == 1, other.stderr
+        assert other.stderr.startswith("hitl: refused: ") and "fin_rev_ben" in other.stderr, other.stderr
+        assert len(other.stderr.strip().splitlines()) == 1, other.stderr
+        unproven = {**env, "HITL_IDENTITY": "asserted"}  # this CLI attaches no proof
+        no_proof = await run_hitl(unproven, "answer", handle.id, "--as", "ae_jordan", "--text", ANSWER)
+        assert no_proof.returncode == 1, no_proof.stderr
+        assert no_proof.stderr.startswith("hitl: "), no_proof.stderr
+        assert "proof" in no_proof.stderr, no_proof.stderr
+        assert len(no_proof.stderr.strip().splitlines()) == 1, no_proof.stderr
+        view = await awaiting_info()
+        assert view.info_rounds[-1].answer is None, "neither refused answer was kept"
+
+        answered = await run_hitl(env, "answer", handle.id, "--as", "ae_jordan", "--text", ANSWER)
+        assert answered.returncode == 0, answered.stderr
+        assert answered.stdout.startswith("accepted: ")
+        back = await wait_until_waiting(handle, round_no=2)
+        assert ANSWER in (back.brief or "")
+        await handle.terminate("test over")

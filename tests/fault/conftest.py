@@ -237,9 +237,14 @@ class FaultStack(LocalStack):
 
 @contextlib.asynccontextmanager
 async def fault_stack(
-    name: str, *, delays: Delays | dict[str, Delays] | None = None, connector_urls: dict[str, str] | None = None
+    name: str,
+    *,
+    delays: Delays | dict[str, Delays] | None = None,
+    connector_urls: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None,
 ) -> AsyncIterator[FaultStack]:
-    """Start PostgreSQL (migrated, seeded), Temporal and one worker subprocess; stop them all afterwards."""
+    """Start PostgreSQL (migrated, seeded), Temporal and one worker subprocess; stop them all afterwards.
+    `worker_env`: more settings for every worker (e.g. HITL_SMTP_*), over the stack's own."""
     with postgres_capable_tmpdir(f"hitl-fault-{name}-") as root:
         policy_dir = write_policies(root / "policies", delays)
         stack = FaultStack(root=root)
@@ -254,6 +259,7 @@ async def fault_stack(
             HITL_IDENTITY="asserted",  # these tests are about crashes, not proofs (tests/*/test_trust.py are)
             **({"HITL_CONNECTOR_URLS": json.dumps(connector_urls)} if connector_urls else {}),
         )
+        stack.worker_env.update(worker_env or {})
         try:
             await stack.start()
             await stack.connect()
