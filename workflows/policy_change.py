@@ -503,11 +503,15 @@ class PolicyChangeWorkflow:
     @submit_decision.validator
     def _validate_decision(self, *payloads: RawValue) -> None:
         decision = self._decision_in(payloads)
-        try:
-            self._trust.identity(decision.reviewer, decision.proof, channel="submit_decision")
-        except ProofRefused as refused:
-            raise refusal(str(refused), "DecisionRejected") from None
+        self._check_identity(decision.reviewer, decision.proof, channel="submit_decision", refused_as="DecisionRejected")
         self._gate_accepting(decision)
+
+    def _check_identity(self, person: str, proof: str | None, *, channel: str, refused_as: str) -> None:
+        """A validator's check of the sender's proof: refused before anything is written."""
+        try:
+            self._trust.identity(person, proof, channel=channel)
+        except ProofRefused as refused:
+            raise refusal(str(refused), refused_as) from None
 
     @staticmethod
     def _decision_in(payloads: Sequence[Any]) -> Decision:
@@ -616,10 +620,7 @@ class PolicyChangeWorkflow:
     @operator_action.validator
     def _validate_operator_action(self, *payloads: RawValue) -> None:
         action = self._operator_action_in(payloads)
-        try:
-            self._trust.identity(action.operator, action.proof, channel="operator_action")
-        except ProofRefused as refused:
-            raise refusal(str(refused), "OperatorActionRejected") from None
+        self._check_identity(action.operator, action.proof, channel="operator_action", refused_as="OperatorActionRejected")
         self._check_operator_action(action)
 
     @staticmethod

@@ -59,13 +59,17 @@ def trace(app: Application, case: str, fmt: str) -> None:
             earlier = await superseded_traces(conn, row["id"])
             newer_keys = [row["decision_key"], *(e["decision_key"] for e in earlier)]
             document["supersedes"] = [_earlier(e, newer_key) for e, newer_key in zip(earlier, newer_keys, strict=False)]
-        if fmt == "json":
-            click.echo(json.dumps(document, indent=2))
-        else:
-            click.echo(yaml.dump(document, Dumper=_ReadableDumper, sort_keys=False, allow_unicode=True), nl=False)
+        _print(document, fmt)
         return 0
 
     app.run(body)
+
+
+def _print(document: dict[str, object], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(yaml.dump(document, Dumper=_ReadableDumper, sort_keys=False, allow_unicode=True), nl=False)
 
 
 async def _policy_change(conn: asyncpg.Connection, change_id: str, fmt: str) -> int:
@@ -75,10 +79,7 @@ async def _policy_change(conn: asyncpg.Connection, change_id: str, fmt: str) -> 
         raise CaseNotFound(f"no decision recorded for {change_id} (not decided yet: see `hitl policy review {change_id}`)")
     document = json.loads(row["record"])
     document.update(trace_id=f"policy_changes/{row['id']}", recorded_at=row["recorded_at"].isoformat())
-    if fmt == "json":
-        click.echo(json.dumps(document, indent=2))
-    else:
-        click.echo(yaml.dump(document, Dumper=_ReadableDumper, sort_keys=False, allow_unicode=True), nl=False)
+    _print(document, fmt)
     return 0
 
 
