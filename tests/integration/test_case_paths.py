@@ -118,6 +118,36 @@ async def test_request_info_waits_for_the_answer_then_gathers_again_and_returns_
     assert [(r["asked"], r["answer"]) for r in trace["info_rounds"]] == [(requester, "The 2025 MSA.")]
 
 
+async def test_an_unanswered_question_is_reminded_closes_and_the_case_goes_back_to_its_gate_as_the_policy_says(
+    time_skipping_env, world_pool
+):
+    """The bundled policies say `no_answer: back_to_gate`: nobody answers, the person asked is reminded, the
+    question closes unanswered (both told), the gate reopens, and the case then runs its ladder to the timeout."""
+    kind = CaseKind.PROCUREMENT
+    policy = POLICIES[kind]
+    assert policy.gate.no_answer == "back_to_gate"
+    reviewer = FIRST_REVIEWER[kind]
+    requester = example(kind, human=True).requester
+    async with new_worker(time_skipping_env.client, world_pool) as worker:
+        handle = await start_case(time_skipping_env.client, example(kind, human=True), worker.task_queue)
+        await wait_until_waiting(handle)
+        await handle.execute_update(
+            "submit_decision", Decision(outcome="request_info", reviewer=reviewer, reason="Is the quote for three years?")
+        )
+        result = await _result(handle)  # the time-skipping server runs the question's and the gate's timers
+    assert result.outcome == policy.gate.timeout_outcome and result.decided_via == "timeout"
+    trace = json.loads((await trace_row(world_pool, handle))["trace"])
+    assert [(r["asked"], r["outcome"], r["answer"]) for r in trace["info_rounds"]] == [(requester, "no_answer", None)]
+    notes = await world_pool.fetch("SELECT kind, payload FROM notifications WHERE case_id = $1 ORDER BY id", handle.id)
+    kinds = [n["kind"] for n in notes]
+    info = [k for k in kinds if k.startswith("info_")]
+    assert info == ["info_requested", "info_reminder", "info_unanswered"]
+    unanswered = json.loads(next(n["payload"] for n in notes if n["kind"] == "info_unanswered"))
+    assert unanswered["recipients"] == [requester, reviewer]
+    assert "the case went back to the gate" in unanswered["notification"]["message"]
+    assert kinds.index("info_unanswered") < kinds.index("timeout"), "the gate reopened after the question closed"
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_silent_gate_reminds_escalates_through_every_level_and_times_out(time_skipping_env, world_pool, kind):
     policy = POLICIES[kind]
