@@ -68,19 +68,21 @@ def conflict_of(
     delegations: Sequence[Delegation],
     now: datetime,
     doing: str = "decide",
+    proposal: bool = False,
 ) -> str | None:
-    """Why `person` may not decide (or, `doing="operate"`, act as an operator on) this case at all, or None."""
+    """Why `person` may not decide (or, `doing="operate"`, act as an operator on) this case at all, or None.
+
+    `proposal`: the case is a policy change, whose requester is its proposer; the reason says so."""
     if person == requester:
-        return f"{person} requested this case and may not {doing} it"
+        did = "proposed this change" if proposal else "requested this case"
+        return f"{person} {did} and may not {doing} it"
     if subject is not None and person == subject:
         return f"{person} is the subject of this case (whose access changes) and may not {doing} it"
     for d in in_force(delegations, now):
         if d.delegate == person and d.delegator in (requester, subject):
             role = "requester" if d.delegator == requester else "subject"
-            return (
-                f"{person} is a delegate of {d.delegator}, the {role} of this case ({delegation_note(d)}), "
-                f"and may not {doing} it"
-            )
+            of_what = "the proposer of this change" if proposal else f"the {role} of this case"
+            return f"{person} is a delegate of {d.delegator}, {of_what} ({delegation_note(d)}), and may not {doing} it"
     return None
 
 

@@ -261,7 +261,7 @@ class GateState(_OmitsEmptyTrustFields):
         {
             "trusted", "identity_mode", "subject", "digest", "directory_version", "delegations", "case_delegations",
             "inactive", "operators",
-            "serving", "quorum", "approvals", "rejections", "openings",
+            "serving", "quorum", "approvals", "rejections", "openings", "proposal",
         }
     )
 
@@ -296,6 +296,7 @@ class GateState(_OmitsEmptyTrustFields):
     approvals: list[AcceptedDecision] = Field(default_factory=list, description="Approvals so far, toward the quorum")
     rejections: list[AcceptedDecision] = Field(default_factory=list, description="Rejections so far, when one does not end it")
     openings: list[GateOpening] = Field(default_factory=list, description="Each round's opening, for the audit log")
+    proposal: bool = Field(default=False, description="The gate decides a policy change: its requester is the proposer")
 
     # -- who may decide -----------------------------------------------------------------------
 
@@ -381,7 +382,9 @@ class GateState(_OmitsEmptyTrustFields):
             return f"{person} requested this case and may not decide it" if person == self.requester else None
         at = now if now is not None else self.level_started_at
         delegations = self.all_delegations()
-        return conflict_of(person, requester=self.requester, subject=self.subject, delegations=delegations, now=at)
+        return conflict_of(
+            person, requester=self.requester, subject=self.subject, delegations=delegations, now=at, proposal=self.proposal
+        )
 
     def all_delegations(self) -> list[Delegation]:
         return self.delegations + self.case_delegations

@@ -552,7 +552,9 @@ def change_operator_problem(
         return f"a policy change takes cancel or note, not {action.action.value}: its owners decide it (hitl policy review)"
     if proposer is None:
         return "the change is starting; try again in a moment"
-    if problem := conflict_of(action.operator, requester=proposer, subject=None, delegations=[], now=now, doing="operate"):
+    if problem := conflict_of(
+        action.operator, requester=proposer, subject=None, delegations=[], now=now, doing="operate", proposal=True
+    ):
         return problem
     if verified and operators is not None and action.operator not in operators:
         return (

@@ -362,6 +362,7 @@ class PolicyChangeWorkflow:
             trusted=True,
             identity_mode=trust.mode if trust is not None else "verified",
             quorum=change_quorum(plan),
+            proposal=True,
         )
         self._apply(gate, roster)
         gate.note_opening(now)

@@ -188,7 +188,9 @@ async def test_an_owner_approves_with_a_proof_and_the_version_is_activated_for_n
         assert (await wait_until_waiting(before)).policy == "discount_policy_v3_2"
 
         # the proposer is an owner, and still may not approve their own change: refused, nothing written
-        assert "fin_dir_omar requested this case and may not decide it" in await refused(handle, decision(issuer, "fin_dir_omar"))
+        assert "fin_dir_omar proposed this change and may not decide it" in await refused(
+            handle, decision(issuer, "fin_dir_omar")
+        )
         no_proof = {"outcome": "approve", "reviewer": "fin_dir_lina", "reason": "ok"}
         assert "needs a proof that you are fin_dir_lina" in await refused(handle, no_proof)
         forged = decision(issuer, "fin_dir_lina") | {"proof": issuer.mint("fin_rev_ana", ttl=timedelta(minutes=5))}
@@ -351,7 +353,7 @@ async def test_the_cli_refuses_a_customer_commitment_rule_at_auto_and_proposing_
 
         # `hitl approve` decides a change as it decides a case, with a proof (verified identity)
         own = await run_hitl(env, "approve", "policy_change:discount_policy_v3_9", "--as", "fin_rev_ana", "--reason", "mine")
-        assert own.returncode == 1 and "fin_rev_ana requested this case and may not decide it" in own.stderr
+        assert own.returncode == 1 and "fin_rev_ana proposed this change and may not decide it" in own.stderr
         approved = await run_hitl(
             env, "approve", "policy_change:discount_policy_v3_9", "--as", "fin_dir_omar", "--reason", "the what-if is clean"
         )
@@ -420,7 +422,7 @@ async def test_a_signalled_decision_from_someone_who_may_not_decide_is_kept_as_a
         async def kept() -> None:
             attempts = (await view_of(handle)).rejected_attempts
             assert [a.reviewer for a in attempts] == ["fin_rev_ana", None]
-            assert "fin_rev_ana requested this case" in attempts[0].error
+            assert "fin_rev_ana proposed this change" in attempts[0].error
 
         await assert_eventually(kept)
         await handle.signal("decide", decision(None, "fin_dir_lina"))
@@ -454,7 +456,7 @@ async def test_a_flood_of_signals_continues_the_change_as_new_with_its_id_and_pe
 
         view = await assert_eventually(continued, timeout=60)
         assert [a.decided_by for a in view.approvals] == ["fin_dir_omar"] and view.still_needed == ["a member of policy_owners"]
-        assert view.rejected_attempts and all("requested this case" in a.error for a in view.rejected_attempts)
+        assert view.rejected_attempts and all("proposed this change" in a.error for a in view.rejected_attempts)
         await handle.execute_update("submit_decision", decision(None, "cfo_jane"))
         result = await handle.result()
         await save_change_history(
@@ -474,7 +476,7 @@ async def test_an_operator_notes_and_cancels_a_change_with_a_proof_and_nothing_i
     async with change_worker(temporal_env.client, world_pool, settings_for(tmp_path)) as worker:
         handle = await start_change(temporal_env.client, proposal(raised_band("5.2"), "fin_rev_ana", issuer), worker.task_queue)
         await waiting(handle)
-        assert "fin_rev_ana requested this case and may not operate it" in await refused(
+        assert "fin_rev_ana proposed this change and may not operate it" in await refused(
             handle, operator(issuer, "fin_rev_ana", "cancel"), "operator_action"
         )
         assert "has no operator role" in await refused(handle, operator(issuer, "fin_rev_ben", "cancel"), "operator_action")

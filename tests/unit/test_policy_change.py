@@ -150,12 +150,13 @@ def test_only_distinct_owners_fill_the_quorum_and_the_proposer_fills_none():
         trusted=True,
         identity_mode="asserted",
         quorum=change_quorum(plan),
+        proposal=True,
     )
 
     def approve(who: str) -> Decision:
         return Decision(outcome="approve", reviewer=who, reason="ok")
 
-    assert "fin_dir_omar requested this case" in (gate.problem_with(approve("fin_dir_omar"), now) or "")
+    assert "fin_dir_omar proposed this change" in (gate.problem_with(approve("fin_dir_omar"), now) or "")
     assert "fills no open seat" in (gate.problem_with(approve("fin_cos_raf"), now) or "")
     assert gate.problem_with(approve("fin_dir_lina"), now) is None
     gate.accept(approve("fin_dir_lina"), "update", now)
@@ -192,7 +193,7 @@ def test_operators_cancel_or_note_a_change_but_not_their_own_nor_without_the_rol
 
     assert _problem("cancel") is None and _problem("note") is None
     assert "takes cancel or note, not reassign" in (_problem("reassign") or "")
-    assert "fin_rev_ana requested this case and may not operate it" in (_problem("cancel", "fin_rev_ana") or "")
+    assert "fin_rev_ana proposed this change and may not operate it" in (_problem("cancel", "fin_rev_ana") or "")
     assert "has no operator role" in (_problem("cancel", "fin_rev_ben") or "")
     assert _problem("cancel", "fin_rev_ben", verified=False) is None  # asserted mode: roles are not checked
     assert "already approved" in (_problem("cancel", state=ChangeState.APPROVED) or "")
