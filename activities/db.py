@@ -37,11 +37,20 @@ async def connect(dsn: str | None, *, source: str = "HITL_DATABASE_URL") -> asyn
         ) from err
 
 
+async def _no_session_state_to_reset(_conn: asyncpg.Connection) -> None:
+    """The project's code leaves no session state on a connection: its advisory locks are
+    transaction-level, its cursors live inside transactions, it never LISTENs or SETs. So a released
+    connection skips asyncpg's reset query (a round trip to PostgreSQL on every release); asyncpg still
+    rolls back a transaction left open and drops listeners before calling this."""
+
+
 async def create_pool(dsn: str | None, *, source: str = "HITL_DATABASE_URL", max_size: int = 10) -> asyncpg.Pool:
     if not dsn:
         raise DatabaseUnavailable(f"no PostgreSQL configured: {source}")
     try:
-        return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS)
+        return await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS, reset=_no_session_state_to_reset
+        )
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as err:
         raise DatabaseUnavailable(
             f"cannot reach PostgreSQL at {redact_dsn(dsn)} (from {source}): {type(err).__name__}: {err}"
