@@ -93,14 +93,16 @@ def case_worker(
     **options,
 ) -> Worker:
     """A worker of the case workflows with the given activities: the real ones (`build_worker`) or the
-    fast test tier's fakes of the same names (tests/unit/workflow/, in STRICT_WORKFLOW_RUNNER), configured alike."""
+    fast test tier's fakes of the same names (tests/unit/workflow/, in STRICT_WORKFLOW_RUNNER), configured alike.
+    `interceptors` in `options` come after the heartbeat interceptor."""
+    extra_interceptors = options.pop("interceptors", [])
     return Worker(
         worker_client(client),
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=activities,
         workflow_runner=workflow_runner,
-        interceptors=[HeartbeatWhileRunning()],
+        interceptors=[HeartbeatWhileRunning(), *extra_interceptors],
         # No workflow_failure_exception_types: a nondeterministic replay fails the workflow *task*,
         # which Temporal retries, so the case keeps running and resumes on a compatible worker. This
         # matters in a rolling deploy of a patched change: an old worker that replays a case a new

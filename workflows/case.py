@@ -112,6 +112,10 @@ COMBINED_PATCH = "one-marker-combined-reads"
 # to the gate. Decided lazily, where a trusted case first takes a request_info decision, so cases that
 # never ask record no marker; cases without it keep going straight back to gathering.
 INFO_WAIT_PATCH = "request-info-waits-for-answer"
+# A decide signal that reaches a continued run in its first task, before the run has restored the
+# carried state, waits for it; before this patch it was judged against the empty state ("starting")
+# and the attempt was then overwritten by the restore. Decided lazily, in that handler only.
+SIGNAL_AFTER_RESTORE_PATCH = "signal-waits-for-restored-state"
 # A one-off delegation (`hitl delegate`) lasts as long as the case waits; this only bounds it.
 ONE_OFF_DELEGATION = timedelta(days=3650)
 
@@ -142,6 +146,19 @@ class CaseWorkflow:
             self._hardened = self._combined or workflow.patched(HARDENED_PATCH)
             self._patch_decided = True
         return self._hardened
+
+    def _restoring(self) -> bool:
+        """A continued run whose first task has not restored the carried state yet. Temporal hands
+        the run its first signals and updates with that task, before the run method's first step;
+        a handler then waits for the state instead of refusing the sender as "starting"."""
+        return (
+            self._case.request is None
+            and self._case.state != CaseState.REFUSED
+            and workflow.info().continued_run_id is not None
+        )
+
+    async def _restored(self) -> None:
+        await workflow.wait_condition(lambda: not self._restoring())
 
     def _info_waits(self) -> bool:
         """Whether a request_info question goes to a person and the case waits for the answer
@@ -186,9 +203,11 @@ class CaseWorkflow:
     async def decide(self, *payloads: RawValue) -> None:
         """Never raises: whatever arrives (no data, several payloads, any encoding, any JSON) is
         either a decision the gate accepts or a rejected attempt with its reason."""
-        now = workflow.now()
         self._signals_this_run += 1
         self._hardening()
+        if self._restoring() and workflow.patched(SIGNAL_AFTER_RESTORE_PATCH):
+            await self._restored()
+        now = workflow.now()
         try:
             value: Any = single_json(payloads, what="the decide signal")
             judge, shown, reviewer = self._case.judging_gate(), value, reviewer_of(value)
@@ -232,6 +251,9 @@ class CaseWorkflow:
         description="Decide and get the result back; rejected with the reason when the decision is not allowed.",
     )
     async def submit_decision(self, *payloads: RawValue) -> DecisionReceipt:
+        if self._restoring():  # accepted unjudged (see the validator): judged now, as the validator would
+            await self._restored()
+            self._validate_decision(*payloads)
         decision = self._decision_in(payloads)
         identity: Identity | None = None
         if self._trust is not None:
@@ -262,6 +284,8 @@ class CaseWorkflow:
 
     @submit_decision.validator
     def _validate_decision(self, *payloads: RawValue) -> None:
+        if self._restoring():  # the handler judges it once the state is back (in this same task)
+            return
         decision = self._decision_in(payloads)
         self._check_identity(decision.reviewer, decision.proof, channel="submit_decision", refused_as="DecisionRejected")
         self._gate_accepting(decision)
@@ -303,6 +327,9 @@ class CaseWorkflow:
         ),
     )
     async def answer_info(self, *payloads: RawValue) -> AnswerReceipt:
+        if self._restoring():
+            await self._restored()
+            self._validate_answer(*payloads)
         answer = self._answer_in(payloads)
         identity: Identity | None = None
         if self._trust is not None:
@@ -328,6 +355,8 @@ class CaseWorkflow:
 
     @answer_info.validator
     def _validate_answer(self, *payloads: RawValue) -> None:
+        if self._restoring():
+            return
         answer = self._answer_in(payloads)
         self._check_identity(answer.answerer, answer.proof, channel="answer_info", refused_as="AnswerRejected")
         self._check_answer(answer)
@@ -349,6 +378,9 @@ class CaseWorkflow:
         description="Operators: escalate now, reassign the current level to a group, cancel, or note a retry. Kept in the trace.",
     )
     async def operator_action(self, *payloads: RawValue) -> OperatorReceipt:
+        if self._restoring():
+            await self._restored()
+            self._validate_operator_action(*payloads)
         action = self._operator_action_in(payloads)
         self._check_operator_action(action)  # state may have moved since validation
         identity: Identity | None = None
@@ -427,6 +459,8 @@ class CaseWorkflow:
 
     @operator_action.validator
     def _validate_operator_action(self, *payloads: RawValue) -> None:
+        if self._restoring():
+            return
         action = self._operator_action_in(payloads)
         self._check_identity(action.operator, action.proof, channel="operator_action", refused_as="OperatorActionRejected")
         self._check_operator_action(action)

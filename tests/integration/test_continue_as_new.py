@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
+from typing import NoReturn
 
+from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
+from temporalio.worker import (
+    ContinueAsNewInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 
 from demo.examples import example
 from gates import bounds
@@ -110,16 +121,8 @@ async def test_a_flood_of_large_signals_never_pushes_a_run_near_the_history_limi
         latest = client.get_workflow_handle(handle.id, result_type=CaseResult)
         view = await wait_until_waiting(latest)
         assert all(a.payload["truncated"] for a in view.rejected_attempts), "a huge payload was kept whole"
-        # the run just continued may still be starting: a decision then is refused with "send it again"
-        async def decided() -> None:
-            try:
-                await latest.execute_update("submit_decision", Decision(outcome="reject", reviewer="sec_rev_eli", reason="no"))
-            except WorkflowUpdateFailedError as err:
-                if "case is starting" in str(err.cause):
-                    raise AssertionError(f"not yet: {err.cause}") from err  # assert_eventually asks again
-                raise
-
-        await assert_eventually(decided, timeout=30, interval=0.5)
+        # even if the run just continued is still starting, the decision waits for its state
+        await latest.execute_update("submit_decision", Decision(outcome="reject", reviewer="sec_rev_eli", reason="no"))
         assert (await latest.result()).outcome == "reject"
     assert (await trace_row(world_pool, handle))["outcome"] == "reject"
 
@@ -147,3 +150,61 @@ async def test_decisions_in_flight_when_the_case_continues_as_new_are_not_lost(t
     row = await trace_row(world_pool, handle)
     trace = json.loads(row["trace"])
     assert [a["operator"] for a in trace["operator_actions"]] == ["ops_oncall"]
+
+
+class _HoldTheContinueAsNew(Interceptor):
+    """Holds the activation in which a case continues as new for a moment (host-side state: the sandbox
+    is handed this class, not a re-import), so that the test can stop the worker first: the continued
+    run's first task then waits, unpolled, for whatever the test sends it."""
+
+    def __init__(self) -> None:
+        self.continuing = threading.Event()
+
+    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+        continuing = self.continuing
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
+                continuing.set()
+                with workflow.unsafe.sandbox_unrestricted():
+                    time.sleep(1.0)  # under the SDK's 2 s deadlock limit
+                super().continue_as_new(input)
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+        return Inbound
+
+
+async def test_a_decision_and_a_signal_that_reach_the_continued_run_before_it_restored_its_state_are_taken(
+    temporal_env, world_pool
+):
+    """Temporal hands a continued run its first updates and signals with its first task, before the run
+    method restores the carried state. They used to be refused as "case is starting" (an update) or
+    lost (a decide signal, overwritten by the restore); they are judged against the restored case."""
+    client = temporal_env.client
+    hold = _HoldTheContinueAsNew()
+    worker = new_worker(client, world_pool, interceptors=[hold])
+    queue = worker.task_queue
+    async with worker:
+        handle = await start_case(client, example(CaseKind.PROCUREMENT, human=True), queue)
+        await wait_until_waiting(handle)
+        for n in range(bounds.CONTINUE_AS_NEW_AFTER_SIGNALS):
+            await raw_signal(client, handle.id, [json_payload({"junk": n})])
+        await asyncio.to_thread(hold.continuing.wait, 30)
+        # leaving the block stops the worker's polling at once, and lets the held task finish
+    latest = client.get_workflow_handle(handle.id, result_type=CaseResult)
+    assert (await latest.describe()).run_id != handle.first_execution_run_id, "continued, and nobody polls the new run"
+    await latest.signal("decide", {"outcome": "approve", "reviewer": "nobody_here", "reason": "kept as an attempt"})
+    update = asyncio.create_task(
+        latest.execute_update("submit_decision", Decision(outcome="approve", reviewer="vp_ops_raj", reason="budgeted"))
+    )
+    await asyncio.sleep(1.0)  # the update is admitted by the server, waiting for the run's first task
+    async with new_worker(client, world_pool, task_queue=queue):
+        receipt = await asyncio.wait_for(update, timeout=60)
+        result = await asyncio.wait_for(latest.result(), timeout=60)
+        await save_history(latest, CaseKind.PROCUREMENT, "judged_after_restore", folder="continued")
+    assert receipt["accepted"] and (result.outcome, result.decided_by) == ("approve", "vp_ops_raj")
+    trace = json.loads((await trace_row(world_pool, handle))["trace"])
+    assert [a["reviewer"] for a in trace["rejected_attempts"] if a["via"] == "signal"][-1:] == ["nobody_here"]

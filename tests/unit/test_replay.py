@@ -8,7 +8,8 @@ run: `before_local_reads/` (regular activities for every read and every attribut
 `before_trust/` (before TRUST_PATCH: no proofs, digest or directory re-reads), `before_combined/`
 (before COMBINED_PATCH: three patch markers, and separate reads of the start's metadata and the
 policy, of the roster and the keys). `continued/` holds the two runs of a case that continued as
-new, and `*--verified_approve` a case decided with a proof. `policy_change--*` are PolicyChange
+new (and a continued run that took a decision and a signal in its first task, before it restored
+its state), and `*--verified_approve` a case decided with a proof. `policy_change--*` are PolicyChange
 workflows (an approved change, an operator's cancel, a cancel through Temporal; in `continued/`, the
 two runs of a flooded change), replayed under the
 change ID their start names; record them with `HITL_RECORD_HISTORIES=1 pytest tests/integration/test_policy_change.py`.
