@@ -10,17 +10,26 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from pytest_httpserver import HTTPServer
+from temporalio import workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import (
+    ContinueAsNewInput,
+    Interceptor,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 
 from workers.config import Settings
 from workers.worker import build_worker
@@ -120,3 +129,28 @@ def local_http_server() -> Iterator[HTTPServer]:
 async def run_hitl(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """The `hitl` console script as a user runs it, without blocking the event loop."""
     return await asyncio.to_thread(subprocess.run, [HITL, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+class HoldTheContinueAsNew(Interceptor):
+    """Holds the activation in which a case continues as new for a moment (host-side state: the sandbox
+    is handed this class, not a re-import), so that the test can stop the worker first: the continued
+    run's first task then waits, unpolled, for whatever the test sends it."""
+
+    def __init__(self) -> None:
+        self.continuing = threading.Event()
+
+    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+        continuing = self.continuing
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
+                continuing.set()
+                with workflow.unsafe.sandbox_unrestricted():
+                    time.sleep(1.0)  # under the SDK's 2 s deadlock limit
+                super().continue_as_new(input)
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+        return Inbound

@@ -145,6 +145,12 @@ def carried_change(payloads: Sequence[Any], info: workflow.Info) -> ChangeCarryO
     return carried
 
 
+# A decide signal that reaches a continued change in its first task, before the run has restored the
+# carried state, waits for it; before this patch it was kept among the early attempts that the restore
+# then overwrote. Decided lazily, in that handler only (as the case workflow's).
+SIGNAL_AFTER_RESTORE_PATCH = "signal-waits-for-restored-state"
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
 class PolicyChangeWorkflow:
     def __init__(self) -> None:
@@ -165,6 +171,14 @@ class PolicyChangeWorkflow:
         self._operators: list[str] | None = None  # the directory's operators for the policy's gate, as last read
         self._cancel_requested: OperatorRecord | None = None  # an operator's cancel that needs Temporal's to interrupt
         self._signals_this_run = 0
+
+    def _restoring(self) -> bool:
+        """A continued run whose first task has not restored the carried state yet: Temporal hands the
+        run its first signals and updates with that task, before the run method's first step."""
+        return self._request is None and self._state != ChangeState.REFUSED and workflow.info().continued_run_id is not None
+
+    async def _restored(self) -> None:
+        await workflow.wait_condition(lambda: not self._restoring())
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -480,6 +494,9 @@ class PolicyChangeWorkflow:
         description="Approve or reject the policy change (hitl approve|reject CHANGE); refused with the reason when not allowed.",
     )
     async def submit_decision(self, *payloads: RawValue) -> DecisionReceipt:
+        if self._restoring():  # accepted unjudged (see the validator): judged now, as the validator would
+            await self._restored()
+            self._validate_decision(*payloads)
         decision = self._decision_in(payloads)
         try:
             identity = await self._trust.verified(decision.reviewer, decision.proof, channel="submit_decision")
@@ -503,6 +520,8 @@ class PolicyChangeWorkflow:
 
     @submit_decision.validator
     def _validate_decision(self, *payloads: RawValue) -> None:
+        if self._restoring():  # the handler judges it once the state is back (in this same task)
+            return
         decision = self._decision_in(payloads)
         self._check_identity(decision.reviewer, decision.proof, channel="submit_decision", refused_as="DecisionRejected")
         self._gate_accepting(decision)
@@ -546,8 +565,10 @@ class PolicyChangeWorkflow:
     )
     async def decide(self, *payloads: RawValue) -> None:
         """Never raises: a decision the gate accepts, or a rejected attempt with its reason."""
-        now = workflow.now()
         self._signals_this_run += 1
+        if self._restoring() and workflow.patched(SIGNAL_AFTER_RESTORE_PATCH):
+            await self._restored()
+        now = workflow.now()
         try:
             value: Any = single_json(payloads, what="the decide signal")
         except InputProblem as problem:
@@ -591,6 +612,9 @@ class PolicyChangeWorkflow:
         description="Operators: cancel the policy change (nothing activated) or note something on it. Kept in its record.",
     )
     async def operator_action(self, *payloads: RawValue) -> OperatorReceipt:
+        if self._restoring():
+            await self._restored()
+            self._validate_operator_action(*payloads)
         action = self._operator_action_in(payloads)
         self._check_operator_action(action)
         try:
@@ -620,6 +644,8 @@ class PolicyChangeWorkflow:
 
     @operator_action.validator
     def _validate_operator_action(self, *payloads: RawValue) -> None:
+        if self._restoring():
+            return
         action = self._operator_action_in(payloads)
         self._check_identity(action.operator, action.proof, channel="operator_action", refused_as="OperatorActionRejected")
         self._check_operator_action(action)

@@ -11,21 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
-from typing import NoReturn
 
-from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
-from temporalio.worker import (
-    ContinueAsNewInput,
-    Interceptor,
-    WorkflowInboundInterceptor,
-    WorkflowInterceptorClassInput,
-    WorkflowOutboundInterceptor,
-)
 
 from demo.examples import example
 from gates import bounds
@@ -33,7 +22,7 @@ from gates.cases import CaseKind
 from gates.gate import Decision
 from gates.trace import CaseResult
 from tests.case_helpers import case_view, save_history, start_case, trace_row, wait_until_waiting
-from tests.helpers import assert_eventually, new_worker
+from tests.helpers import HoldTheContinueAsNew, assert_eventually, new_worker
 from tests.hostile import json_payload, raw_payload, raw_signal
 
 
@@ -152,31 +141,6 @@ async def test_decisions_in_flight_when_the_case_continues_as_new_are_not_lost(t
     assert [a["operator"] for a in trace["operator_actions"]] == ["ops_oncall"]
 
 
-class _HoldTheContinueAsNew(Interceptor):
-    """Holds the activation in which a case continues as new for a moment (host-side state: the sandbox
-    is handed this class, not a re-import), so that the test can stop the worker first: the continued
-    run's first task then waits, unpolled, for whatever the test sends it."""
-
-    def __init__(self) -> None:
-        self.continuing = threading.Event()
-
-    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
-        continuing = self.continuing
-
-        class Outbound(WorkflowOutboundInterceptor):
-            def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
-                continuing.set()
-                with workflow.unsafe.sandbox_unrestricted():
-                    time.sleep(1.0)  # under the SDK's 2 s deadlock limit
-                super().continue_as_new(input)
-
-        class Inbound(WorkflowInboundInterceptor):
-            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
-                super().init(Outbound(outbound))
-
-        return Inbound
-
-
 async def test_a_decision_and_a_signal_that_reach_the_continued_run_before_it_restored_its_state_are_taken(
     temporal_env, world_pool
 ):
@@ -184,7 +148,7 @@ async def test_a_decision_and_a_signal_that_reach_the_continued_run_before_it_re
     method restores the carried state. They used to be refused as "case is starting" (an update) or
     lost (a decide signal, overwritten by the restore); they are judged against the restored case."""
     client = temporal_env.client
-    hold = _HoldTheContinueAsNew()
+    hold = HoldTheContinueAsNew()
     worker = new_worker(client, world_pool, interceptors=[hold])
     queue = worker.task_queue
     async with worker:

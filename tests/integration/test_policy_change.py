@@ -45,7 +45,7 @@ from gates.policy_change import (
     change_summary,
 )
 from tests.case_helpers import HISTORIES, case_view, start_case, wait_until_waiting
-from tests.helpers import assert_eventually, run_hitl, unique_task_queue
+from tests.helpers import HoldTheContinueAsNew, assert_eventually, run_hitl, unique_task_queue
 from workers.client import WORKER_DATA_CONVERTER, worker_client
 from workers.config import Settings
 from workers.heartbeat import HeartbeatWhileRunning
@@ -74,7 +74,9 @@ def ref(v: str) -> str:
     return f"discount_policy_v{v.replace('.', '_')}"
 
 
-def change_worker(client: Client, pool, settings: Settings) -> Worker:
+def change_worker(
+    client: Client, pool, settings: Settings, *, interceptors: list | None = None, task_queue: str | None = None
+) -> Worker:
     """The project's worker with the PolicyChange workflow and its activities (listed in workers/worker.py or not)."""
     activities = activities_for(pool, settings, client)
     known = {getattr(a, "__temporal_activity_definition").name for a in activities}
@@ -82,11 +84,11 @@ def change_worker(client: Client, pool, settings: Settings) -> Worker:
     workflows = WORKFLOWS if PolicyChangeWorkflow in WORKFLOWS else [*WORKFLOWS, PolicyChangeWorkflow]
     return Worker(
         worker_client(client),
-        task_queue=unique_task_queue("policy-change"),
+        task_queue=task_queue or unique_task_queue("policy-change"),
         workflows=workflows,
         activities=activities,
         workflow_runner=WORKFLOW_RUNNER,
-        interceptors=[HeartbeatWhileRunning()],
+        interceptors=[HeartbeatWhileRunning(), *(interceptors or [])],
     )
 
 
@@ -469,6 +471,33 @@ async def test_a_flood_of_signals_continues_the_change_as_new_with_its_id_and_pe
     assert [a["decided_by"] for a in json.loads(row["record"])["approvals"]] == ["fin_dir_omar", "cfo_jane"]
     active = await active_policy(world_pool, CaseKind.RENEWAL)
     assert active is not None and active.approved_by == ["fin_dir_omar", "cfo_jane"]
+
+
+async def test_a_decision_and_a_signal_that_reach_the_continued_change_before_it_restored_its_state_are_taken(
+    temporal_env, world_pool, tmp_path
+):
+    """As tests/integration/test_continue_as_new.py for cases: the continued run's first task brings a
+    signal and an update; they are judged against the restored change, not refused or lost."""
+    client, hold = temporal_env.client, HoldTheContinueAsNew()
+    worker = change_worker(client, world_pool, settings_for(tmp_path, "asserted"), interceptors=[hold])
+    async with worker:
+        handle = await start_change(client, proposal(raised_band("5.3"), "fin_rev_ana", None), worker.task_queue)
+        await waiting(handle)
+        for n in range(CONTINUE_AS_NEW_AFTER_SIGNALS):
+            await handle.signal("decide", {"outcome": "approve", "reviewer": "fin_rev_ana", "reason": f"flood {n}"})
+        await asyncio.to_thread(hold.continuing.wait, 30)
+    latest = client.get_workflow_handle(handle.id)
+    assert (await latest.describe()).run_id != handle.first_execution_run_id
+    await latest.signal("decide", {"outcome": "approve", "reviewer": "nobody_here", "reason": "kept"})
+    update = asyncio.create_task(latest.execute_update("submit_decision", decision(None, "fin_dir_omar")))
+    await asyncio.sleep(1.0)  # admitted by the server, waiting for the run's first task
+    async with change_worker(client, world_pool, settings_for(tmp_path, "asserted"), task_queue=worker.task_queue):
+        receipt = await asyncio.wait_for(update, timeout=60)
+        await asyncio.wait_for(latest.result(), timeout=60)
+    assert receipt["accepted"]
+    row = await world_pool.fetchrow("SELECT outcome, decided_by, record FROM policy_changes WHERE change_id = $1", handle.id)
+    assert (row["outcome"], row["decided_by"]) == ("approve", "fin_dir_omar")
+    assert "nobody_here" in [a["reviewer"] for a in json.loads(row["record"])["rejected_attempts"]]
 
 
 async def test_an_operator_notes_and_cancels_a_change_with_a_proof_and_nothing_is_activated(temporal_env, world_pool, tmp_path):
