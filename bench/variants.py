@@ -66,6 +66,7 @@ VARIANTS = tuple(FEATURES)
 _REGULAR_ONLY = ("task_queue", "heartbeat_timeout", "versioning_intent", "priority")
 
 _orig_execute_activity = workflow.execute_activity
+_orig_execute_activity_method = workflow.execute_activity_method
 _orig_upsert = workflow.upsert_search_attributes
 _orig_wait_condition = workflow.wait_condition
 _orig_patched = workflow.patched
@@ -133,6 +134,18 @@ def _execute_activity(act: Any, *args: Any, **kwargs: Any):
     return _orig_execute_activity(act, *args, **kwargs)
 
 
+def _execute_activity_method(act: Any, *args: Any, **kwargs: Any):
+    """The product calls its activities by method (workflows/activity_calls.py), not by name."""
+    name = getattr(getattr(act, "__temporal_activity_definition", None), "name", None)
+    if name in CONNECTORS and _has("local"):
+        for key in _REGULAR_ONLY:
+            kwargs.pop(key, None)
+        return workflow.execute_local_activity_method(act, *args, **kwargs)
+    if _has("merged"):
+        _flush()
+    return _orig_execute_activity_method(act, *args, **kwargs)
+
+
 def _upsert_search_attributes(updates: Any) -> None:
     if not _has("merged"):
         return _orig_upsert(updates)
@@ -160,5 +173,6 @@ def install(queues: dict[str, str]) -> None:
     store_audit.append_with_trace_event = _append_with_trace_event  # type: ignore[assignment]
     workflow.patched = _patched  # type: ignore[assignment]
     workflow.execute_activity = _execute_activity  # type: ignore[assignment]
+    workflow.execute_activity_method = _execute_activity_method  # type: ignore[assignment]
     workflow.upsert_search_attributes = _upsert_search_attributes  # type: ignore[assignment]
     workflow.wait_condition = _wait_condition  # type: ignore[assignment]

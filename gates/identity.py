@@ -120,7 +120,7 @@ def _shown(value: object, limit: int = 80) -> str:
     return repr(_plain(value, limit))
 
 
-def _hint(issuers: Iterable[IssuerKeys], person: str) -> str:
+def how_to_get_proof(issuers: Iterable[IssuerKeys], person: str) -> str:
     """How to get a proof from these issuers, with the person filled in when it is a valid id."""
     shown = person if _PERSON_ID.match(person) else _PERSON_PLACEHOLDER
     hints = list(dict.fromkeys(issuer.how_to_get.replace(_PERSON_PLACEHOLDER, shown) for issuer in issuers))
@@ -194,7 +194,7 @@ def verify_proof(
     """The proof's findings if `token` is a valid proof that `person` is acting, at `now` (the workflow's time).
 
     Raises ProofRefused (one line, no token in it) otherwise. Deterministic: same inputs, same result."""
-    hint = _hint(trust.issuers, person)
+    hint = how_to_get_proof(trust.issuers, person)
     if not isinstance(token, str):
         raise ProofRefused(f"proof must be a signed token (a string), not {type(token).__name__}; get one: {hint}")
     if not token.strip():
@@ -226,7 +226,7 @@ def verify_proof(
         trusted = ", ".join(_shown(known.issuer) for known in trust.issuers) or "none"
         what = f"from issuer {_shown(claimed_issuer)}" if claimed_issuer is not None else "names no issuer (iss)"
         raise ProofRefused(f"proof is {what}, which is not trusted (trusted: {trusted}); get one: {hint}")
-    hint = _hint([issuer], person)
+    hint = how_to_get_proof([issuer], person)
     name = _shown(issuer.issuer)
 
     kid = header.get("kid")

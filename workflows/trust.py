@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityActivities
     from gates.case_file import CaseFile
     from gates.gate import GateState, Identity
-    from gates.identity import ProofRefused, TrustRequest, TrustSnapshot, verify_proof
+    from gates.identity import ProofRefused, TrustRequest, TrustSnapshot, how_to_get_proof, verify_proof
     from gates.messages import Roster, RosterRequest
     from workflows.activity_calls import LOCAL_ATTEMPT_TIMEOUT, LOCAL_RETRY, local_read
 
@@ -86,7 +86,7 @@ class CaseTrust:
         if trust.mode == "asserted":
             return Identity(mode="asserted", person=person, channel=channel)
         if proof is None:
-            raise ProofRefused(f"{channel} needs a proof that you are {person}: {_how_to_get(trust, person)}")
+            raise ProofRefused(f"{channel} needs a proof that you are {person}: {how_to_get_proof(trust.issuers, person)}")
         try:
             verified = verify_proof(proof, trust, person=person, now=workflow.now())
         except ProofRefused as refused:
@@ -175,8 +175,3 @@ def apply_roster(gate: GateState, roster: Roster) -> None:
 
 def _involved(gate: GateState) -> list[str]:
     return [person for person in (gate.requester, gate.subject) if person]
-
-
-def _how_to_get(trust: TrustSnapshot, person: str) -> str:
-    hints = list(dict.fromkeys(issuer.how_to_get.replace("PERSON", person) for issuer in trust.issuers))
-    return " or ".join(hints) if hints else "no proof issuer is configured (HITL_IDENTITY=verified needs one)"
