@@ -65,7 +65,6 @@ SETTINGS_OF_VARIANT: dict[str, dict[str, Any]] = {"asserted": {"identity": "asse
 VARIANTS = tuple(FEATURES)
 _REGULAR_ONLY = ("task_queue", "heartbeat_timeout", "versioning_intent", "priority")
 
-_orig_execute_activity = workflow.execute_activity
 _orig_execute_activity_method = workflow.execute_activity_method
 _orig_upsert = workflow.upsert_search_attributes
 _orig_wait_condition = workflow.wait_condition
@@ -124,18 +123,9 @@ def _flush() -> None:
         _orig_upsert(list(updates.values()))
 
 
-def _execute_activity(act: Any, *args: Any, **kwargs: Any):
-    if isinstance(act, str) and act in CONNECTORS and _has("local"):
-        for key in _REGULAR_ONLY:
-            kwargs.pop(key, None)
-        return workflow.execute_local_activity(act, *args, **kwargs)
-    if _has("merged"):
-        _flush()
-    return _orig_execute_activity(act, *args, **kwargs)
-
-
 def _execute_activity_method(act: Any, *args: Any, **kwargs: Any):
-    """The product calls its activities by method (workflows/activity_calls.py), not by name."""
+    """Every activity the product schedules goes through here: it calls them by method
+    (workflows/activity_calls.py), never by name with `workflow.execute_activity`."""
     name = getattr(getattr(act, "__temporal_activity_definition", None), "name", None)
     if name in CONNECTORS and _has("local"):
         for key in _REGULAR_ONLY:
@@ -172,7 +162,6 @@ def install(queues: dict[str, str]) -> None:
     store_audit.append_events = _append_events  # type: ignore[assignment]
     store_audit.append_with_trace_event = _append_with_trace_event  # type: ignore[assignment]
     workflow.patched = _patched  # type: ignore[assignment]
-    workflow.execute_activity = _execute_activity  # type: ignore[assignment]
     workflow.execute_activity_method = _execute_activity_method  # type: ignore[assignment]
     workflow.upsert_search_attributes = _upsert_search_attributes  # type: ignore[assignment]
     workflow.wait_condition = _wait_condition  # type: ignore[assignment]
