@@ -14,7 +14,7 @@ import json
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from demo.examples import example
 from gates import bounds
@@ -133,12 +133,17 @@ async def test_decisions_in_flight_when_the_case_continues_as_new_are_not_lost(t
             return_exceptions=True,
         )
         assert not isinstance(receipt, BaseException), receipt
-        assert receipt["accepted"] and not isinstance(note, BaseException), note
+        assert receipt["accepted"], receipt
+        # An update the closing run had admitted is retried by the client on the new run, after a backoff.
+        # If the decision's retry lands first, the case can record and complete before the note's retry
+        # arrives: then the note is refused as too late, to its sender, and is not in the trace.
+        too_late = isinstance(note, RPCError) and note.status == RPCStatusCode.NOT_FOUND
+        assert too_late or not isinstance(note, BaseException), note
         result = await asyncio.wait_for(latest.result(), timeout=60)
     assert (result.outcome, result.decided_by) == ("approve", "vp_ops_raj")
     row = await trace_row(world_pool, handle)
     trace = json.loads(row["trace"])
-    assert [a["operator"] for a in trace["operator_actions"]] == ["ops_oncall"]
+    assert [a["operator"] for a in trace["operator_actions"]] == ([] if too_late else ["ops_oncall"])
 
 
 async def test_a_decision_and_a_signal_that_reach_the_continued_run_before_it_restored_its_state_are_taken(
