@@ -140,6 +140,10 @@ class CaseActivities:
             brief=brief, proposal=proposal, agent=await self.advise_case(AdviseInput.of(brief, case.context, case.evaluation))
         )
 
+    def agent_configured(self) -> bool:
+        """Whether `advise_case` would ask an agent (read with the case's opening since LOCAL_GATHERS_PATCH)."""
+        return agent_configured(self._settings)
+
     @activity.defn(name="advise_case")
     async def advise_case(self, question: AdviseInput) -> AgentNote:
         """The optional agent's advice on a written brief; any failure is a note, never a failed case.

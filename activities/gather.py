@@ -8,6 +8,7 @@ anything permanent comes back as `MissingContext` in the result, never as an exc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.connectors import Connector, HttpConnector, LocalConnector, TransientSourceError
 from activities.connectors._items import all_missing
 from gates.evidence import SOURCES, ConnectorResult, SourceRequest
+from gates.messages import SourceAttempt
 
 TRANSIENT_ERROR_TYPE = "TransientSourceError"
 
@@ -45,6 +47,19 @@ def build_connectors(pool: asyncpg.Pool, settings: ConnectorSettings) -> dict[st
 class GatherActivities:
     def __init__(self, pool: asyncpg.Pool, settings: ConnectorSettings):
         self.connectors = build_connectors(pool, settings)
+
+    async def attempt(self, request: SourceRequest, *, within: float) -> SourceAttempt:
+        """One quick attempt at a source, never raising: its answer, or why the case must ask it again
+        as its own activity (slow, failing or unknown). For a case's opening read (activities/openings.py)."""
+        if request.source not in self.connectors:
+            return SourceAttempt(source=request.source, error=f"no source {request.source!r}")
+        try:
+            result = await asyncio.wait_for(self._gather(request.source, request), within)
+        except TimeoutError:
+            return SourceAttempt(source=request.source, error=f"{request.source} did not answer within {within:g}s")
+        except Exception as err:  # any failure: the regular activity asks again, with its retries
+            return SourceAttempt(source=request.source, error=f"{type(err).__name__}: {err}")
+        return SourceAttempt(source=request.source, result=result)
 
     async def _gather(self, source: str, request: SourceRequest) -> ConnectorResult:
         if request.source != source:

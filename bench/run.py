@@ -94,7 +94,7 @@ FULL = Config(
 # runner in a worker process without compiled modules (PYTHONDONTWRITEBYTECODE=1, no .pyc anywhere).
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "strict", "unsandboxed", "project_no_pyc")
 VARIANTS = (
-    "before_hardened", "before_lean", "local_acts", "merged_upserts", "lean_plus", "asserted", "before_trust", "before_combined",
+    "before_hardened", "before_lean", "before_local_gathers", "merged_upserts", "asserted", "before_trust", "before_combined",
     "no_audit_writes",
 )
 

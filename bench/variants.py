@@ -10,14 +10,12 @@ workflow's (or activity's) task queue and change nothing on a `product` queue:
 - `before_hardened`: the product as it was before `HARDENED_PATCH` (the baseline of this change):
   `workflow.patched(HARDENED_PATCH)` answers False, so no start metadata is read, no attribute is
   unset at the first task, no heartbeat is set and the case never continues as new.
-- `local_acts`: the connectors (`gather_*`) as local activities too, with the same timeouts, retry
-  policies and summaries. Not the product's choice: they call external systems that may be slow or
-  failing, which operators should see as pending activities in `hitl ops stuck`.
+- `before_local_gathers`: the product as it was before `LOCAL_GATHERS_PATCH`: the connectors
+  (`gather_*`) as regular activities only, and the brief written by the `summarize_case` local activity.
 - `merged_upserts`: search-attribute upserts are collected and sent as one upsert just before the
   workflow schedules its next regular activity or waits, i.e. one upsert per workflow task (the last
   value of each attribute wins). Bench-only: a handler that changes attributes while the main loop
   keeps waiting would publish nothing until the loop's next step.
-- `lean_plus`: both.
 - `asserted`: the product with identity off (`HITL_IDENTITY=asserted` for that queue's worker, set by
   `bench.worker_proc`): no proof is verified, but the directory is still read again per decision and the
   evidence digest is still composed (both are TRUST_PATCH's, in either mode).
@@ -28,7 +26,7 @@ workflow's (or activity's) task queue and change nothing on a `product` queue:
 - `no_audit_writes`: the product with its activities writing no audit rows (the database side of the
   audit log: the advisory lock, the head reads, the inserts, the trace digest); the workflow still
   computes the events and sends them, so that part of the cost is not in the difference.
-Every `before_*` variant also answers False for `COMBINED_PATCH`, which implies the others.
+Every `before_*` variant also answers False for `LOCAL_GATHERS_PATCH` and `COMBINED_PATCH`, which imply the others.
 
 Histories of these variants exist only on the bench's own task queues.
 """
@@ -42,19 +40,15 @@ from temporalio import activity, workflow
 
 from activities.policy_files import PolicyCache, load_policies
 from activities.store import audit as store_audit
-from workflows.case import COMBINED_PATCH, HARDENED_PATCH, LEAN_PATCH
+from workflows.case import COMBINED_PATCH, HARDENED_PATCH, LEAN_PATCH, LOCAL_GATHERS_PATCH
 from workflows.trust import TRUST_PATCH
 
-CONNECTORS = frozenset(
-    {"gather_crm", "gather_chat", "gather_vendor_master", "gather_finance", "gather_procurement", "gather_iam"}
-)
 FEATURES: dict[str, frozenset[str]] = {
     "product": frozenset(),
     "before_lean": frozenset({"before_lean"}),
     "before_hardened": frozenset({"before_hardened"}),
-    "local_acts": frozenset({"local"}),
+    "before_local_gathers": frozenset({"before_local_gathers"}),
     "merged_upserts": frozenset({"merged"}),
-    "lean_plus": frozenset({"local", "merged"}),
     "asserted": frozenset({"asserted"}),
     "before_trust": frozenset({"before_trust"}),
     "before_combined": frozenset({"before_combined"}),
@@ -63,7 +57,6 @@ FEATURES: dict[str, frozenset[str]] = {
 # Variants that are a worker setting, not a change to the workflow code (bench.worker_proc applies them).
 SETTINGS_OF_VARIANT: dict[str, dict[str, Any]] = {"asserted": {"identity": "asserted"}}
 VARIANTS = tuple(FEATURES)
-_REGULAR_ONLY = ("task_queue", "heartbeat_timeout", "versioning_intent", "priority")
 
 _orig_execute_activity_method = workflow.execute_activity_method
 _orig_upsert = workflow.upsert_search_attributes
@@ -81,8 +74,13 @@ def _has(feature: str) -> bool:
     return feature in FEATURES[_variant_of_queue.get(workflow.info().task_queue, "product")]
 
 
+_BEFORE = ("before_local_gathers", "before_combined", "before_trust", "before_hardened", "before_lean")
+
+
 def _patched(patch_id: str) -> bool:
-    if patch_id == COMBINED_PATCH and any(_has(f) for f in ("before_combined", "before_trust", "before_hardened", "before_lean")):
+    if patch_id == LOCAL_GATHERS_PATCH and any(_has(f) for f in _BEFORE):
+        return False
+    if patch_id == COMBINED_PATCH and any(_has(f) for f in _BEFORE[1:]):
         return False
     if patch_id == LEAN_PATCH and _has("before_lean"):
         return False
@@ -124,13 +122,8 @@ def _flush() -> None:
 
 
 def _execute_activity_method(act: Any, *args: Any, **kwargs: Any):
-    """Every activity the product schedules goes through here: it calls them by method
+    """Every regular activity the product schedules goes through here: it calls them by method
     (workflows/activity_calls.py), never by name with `workflow.execute_activity`."""
-    name = getattr(getattr(act, "__temporal_activity_definition", None), "name", None)
-    if name in CONNECTORS and _has("local"):
-        for key in _REGULAR_ONLY:
-            kwargs.pop(key, None)
-        return workflow.execute_local_activity_method(act, *args, **kwargs)
     if _has("merged"):
         _flush()
     return _orig_execute_activity_method(act, *args, **kwargs)

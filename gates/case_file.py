@@ -78,6 +78,9 @@ class CaseFile:
     audit_mark: AuditMark = field(default_factory=AuditMark)  # how much of this file the audit log holds
     # since INFO_WAIT_PATCH (workflows/case.py): every question sent to a person, the open one last
     info_rounds: list[InfoRequest] = field(default_factory=list)
+    # Whether an agent advises on briefs, read as the case opened (since LOCAL_GATHERS_PATCH, when the
+    # workflow writes the brief itself); None: not read, and the brief is written by `summarize_case`.
+    agent_configured: bool | None = None
 
     @classmethod
     def restored(cls, carried: CaseCarryOver) -> tuple[CaseFile, AtGate]:
@@ -106,6 +109,7 @@ class CaseFile:
             audit_mark=carried.audit_mark,
             operators=carried.gate.operators if carried.trusted else None,
             info_rounds=carried.info_rounds,
+            agent_configured=carried.agent_configured,
         )
         at_gate = AtGate(
             request=request,

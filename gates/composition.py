@@ -350,6 +350,7 @@ def carry_over(case: CaseFile, at_gate: AtGate, *, workflow_id: str, first_execu
             trusted=case.trusted,
             audit_mark=case.audit_mark,
             info_rounds=case.info_rounds,
+            agent_configured=case.agent_configured,
         )
     )
 

@@ -268,6 +268,28 @@ class Directory(BaseModel):
         )
 
 
+def narrowed_roster(roster: Roster, groups: Sequence[str], people: Sequence[str] = ()) -> Roster:
+    """What `Directory.roster(groups, people)` answers, from a roster read for more groups (and the same
+    people, gate and moment): a case reads the roster of every group its policy may need together with
+    its precedents, before its evaluation says which groups its gate needs (LOCAL_GATHERS_PATCH)."""
+    asked = list(dict.fromkeys(groups))
+    members = {g: roster.members.get(g, []) for g in asked}
+    inactive = {g: roster.inactive[g] for g in asked if g in roster.inactive}
+    involved = {p for listed in (*members.values(), *inactive.values()) for p in listed} | set(people)
+    delegations = [d for d in roster.delegations if d.delegator in involved or d.delegate in involved]
+    named = {p for listed in members.values() for p in listed}
+    if roster.directory_version is not None:  # without a directory file only members are named (the world_* tables)
+        named |= set(people) | set(roster.operators) | {p for d in delegations for p in (d.delegator, d.delegate)}
+    return roster.model_copy(
+        update={
+            "members": members,
+            "people": {p: name for p, name in roster.people.items() if p in named},
+            "inactive": inactive,
+            "delegations": delegations,
+        }
+    )
+
+
 def delegations_in_force(delegations: Iterable[Delegation], at: datetime) -> list[Delegation]:
     """The delegations running at `at` (from `starts_at`, until `ends_at` excluded): the gate's own rule."""
     return in_force(delegations, at)

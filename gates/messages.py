@@ -19,7 +19,7 @@ from gates.audit import AuditEvent
 from gates.brief import ReviewerQuestion
 from gates.cases import CaseKind
 from gates.duties import Delegation  # the gate's own type (gates.gate keeps them); the roster carries them
-from gates.evidence import ContextBundle
+from gates.evidence import ConnectorResult, ContextBundle, SourceRequest
 from gates.gate import OperatorRecord, RejectedAttempt
 from gates.identity import TrustRequest, TrustSnapshot
 from gates.policy import Policy, PolicyEvaluation
@@ -225,6 +225,32 @@ class OpenCaseRequest(BaseModel):
 class CaseOpening(BaseModel):
     metadata: StartMetadata
     policy: Policy
+    agent_configured: bool | None = Field(
+        default=None,
+        description="Whether the worker asks an agent for advice on each brief (since LOCAL_GATHERS_PATCH the "
+        "workflow writes the brief itself and needs to know); None in older histories",
+    )
+
+
+class OpenAndGatherRequest(BaseModel):
+    """A case's opening read and its first round of evidence in one local activity (since
+    LOCAL_GATHERS_PATCH): the sources depend on the request alone."""
+
+    opening: OpenCaseRequest
+    sources: list[SourceRequest]
+
+
+class SourceAttempt(BaseModel):
+    """One source as the opening read asked it: its answer, or why the case asks it again as an activity."""
+
+    source: str
+    result: ConnectorResult | None = None
+    error: str | None = None
+
+
+class OpenedAndGathered(BaseModel):
+    opening: CaseOpening
+    gathered: list[SourceAttempt]
 
 
 class GateReadRequest(BaseModel):
@@ -240,6 +266,19 @@ class GateReadRequest(BaseModel):
 class GateReads(BaseModel):
     roster: Roster
     trust: TrustSnapshot
+
+
+class PrecedentsAndGateRequest(BaseModel):
+    """A case's precedents and its gate's reads in one local activity (since LOCAL_GATHERS_PATCH): the
+    roster of every group the policy may ask for, since the evaluation that says which comes after."""
+
+    precedents: PrecedentQuery
+    gate: GateReadRequest
+
+
+class PrecedentsAndGate(BaseModel):
+    precedents: PrecedentMatches
+    gate: GateReads | None = Field(description="None: the gate's reads failed; the gate reads them as it opens")
 
 
 # -- the `hitl check` probe (activities/stack_check.py) ------------------------------------------

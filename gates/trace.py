@@ -161,6 +161,9 @@ class CaseCarryOver(_OmitsEmptyInfoRounds):
     audit_mark: AuditMark = Field(default_factory=AuditMark, description="How much of the case its audit log holds")
     # Since request_info waits for the answer: every round, the open one (outcome `waiting`) last.
     info_rounds: list[InfoRequest] = Field(default_factory=list)
+    agent_configured: bool | None = Field(
+        default=None, description="Whether an agent advises on briefs, as read when the case opened; None: not read"
+    )
 
 
 # Room kept beside a fitted record for the notes of what was cut (added after fitting): at most

@@ -4,10 +4,11 @@ The example payloads themselves are the demo's catalogue (demo/examples.py)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from demo.examples import example
@@ -112,3 +113,17 @@ async def save_history(handle: WorkflowHandle, kind: CaseKind, path: str, *, fol
     target.mkdir(parents=True, exist_ok=True)
     history = await handle.fetch_history()
     (target / f"{kind.value}--{path}.json").write_text(history.to_json())
+
+
+def activity_ids(history: WorkflowHistory) -> list[str]:
+    """The IDs of every activity a run asked, regular (scheduled events) or local (their markers), in order:
+    connectors are local activities first since LOCAL_GATHERS_PATCH, and regular ones when those fail."""
+    ids = []
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            ids.append(event.activity_task_scheduled_event_attributes.activity_id)
+        elif event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_local_activity":
+                ids.append(json.loads(marker.details["data"].payloads[0].data)["activity_id"])
+    return ids

@@ -59,14 +59,15 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 def activities_for(pool: asyncpg.Pool, settings: Settings, client: Client) -> list:
     start_metadata, cases = StartMetadataActivities(client), CaseActivities(pool, settings)
     directory, identity = DirectoryActivities(pool), IdentityActivities(settings)
+    gather = GatherActivities(pool, settings)
     return [
         start_metadata.read_start_metadata,
         StackCheckActivities(pool).record_stack_check,
-        *GatherActivities(pool, settings).activities(),
+        *gather.activities(),
         *cases.activities(),
         directory.load_reviewer_roster,
         identity.resolve_trust,
-        *OpeningActivities(pool, start_metadata, cases, directory, identity).activities(),
+        *OpeningActivities(pool, start_metadata, cases, directory, identity, gather).activities(),
         NotifyActivities(pool, settings).notify_reviewers,
         AuditCheckpointActivities(pool, settings).sign_audit_checkpoint,
         *PolicyChangeActivities(pool, settings).activities(),

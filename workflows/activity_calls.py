@@ -42,21 +42,31 @@ GATHER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=5)
 # Recording retries until it succeeds (PostgreSQL down is waited out), and writes once by key.
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-# Reads of our own files and database (the policy, precedents, the roster, the deterministic
-# brief) run as local activities in lean runs (LEAN_PATCH in workflows/case.py): no workflow task,
+# Reads of our own files and database (the policy, precedents, the roster; the deterministic brief
+# before LOCAL_GATHERS_PATCH, which writes it in the workflow) run as local activities in lean runs
+# (LEAN_PATCH in workflows/case.py): no workflow task,
 # scheduled, started or completed events of their own, which the benchmark found to be most of a
 # case's cost. A read still failing after LOCAL_RETRY's few quick attempts (about 3 s) runs again
 # as a regular activity, so `hitl ops stuck` shows it and `hitl ops retry` can reset it. (The SDK
 # does not end a local activity's retries at its schedule-to-close timeout while they run inside
-# one workflow task, so attempts bound them.) Calls to other systems (connectors, the agent,
-# notifications) stay regular activities, and so does `record_decision`: recorded locally, the
-# decision's workflow task would also complete the case, and a signal arriving meanwhile fails
-# that task (UnhandledCommand) and with it every update it was answering.
+# one workflow task, so attempts bound them.) Calls to other systems (the agent, notifications;
+# connectors before LOCAL_GATHERS_PATCH, and after it once their local attempts failed) are
+# regular activities, and so is `record_decision`: recorded locally, the decision's workflow task
+# would also complete the case, and a signal arriving meanwhile fails that task (UnhandledCommand)
+# and with it every update it was answering.
 LOCAL_ATTEMPT_TIMEOUT = timedelta(seconds=5)
 LOCAL_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=1), maximum_attempts=5
 )
 ADVISE_TIMEOUT = timedelta(seconds=90)
+# Since LOCAL_GATHERS_PATCH (workflows/case.py) a case's first round asks its connectors in its
+# opening read (activities/openings.py, one attempt of 2 s each), and later rounds ask each as a
+# local activity first (two quick attempts): a source that answers at once costs no activity task,
+# no workflow task and no scheduled/started/completed events. A source that is slow or failing is
+# then asked as the regular activity it always was, with GATHER_RETRY's attempts, so within 2–4 s it
+# shows in `hitl ops stuck` as a pending activity with its last error, and `hitl ops retry` works.
+GATHER_LOCAL_ATTEMPT_TIMEOUT = timedelta(seconds=2)
+GATHER_LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=2)
 # Regular activities heartbeat (workers/heartbeat.py) so that after a worker crash an attempt is
 # retried within this, not after its whole start-to-close timeout. Only since HARDENED_PATCH.
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
@@ -109,17 +119,35 @@ async def local_read(
     )
 
 
-async def gather(source: SourceRequest, round_no: int, *, hardened: bool) -> ConnectorResult:
-    """What one source says; a source still failing after its retries is missing, never a failed case."""
+async def gather(source: SourceRequest, round_no: int, *, hardened: bool, local_first: bool = False) -> ConnectorResult:
+    """What one source says; a source still failing after its retries is missing, never a failed case.
+
+    `local_first` (since LOCAL_GATHERS_PATCH): asked as a local activity first, as a regular one when
+    that fails (GATHER_LOCAL_RETRY)."""
+    activity_id, summary = f"gather-{source.source}-{round_no}", f"{source.source}: {', '.join(source.items)}"
+    if local_first:
+        try:
+            return await workflow.execute_local_activity_method(
+                GATHER[source.source],
+                source,
+                activity_id=activity_id,
+                start_to_close_timeout=GATHER_LOCAL_ATTEMPT_TIMEOUT,
+                retry_policy=GATHER_LOCAL_RETRY,
+                summary=summary,
+            )
+        except FailureError as err:  # the local attempts' own failure (see local_read)
+            if is_cancelled_exception(err):
+                raise
+            workflow.logger.warning("%s failed as a local activity, asking it as a regular one: %s", activity_id, err)
     try:
         return await workflow.execute_activity_method(
             GATHER[source.source],
             source,
-            activity_id=f"gather-{source.source}-{round_no}",
+            activity_id=activity_id,
             start_to_close_timeout=QUICK,
             heartbeat_timeout=_heartbeat(hardened),
             retry_policy=GATHER_RETRY,
-            summary=f"{source.source}: {', '.join(source.items)}",
+            summary=summary,
         )
     except ActivityError as err:
         cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)

@@ -43,8 +43,9 @@ with workflow.unsafe.imports_passed_through():
     from gates.brief import ReviewerQuestion
     from gates.case_file import AtGate, CaseFile, decided_by_policy
     from gates.cases import CaseRequest
+    from gates.directory import narrowed_roster
     from gates.duties import Delegation
-    from gates.evidence import ContextBundle
+    from gates.evidence import ConnectorResult, ContextBundle, SourceRequest
     from gates.gate import (
         AcceptedDecision,
         Decision,
@@ -65,16 +66,21 @@ with workflow.unsafe.imports_passed_through():
     from gates.messages import (
         AdviseInput,
         GateReadRequest,
+        GateReads,
+        OpenAndGatherRequest,
         OpenCaseRequest,
+        PrecedentMatches,
         PrecedentQuery,
+        PrecedentsAndGateRequest,
         RecordDecisionInput,
         RecordReceipt,
         ResolvePolicyInput,
         RosterRequest,
+        SourceAttempt,
         StartMetadataRequest,
     )
     from gates.policy import Policy, PolicyEvaluation, evaluate
-    from gates.trace import CaseResult, CaseState, CaseSummary, CaseView, fitted_trace
+    from gates.trace import AgentNote, CaseResult, CaseState, CaseSummary, CaseView, fitted_trace
     from workflows import activity_calls as calls
     from workflows import history_budget
     from workflows.audit_outbox import AuditBatch, audit_batch
@@ -107,6 +113,16 @@ HARDENED_PATCH = "guarded-input-owned-attributes-continue-as-new"
 # and reads its start's UI text with its policy, and its gate's roster with the issuers' keys, in one
 # local activity each (activities/openings.py). Cases started before keep the markers they recorded.
 COMBINED_PATCH = "one-marker-combined-reads"
+# One marker for all of the above, and fewer steps per case (BENCHMARKS.md, "Seventh run"): the
+# opening read also asks the first round's sources, once and briefly (activities/openings.py), and a
+# source that did not answer there is asked as the regular activity it was, so a slow or failing one
+# still shows in `hitl ops stuck`; later rounds ask each source as a local activity first
+# (workflows/activity_calls.py). The first round reads its precedents with its gate's roster (of every
+# group its policy may ask for, narrowed once the evaluation says which) and the issuers' keys, in
+# one local activity; and the workflow writes the deterministic brief itself (`written_brief`, as
+# `summarize_case` does), knowing from its opening read whether an agent advises. Cases started
+# before keep the markers they recorded.
+LOCAL_GATHERS_PATCH = "one-marker-local-gathers-inline-brief"
 # A request_info question goes to a person (the requester, or whom the reviewer names) and the case
 # waits for the answer on timers of its own (workflows/info_wait.py), then gathers again and returns
 # to the gate. Decided lazily, where a trusted case first takes a request_info decision, so cases that
@@ -131,6 +147,7 @@ class CaseWorkflow:
         self._lean = False  # LEAN_PATCH: set once at the start of the run
         self._hardened = False  # HARDENED_PATCH: decided by the first run step or signal
         self._combined = False  # COMBINED_PATCH: decided with it
+        self._local_gathers = False  # LOCAL_GATHERS_PATCH: decided with it
         self._patch_decided = False
         self._waiting: GateWait | None = None  # the main loop's wait at the gate, while it waits
         self._answering: InfoWait | None = None  # the main loop's wait for an answer, while it waits
@@ -138,11 +155,14 @@ class CaseWorkflow:
         self._signals_this_run = 0
         self._trust: CaseTrust | None = None  # TRUST_PATCH: set with `self._case.trusted`
         self._started: datetime | None = None  # when the case started (its first run's, for a continued case)
+        self._first_round: list[SourceAttempt] | None = None  # asked with the opening read (LOCAL_GATHERS_PATCH)
+        self._first_gate_reads: GateReads | None = None  # read with the first round's precedents (LOCAL_GATHERS_PATCH)
 
     def _hardening(self) -> bool:
         """Whether this run takes the HARDENED_PATCH path (decided once, in a step that may write history)."""
         if not self._patch_decided:
-            self._combined = workflow.patched(COMBINED_PATCH)
+            self._local_gathers = workflow.patched(LOCAL_GATHERS_PATCH)
+            self._combined = self._local_gathers or workflow.patched(COMBINED_PATCH)
             self._hardened = self._combined or workflow.patched(HARDENED_PATCH)
             self._patch_decided = True
         return self._hardened
@@ -538,10 +558,23 @@ class CaseWorkflow:
             self._trust = CaseTrust(self._case, lean=self._lean)
         start = StartMetadataRequest(workflow_id=info.workflow_id, run_id=info.run_id)
         policy: Policy | None = None
-        if self._combined:
+        opens = OpenCaseRequest(start=start, policy=ResolvePolicyInput(kind=self.spec.kind))
+        if self._local_gathers:  # the first round's sources asked at once (they depend on the request alone)
+            sources = self.spec.sources(request)
+            read = await calls.local_read(
+                OpeningActivities.open_case_and_gather,
+                OpenAndGatherRequest(opening=opens, sources=sources),
+                lean=True,
+                activity_id="open-case-and-gather",
+                summary=f"read the start's summary and details, resolve the current {self.spec.kind.value} policy, "
+                f"ask {', '.join(s.source for s in sources)}",
+            )
+            metadata, policy = read.opening.metadata, read.opening.policy
+            self._case.agent_configured, self._first_round = read.opening.agent_configured, read.gathered
+        elif self._combined:
             opening = await calls.local_read(
                 OpeningActivities.open_case,
-                OpenCaseRequest(start=start, policy=ResolvePolicyInput(kind=self.spec.kind)),
+                opens,
                 lean=True,
                 activity_id="open-case",
                 summary=f"read the start's summary and details, resolve the current {self.spec.kind.value} policy",
@@ -666,36 +699,85 @@ class CaseWorkflow:
         case, spec = self._case, self.spec
         case.state = CaseState.GATHERING
         round_no = len(case.rounds) + 1
-        results = await asyncio.gather(*(calls.gather(s, round_no, hardened=self._hardened) for s in spec.sources(request)))
-        case.context = ContextBundle.merge(list(results))
+        case.context = ContextBundle.merge(await self._gathered(request, round_no))
         case.tags = spec.tags(spec.facts(request, case.context, precedent_count=0))
         # Older cases excluded their own ID from the precedents (see PrecedentQuery.exclude_case_id).
         own_id = None if self._hardened else workflow.info().workflow_id
-        matches = await calls.local_read(
-            CaseActivities.find_precedents,
-            PrecedentQuery(kind=spec.kind, amount_band=spec.band(request), tags=case.tags, exclude_case_id=own_id),
-            lean=self._lean,
-            activity_id=f"find-precedents-{round_no}",
-            summary="look up similar past decisions",
-        )
+        query = PrecedentQuery(kind=spec.kind, amount_band=spec.band(request), tags=case.tags, exclude_case_id=own_id)
+        if self._local_gathers and self._trust is not None and case.gate is None:
+            matches = await self._read_precedents_and_gate(request, policy, query)
+        else:
+            matches = await calls.local_read(
+                CaseActivities.find_precedents,
+                query,
+                lean=self._lean,
+                activity_id=f"find-precedents-{round_no}",
+                summary="look up similar past decisions",
+            )
         case.precedents, case.headline = matches.precedents, matches.headline
         facts = spec.facts(request, case.context, precedent_count=len(case.precedents))
         evaluation = case.evaluation = evaluate(policy, facts, [p.outcome for p in case.precedents])
-        summary = await calls.local_read(
-            CaseActivities.summarize_case,
-            compose.summarize_input(
-                case, request, evaluation, matches.headline, latest_questions=self._hardened, advise_inline=not self._lean
-            ),
-            lean=self._lean,
-            activity_id=f"summarize-{round_no}",
-            start_to_close_timeout=calls.ADVISE_TIMEOUT,
-            summary="write the brief and propose a path",
+        question = compose.summarize_input(
+            case, request, evaluation, matches.headline, latest_questions=self._hardened, advise_inline=not self._lean
         )
+        if self._local_gathers and case.agent_configured is not None:  # written here, as summarize_case writes it
+            brief, proposal = compose.written_brief(question)
+            summary = CaseSummary(
+                brief=brief, proposal=proposal, agent=AgentNote(used=False), advice_pending=case.agent_configured
+            )
+        else:
+            summary = await calls.local_read(
+                CaseActivities.summarize_case,
+                question,
+                lean=self._lean,
+                activity_id=f"summarize-{round_no}",
+                start_to_close_timeout=calls.ADVISE_TIMEOUT,
+                summary="write the brief and propose a path",
+            )
         if summary.advice_pending:  # an agent is configured: an external call, so a regular activity
             agent = await calls.advise(AdviseInput.of(summary.brief, case.context, evaluation), round_no, hardened=self._hardened)
             summary = summary.model_copy(update={"agent": agent, "advice_pending": False})
         case.summary = summary
         return evaluation, summary
+
+    async def _gathered(self, request: CaseRequest, round_no: int) -> list[ConnectorResult]:
+        """What each source of this round says. The first round's were asked with the case's opening
+        read (LOCAL_GATHERS_PATCH): only those that did not answer there are asked again, as activities."""
+        sources, asked, self._first_round = self.spec.sources(request), self._first_round, None
+        if asked is not None:
+            answers = {attempt.source: attempt for attempt in asked}
+            return list(await asyncio.gather(*(self._answer_or_ask(s, answers.get(s.source), round_no) for s in sources)))
+        local_first = self._local_gathers
+        return list(
+            await asyncio.gather(*(calls.gather(s, round_no, hardened=self._hardened, local_first=local_first) for s in sources))
+        )
+
+    async def _answer_or_ask(self, source: SourceRequest, attempt: SourceAttempt | None, round_no: int) -> ConnectorResult:
+        if attempt is not None and attempt.result is not None:
+            return attempt.result
+        if attempt is not None:
+            workflow.logger.warning("%s: not answered in the opening read, asked as activity: %s", source.source, attempt.error)
+        return await calls.gather(source, round_no, hardened=self._hardened)
+
+    async def _read_precedents_and_gate(self, request: CaseRequest, policy: Policy, query: PrecedentQuery) -> PrecedentMatches:
+        """The first round's precedents, and what its gate will read as it opens (the roster of every
+        group the policy may ask for, the issuers' keys), in one local activity; kept for `_open_gate`."""
+        groups = [level.group for level in policy.gate.levels]
+        groups += [seat for rule in policy.rules if rule.quorum is not None for seat in rule.quorum.seats]
+        people = [p for p in (request.requester, request.subject()) if p]
+        roster = RosterRequest(groups=list(dict.fromkeys(groups)), people=people, gate=policy.gate.name)
+        batch = self._audit_batch()
+        reads = await calls.local_read(
+            OpeningActivities.read_precedents_and_gate,
+            PrecedentsAndGateRequest(precedents=query, gate=GateReadRequest(roster=roster, audit=batch.events)),
+            lean=True,
+            activity_id="read-precedents-and-gate",
+            summary=f"look up similar past decisions; who sits in {', '.join(roster.groups)}; the issuers' keys",
+        )
+        if reads.gate is not None:  # else the gate reads them (and writes the audit events) as it opens
+            batch.written()
+        self._first_gate_reads = reads.gate
+        return reads.precedents
 
     async def _open_gate(
         self, request: CaseRequest, policy: Policy, evaluation: PolicyEvaluation, summary: CaseSummary
@@ -712,7 +794,10 @@ class CaseWorkflow:
                 groups += [seat for seat in evaluation.quorum.seats if seat not in groups]
             people = [p for p in (request.requester, request.subject()) if p] if trusted else []
             asked = RosterRequest(groups=groups, people=people, gate=policy.gate.name if trusted else None)
-            if combined and self._trust is not None:  # the roster and the keys of now, in one read
+            if combined and self._trust is not None and (first := self._first_gate_reads) is not None:
+                self._trust.adopt(first.trust)  # read with the precedents, a moment ago
+                roster, self._first_gate_reads = narrowed_roster(first.roster, groups, people), None
+            elif combined and self._trust is not None:  # the roster and the keys of now, in one read
                 batch = self._audit_batch()
                 reads = await calls.local_read(
                     OpeningActivities.read_gate,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 from typing import TypeAlias
 
@@ -65,30 +66,21 @@ def _trace(record: asyncpg.Record) -> TraceRecord:
 
 
 async def append_events(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> list[AuditRow]:
-    """Append `events` in order, in one transaction; the row of each (the stored one when its
-    event_key was appended before, by an earlier call or earlier in `events`)."""
+    """Append `events` in order, in one transaction (the caller's, when it is in one); the row of each
+    (the stored one when its event_key was appended before, by an earlier call or earlier in `events`)."""
     if not events:
         return []
-    async with conn.transaction():
+    async with _transaction(conn):
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK_KEY)
         keys = list(dict.fromkeys(event.event_key for event in events))
-        stored = {
-            row.event_key: row
-            for row in map(_row, await conn.fetch(f"SELECT {_COLUMNS} FROM audit_events WHERE event_key = ANY($1::text[])", keys))
-        }
+        cases = list(dict.fromkeys(event.case_id for event in events))
+        stored, case_heads, global_head = await _chain_state(conn, keys, cases)
         fresh: dict[str, AuditEvent] = {}  # first occurrence of each key not stored yet, in order
         for event in events:
             if event.event_key not in stored:
                 fresh.setdefault(event.event_key, event)
         if fresh:
-            cases = list(dict.fromkeys(event.case_id for event in fresh.values()))
-            heads = await conn.fetch(
-                f"""SELECT DISTINCT ON (case_id) {_COLUMNS} FROM audit_events
-                    WHERE case_id = ANY($1::text[]) ORDER BY case_id, case_seq DESC""",
-                cases,
-            )
-            case_heads = {row.case_id: row for row in map(_row, heads)}
-            written = chain_rows(fresh.values(), case_heads=case_heads, global_head=await global_head_row(conn))
+            written = chain_rows(fresh.values(), case_heads=case_heads, global_head=global_head)
             await conn.executemany(
                 f"INSERT INTO audit_events ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 [
@@ -112,6 +104,34 @@ async def append_events(conn: asyncpg.Connection, events: Sequence[AuditEvent]) 
         return [stored[event.event_key] for event in events]
 
 
+def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[object]:
+    """A transaction, or the caller's when it is in one: a savepoint would cost two more round trips
+    and buy nothing, since every caller lets a failure here end its whole transaction."""
+    return nullcontext() if conn.is_in_transaction() else conn.transaction()
+
+
+async def _chain_state(
+    conn: asyncpg.Connection, keys: list[str], cases: list[str]
+) -> tuple[dict[str, AuditRow], dict[str, AuditRow], AuditRow | None]:
+    """In one round trip, under the append lock: the rows already stored under `keys`, the newest row
+    of each of `cases`, and the newest row of the global chain."""
+    records = await conn.fetch(
+        f"""SELECT 'stored' AS part, {_COLUMNS} FROM audit_events WHERE event_key = ANY($1::text[])
+            UNION ALL
+            SELECT * FROM (SELECT DISTINCT ON (case_id) 'case_head', {_COLUMNS} FROM audit_events
+                           WHERE case_id = ANY($2::text[]) ORDER BY case_id, case_seq DESC) AS case_heads
+            UNION ALL
+            SELECT * FROM (SELECT 'global_head', {_COLUMNS} FROM audit_events ORDER BY global_seq DESC LIMIT 1) AS global_head""",
+        keys,
+        cases,
+    )
+    parts: dict[str, list[AuditRow]] = {"stored": [], "case_head": [], "global_head": []}
+    for record in records:
+        parts[record["part"]].append(_row(record))
+    stored = {row.event_key: row for row in parts["stored"]}
+    return stored, {row.case_id: row for row in parts["case_head"]}, next(iter(parts["global_head"]), None)
+
+
 async def append_with_trace_event(
     conn: asyncpg.Connection,
     events: Sequence[AuditEvent],
@@ -121,10 +141,11 @@ async def append_with_trace_event(
     at: datetime,
 ) -> list[AuditRow]:
     """Append `events`, then the event that binds trace `trace_id` as it is stored now (kind
-    trace_recorded, or trace_amended after late additions rewrote it), in one transaction. The digest
+    trace_recorded, or trace_amended after late additions rewrote it), in one transaction (the
+    caller's, when it is in one). The digest
     is of the row read back, so it is what `verify` will read; its event key holds the digest, so
     writing the same trace again adds nothing and a changed trace adds one event."""
-    async with conn.transaction():
+    async with _transaction(conn):
         record = await conn.fetchrow(f"SELECT {_TRACE_COLUMNS} FROM decision_traces WHERE id = $1", trace_id)
         if record is None:
             raise LookupError(f"no decision trace {trace_id}")

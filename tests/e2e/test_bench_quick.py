@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PATHS = ("auto", "approve_update", "approve_signal", "request_info", "escalate_to_timeout")
 RUNNERS = ("project", "default_sandbox", "passthrough_all", "unsandboxed", "project_no_pyc")
-VARIANTS = ("product", "before_lean", "local_acts", "merged_upserts", "lean_plus")
+VARIANTS = ("product", "before_lean", "before_local_gathers", "merged_upserts")
 
 FIGURES = [
     # 1. throughput ratio

@@ -193,11 +193,14 @@ async def _decide_in_the_ui(page: Page, ui: str, case_id: str, request: CaseRequ
     await page.evaluate("document.activeElement && document.activeElement.blur()")
     await screenshot(page, shots, "ui-case-decided.png")
 
-    # Event History labels each activity with the summary the workflow gave it, down to the recording.
+    # Event History labels each activity with the summary the workflow gave it, down to the recording:
+    # the opening read that asked the sources, the precedents read with the gate's roster and keys.
     await page.get_by_role("tab", name=re.compile(r"^Event History")).click()
     await page.get_by_role("button", name="Compact").click()
-    await expect(page.get_by_text("look up similar past decisions", exact=True)).to_be_visible()
-    await expect(page.get_by_text(re.compile(r"^crm: enterprise_arr\b"))).to_be_visible()
+    opening = "read the start's summary and details, resolve the current renewal_discount_exception policy, ask crm, chat"
+    await expect(page.get_by_text(opening, exact=True)).to_be_visible()
+    precedents_and_gate = re.compile(r"^look up similar past decisions; who sits in finance_reviewers\b")
+    await expect(page.get_by_text(precedents_and_gate)).to_be_visible()
     await expect(page.get_by_text("record approve by fin_rev_ana", exact=True)).to_be_visible()
     await screenshot(page, shots, "ui-case-history.png")
 

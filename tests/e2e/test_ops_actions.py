@@ -16,12 +16,16 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import RawValue
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.connectors import LocalConnector
+from activities.connectors._items import CrmItems
 from demo.examples import example
 from gates.cases import CaseKind
+from gates.evidence import SourceRequest
 from gates.gate import Decision, OperatorAction
 from gates.trace import CaseResult
 from hitl_temporal.ops import execute_retry, plan_retry, send_operator_action
 from tests.case_helpers import case_view, start_case, trace_row, wait_until_waiting
+from tests.fault.conftest import SlowCrm
 from tests.helpers import (
     HITL,
     assert_eventually,
@@ -152,13 +156,14 @@ async def test_an_unconfirmed_action_or_an_unknown_case_changes_nothing(temporal
 
 
 async def test_retry_resets_a_failing_activity_and_notes_it_in_the_trace(temporal_env, world_pool, ops):
-    await world_pool.execute("ALTER TABLE precedents RENAME TO precedents_offline")  # find_precedents fails and retries
+    # The first round's precedents (read with the gate's roster and keys) fail and retry.
+    await world_pool.execute("ALTER TABLE precedents RENAME TO precedents_offline")
     async with new_worker(temporal_env.client, world_pool) as worker:
         handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), worker.task_queue)
 
         async def failing_twice():
             pending = (await handle.describe()).raw_description.pending_activities
-            assert [a.attempt >= 2 for a in pending if a.activity_id == "find-precedents-1"] == [True]
+            assert [a.attempt >= 2 for a in pending if a.activity_id == "read-precedents-and-gate"] == [True]
 
         await assert_eventually(failing_twice, timeout=20, interval=0.2)
         # An operator pauses it while the database is repaired, so its own retry timer cannot beat the retry.
@@ -166,7 +171,7 @@ async def test_retry_resets_a_failing_activity_and_notes_it_in_the_trace(tempora
             PauseActivityRequest(
                 namespace=temporal_env.client.namespace,
                 execution=WorkflowExecution(workflow_id=handle.id),
-                id="find-precedents-1",
+                id="read-precedents-and-gate",
                 reason="database repair",
             )
         )
@@ -179,7 +184,7 @@ async def test_retry_resets_a_failing_activity_and_notes_it_in_the_trace(tempora
         await world_pool.execute("ALTER TABLE precedents_offline RENAME TO precedents")  # the database is back
         done = await ops("retry", handle.id, "--reason", "precedents table restored", "--as", "op_kim", "--yes")
         assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines() == [f"{handle.id}: reset activity find-precedents-1", f"{handle.id}: noted"]
+        assert done.stdout.splitlines() == [f"{handle.id}: reset activity read-precedents-and-gate", f"{handle.id}: noted"]
         await wait_until_waiting(handle)
         history = await handle.fetch_history()
         await handle.execute_update("submit_decision", Decision(outcome="approve", reviewer="fin_rev_ana", reason="ok"))
@@ -188,7 +193,7 @@ async def test_retry_resets_a_failing_activity_and_notes_it_in_the_trace(tempora
         e.event_id
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_id == "find-precedents-1"
+        and e.activity_task_scheduled_event_attributes.activity_id == "read-precedents-and-gate"
     }
     [started] = [
         e.activity_task_started_event_attributes
@@ -199,37 +204,44 @@ async def test_retry_resets_a_failing_activity_and_notes_it_in_the_trace(tempora
     assert started.attempt == 1, "the reset started the activity over at attempt 1"
     [action] = await operator_actions(world_pool, handle)
     assert (action["action"], action["operator"], action["result"]) == ("retry", "op_kim", "noted")
-    assert action["reason"] == "precedents table restored (reset activity find-precedents-1)"
+    assert action["reason"] == "precedents table restored (reset activity read-precedents-and-gate)"
 
 
 async def test_retry_resets_a_failing_workflow_task_to_the_last_good_one_once_fixed_code_runs(temporal_env, world_pool):
     client = temporal_env.client
     task_queue = unique_task_queue("bad-build")
-    settings = Settings(_env_file=None, database_url=None)
-    bad_build = Worker(
-        worker_client(client),
-        task_queue=task_queue,
-        workflows=[RenewalBrokenAtTheGate],
-        activities=activities_for(world_pool, settings, temporal_env.client),
-        workflow_runner=UnsandboxedWorkflowRunner(),
+    # The CRM answers after 3 s, later than the opening read waits for it: the case asks it as its
+    # gather_crm activity, so workflow tasks complete before the broken gate fails the next one.
+    crm_answers = await LocalConnector(world_pool).fetch(
+        SourceRequest(source="crm", key={"account": "acme_enterprise"}, items=list(CrmItems.model_fields))
     )
-    async with bad_build:
-        handle = await start_case(client, example(CaseKind.RENEWAL, human=True), task_queue)
-
-        async def task_failing():
-            description = (await handle.describe()).raw_description
-            assert description.pending_workflow_task.attempt > 1
-
-        await assert_eventually(task_failing, timeout=20, interval=0.2)
-    plan = await plan_retry(client, handle.id)  # the bad build is gone; the fixed one is about to start
-    done = await execute_retry(client, plan, operator="op_kim", reason="fixed build deployed")
-    async with new_worker(client, world_pool, task_queue=task_queue):
-        noted = await send_operator_action(
-            client, handle.id, OperatorAction(action="retry", operator="op_kim", reason=f"fixed build deployed ({done})")
+    with SlowCrm({"acme_enterprise": {i.item: i.value for i in crm_answers.items}}, 3.0) as crm:
+        settings = Settings(_env_file=None, database_url=None, connector_urls={"crm": crm.base_url})
+        bad_build = Worker(
+            worker_client(client),
+            task_queue=task_queue,
+            workflows=[RenewalBrokenAtTheGate],
+            activities=activities_for(world_pool, settings, temporal_env.client),
+            workflow_runner=UnsandboxedWorkflowRunner(),
         )
-        view = await wait_until_waiting(client.get_workflow_handle(handle.id))
-        new_run = (await client.get_workflow_handle(handle.id).describe()).run_id
-        await client.get_workflow_handle(handle.id).terminate("test over")
+        async with bad_build:
+            handle = await start_case(client, example(CaseKind.RENEWAL, human=True), task_queue)
+
+            async def task_failing():
+                description = (await handle.describe()).raw_description
+                assert description.pending_workflow_task.attempt > 1
+
+            await assert_eventually(task_failing, timeout=30, interval=0.2)
+        plan = await plan_retry(client, handle.id)  # the bad build is gone; the fixed one is about to start
+        done = await execute_retry(client, plan, operator="op_kim", reason="fixed build deployed")
+        fixed = settings.model_copy(update={"identity": "asserted"})
+        async with new_worker(client, world_pool, task_queue=task_queue, settings=fixed):
+            noted = await send_operator_action(
+                client, handle.id, OperatorAction(action="retry", operator="op_kim", reason=f"fixed build deployed ({done})")
+            )
+            view = await wait_until_waiting(client.get_workflow_handle(handle.id), timeout=60)
+            new_run = (await client.get_workflow_handle(handle.id).describe()).run_id
+            await client.get_workflow_handle(handle.id).terminate("test over")
     assert "RuntimeError: the gate is broken in this build" in plan.task_failure
     history = await client.get_workflow_handle(handle.id, run_id=plan.run_id).fetch_history()  # the bad build's run
     completed = [e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]

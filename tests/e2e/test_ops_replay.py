@@ -26,7 +26,7 @@ from workers.client import WORKER_DATA_CONVERTER, worker_client
 from workers.config import Settings
 from workers.replay import load_history_file, replay_histories
 from workers.worker import WORKFLOW_RUNNER, WORKFLOWS, activities_for
-from workflows.case import COMBINED_PATCH
+from workflows.case import LOCAL_GATHERS_PATCH
 
 
 async def hitl(temporal_env, *args: str) -> subprocess.CompletedProcess:
@@ -75,7 +75,7 @@ async def test_a_history_replayed_against_changed_code_names_the_case_and_the_ev
     # The changed code sleeps first; the history's first command is the patch marker of the hardened path.
     assert (diverged.event_id, diverged.event_type) == (5, "MarkerRecorded")
     assert diverged.line().startswith(f"{handle.id} (run {history.run_id}): diverged at event 5 (MarkerRecorded): ")
-    assert "Nondeterminism" in diverged.detail and COMBINED_PATCH in diverged.detail
+    assert "Nondeterminism" in diverged.detail and LOCAL_GATHERS_PATCH in diverged.detail
 
 
 async def test_a_divergence_at_a_command_names_that_event():

@@ -152,7 +152,8 @@ async def stuck_case(client, task_queue: str, case_id: str, *, because: StuckKin
 
 
 async def test_an_activity_retrying_past_the_limit_is_reported_with_its_last_error(temporal_env, world_pool):
-    await world_pool.execute("ALTER TABLE precedents RENAME TO precedents_offline")  # find_precedents now fails, and retries
+    # The first round's precedents (read with the gate's roster and keys) now fail, and retry.
+    await world_pool.execute("ALTER TABLE precedents RENAME TO precedents_offline")
     async with new_worker(temporal_env.client, world_pool) as worker:
         handle = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=True), worker.task_queue)
         try:
@@ -171,7 +172,7 @@ async def test_an_activity_retrying_past_the_limit_is_reported_with_its_last_err
     assert case.state == "gathering"
     assert kinds(case.reasons) == [StuckKind.ACTIVITY_RETRYING]
     detail = case.reasons[0].detail
-    assert detail.startswith("activity find-precedents-1 (find_precedents) on attempt ")
+    assert detail.startswith("activity read-precedents-and-gate (read_precedents_and_gate) on attempt ")
     assert 'UndefinedTableError: relation "precedents" does not exist' in detail
     assert handle.id not in [c.case_id for c in calm.stuck], "below the attempt limit it is not reported"
 

@@ -1,7 +1,9 @@
 """The worker is SIGKILLed while cases are gathering, waiting at the gate, and recording; a new worker
 picks every case up, and each one ends with exactly one decision row.
 
-To kill in the middle of gathering, the CRM is a local HTTP service that answers after 2 s. To kill in
+To kill in the middle of gathering, the CRM is a local HTTP service that answers after 3 s: longer than
+a connector's local attempts (2 s each), so each gathering case asks it as a regular activity, and the
+worker is killed once that activity is pending and its CRM call in flight. To kill in
 the middle of recording, the test holds a SHARE lock on `decision_traces` so the `record_decision`
 INSERTs are seen waiting in pg_locks when the worker dies (their transactions die with it).
 Activities lost with the worker heartbeat (workers/heartbeat.py), so they are retried once their
@@ -16,7 +18,7 @@ import json
 
 import asyncpg
 import pytest
-from temporalio.api.enums.v1 import TimeoutType
+from temporalio.api.enums.v1 import PendingActivityState, TimeoutType
 from temporalio.client import WorkflowHandle
 
 from demo.examples import FIRST_REVIEWER
@@ -36,8 +38,9 @@ from tests.helpers import assert_eventually
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
-CRM_DELAY_SECONDS = 2.0
+CRM_DELAY_SECONDS = 3.0
 ACCOUNT = "acme_enterprise"
+RUNNING = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +87,18 @@ async def test_worker_sigkilled_while_gathering_waiting_and_recording(stack, crm
 
         await assert_eventually(all_blocked, timeout=20)
 
-        # Gathering: two renewals inside their (slow) CRM call.
-        before = crm.started
+        # Gathering: two renewals inside their (slow) CRM call, asked as a regular activity once the
+        # local attempts timed out.
         gathering = [(CaseKind.RENEWAL, await start_case(client, request, queue)) for request in later]
-        await assert_eventually(lambda: crm.started - before >= len(gathering) and crm.in_flight >= len(gathering), timeout=20)
+
+        async def crm_activities_in_flight() -> None:
+            for _, handle in gathering:
+                pending = (await handle.describe()).raw_description.pending_activities
+                started = [p for p in pending if p.activity_type.name == "gather_crm" and p.state == RUNNING]
+                assert [p.attempt for p in started] == [1], (handle.id, pending)
+            assert crm.in_flight >= len(gathering)
+
+        await assert_eventually(crm_activities_in_flight, timeout=30)
 
         # Signals sent right before the kill: in history, maybe not yet seen by any worker.
         for kind, handle in signalled:

@@ -13,7 +13,7 @@ from demo.examples import FIRST_REVIEWER, example
 from gates.cases import CaseKind
 from gates.gate import Decision
 from gates.trace import CaseResult
-from tests.case_helpers import save_history, start_case, trace_row, wait_until_waiting
+from tests.case_helpers import activity_ids, save_history, start_case, trace_row, wait_until_waiting
 from tests.helpers import new_worker
 
 KINDS = list(CaseKind)
@@ -104,13 +104,10 @@ async def test_request_info_waits_for_the_answer_then_gathers_again_and_returns_
         history = await handle.fetch_history()
         await save_history(handle, kind, "request_info")
     assert result.outcome == "approve"
-    gathered_rounds = {
-        e.activity_task_scheduled_event_attributes.activity_id.rsplit("-", 1)[1]
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-        and e.activity_task_scheduled_event_attributes.activity_id.startswith("gather-")
-    }
-    assert gathered_rounds == {"1", "2"}, "evidence was gathered again for the second round"
+    asked = activity_ids(history)
+    assert "open-case-and-gather" in asked, "the first round's sources are asked with the case's opening read"
+    gathered_rounds = {a.rsplit("-", 1)[1] for a in asked if a.startswith("gather-")}
+    assert gathered_rounds == {"2"}, "evidence was gathered again for the second round"
     assert "What did the customer sign last year?" in view.brief, "and summarized again with the question"
     trace = json.loads((await trace_row(world_pool, handle))["trace"])
     assert [r["outcome"] for r in trace["rounds"]] == ["request_info"]

@@ -385,6 +385,30 @@ async def test_gather_returns_permanent_failures_as_missing_context(world, http_
     assert errors(result) == {"tier": "not found in crm (HTTP 404)"}
 
 
+async def test_a_quick_attempt_reports_the_answer_or_why_the_source_is_asked_again(world, http_source: HTTPServer):
+    """A case's opening read asks each source once and briefly; whatever goes wrong is reported, not raised."""
+
+    def slow(request: Request) -> Response:
+        time.sleep(3.0)
+        return Response(json.dumps({"items": {"tier": "late"}}), content_type="application/json")
+
+    http_source.expect_request("/failing/crm").respond_with_data("maintenance", status=503)
+    http_source.expect_request("/crm-api/crm").respond_with_handler(slow)
+    failing_gather = GatherActivities(world, Settings(connector_urls={"crm": http_source.url_for("/failing")}))
+    slow_gather = GatherActivities(world, Settings(connector_urls={"crm": http_source.url_for("/crm-api")}))
+    chat = SourceRequest(source="chat", key={"thread": "vp_approval_thread"}, items=["vp_approval_thread"])
+
+    failing = await failing_gather.attempt(crm(items=["tier"]), within=10.0)
+    assert failing.result is None and failing.error is not None and "HTTP 503" in failing.error
+    answered = await slow_gather.attempt(chat, within=10.0)
+    assert answered.error is None and answered.result is not None
+    assert values(answered.result)["vp_approval_thread"]["approval_stated_by"] == "vp_sales_lee"
+    started = time.monotonic()
+    late = await slow_gather.attempt(crm(items=["tier"]), within=0.2)
+    assert (late.result, late.error) == (None, "crm did not answer within 0.2s")
+    assert time.monotonic() - started < 2.5, "the attempt is not waited out"
+
+
 async def test_gather_registers_one_activity_per_source(world):
     gather = GatherActivities(world, Settings())
     assert [activity_name(fn) for fn in gather.activities()] == [f"gather_{source}" for source in SOURCES]

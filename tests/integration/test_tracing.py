@@ -35,8 +35,8 @@ async def test_case_spans_cover_client_workflow_and_activities_and_the_trace_rec
     for expected in (
         "StartWorkflow:ProcurementThresholdBreach",
         "RunWorkflow:ProcurementThresholdBreach",
-        "RunActivity:gather_vendor_master",
-        "RunActivity:find_precedents",
+        "RunActivity:open_case_and_gather",  # the sources, asked with the opening read
+        "RunActivity:read_precedents_and_gate",  # the first round reads its precedents with its gate
         "RunActivity:record_decision",
     ):
         assert expected in names, f"no {expected} span among {sorted(names)}"

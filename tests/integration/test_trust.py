@@ -26,6 +26,7 @@ from hitl_temporal import CaseClient
 from tests.case_helpers import case_view, save_history, start_case, trace_row, wait_until_waiting
 from tests.helpers import assert_eventually, new_worker
 from workers.config import Settings
+from workers.devstack import free_port
 
 
 def verified_settings(state_dir: Path) -> Settings:
@@ -129,3 +130,24 @@ async def test_a_reviewer_removed_from_the_directory_mid_wait_can_no_longer_deci
         assert result.decided_by == "vp_proc_dana"
     trace = json.loads((await trace_row(world_pool, handle))["trace"])
     assert trace["directory_version"].endswith("-raj-moved")
+
+
+async def test_a_case_its_policy_decides_is_not_held_up_by_an_unreachable_identity_provider(temporal_env, world_pool, tmp_path):
+    """The first round reads the issuers' keys with its precedents, before it knows whether a gate
+    opens. With the identity provider down, a case the policy decides goes ahead, and one that needs
+    a person waits at its gate's own read of the keys, where `hitl ops stuck` shows it."""
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = verified_settings(tmp_path).model_copy(update={"oidc_issuer": down, "oidc_audience": "hitl"})
+    async with new_worker(temporal_env.client, world_pool, settings=settings) as worker:
+        auto = await start_case(temporal_env.client, example(CaseKind.RENEWAL, human=False), worker.task_queue)
+        human = await start_case(temporal_env.client, example(CaseKind.PROCUREMENT, human=True), worker.task_queue)
+        result = await auto.result()
+
+        async def reading_the_gate() -> None:
+            pending = (await human.describe()).raw_description.pending_activities
+            assert [a.activity_id for a in pending] == ["read-gate"], pending
+
+        await assert_eventually(reading_the_gate, timeout=60, interval=0.5)
+        assert (await case_view(human)).state == "gathering"
+        await human.terminate("test over")
+    assert result.decided_via == "policy"

@@ -13,9 +13,10 @@ from gates.directory import (
     Directory,
     DirectoryError,
     delegations_in_force,
+    narrowed_roster,
     parse_directory_file,
 )
-from gates.messages import Delegation
+from gates.messages import Delegation, Roster
 
 PATH = "team/directory.yaml"
 
@@ -295,6 +296,37 @@ def test_a_roster_leaves_out_ended_delegations_and_those_of_people_not_involved(
     assert unrelated.delegations == []
     as_requester = directory.roster(["finance_directors"], ["ana"], now=datetime(2026, 12, 2, tzinfo=UTC))
     assert [d.delegate for d in as_requester.delegations] == ["ben"]
+
+
+@pytest.mark.parametrize(
+    ("groups", "people"),
+    [
+        (["finance_directors"], []),  # the delegation's people are in no asked group: left out
+        (["finance_directors"], ["ana"]),  # ... unless one of them is the requester
+        (["finance_reviewers"], ["ae_sam"]),
+        (["finance_directors", "finance_reviewers", "no_such_group"], []),
+        ([], ["omar"]),
+    ],
+)
+def test_a_roster_narrowed_to_some_groups_is_what_the_directory_answers_for_them(groups, people):
+    """A case reads the roster of every group its policy may ask for before it knows which its gate needs."""
+    directory = parse(BASE)
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    every_group = directory.roster(["finance_reviewers", "finance_directors", "no_such_group"], people, "finance", now=now)
+    assert narrowed_roster(every_group, groups, people) == directory.roster(groups, people, "finance", now=now)
+
+
+def test_a_roster_from_the_world_tables_narrowed_names_only_the_members_left():
+    """Without a directory file (no version), a roster names its active members only, in the order read."""
+    world = Roster(
+        members={"finance_reviewers": ["ben", "ana"], "finance_directors": ["omar"]},
+        people={"ben": "Ben Okafor", "ana": "Ana Costa", "omar": "Omar Haddad"},
+        inactive={"finance_reviewers": ["greta"]},
+    )
+    narrowed = narrowed_roster(world, ["finance_reviewers"], ["omar"])
+    assert narrowed.members == {"finance_reviewers": ["ben", "ana"]}
+    assert list(narrowed.people) == ["ben", "ana"]
+    assert narrowed.inactive == {"finance_reviewers": ["greta"]}
 
 
 def test_operators_without_a_gate_are_only_those_of_all_gates_and_inactive_people_are_none():

@@ -7,7 +7,9 @@ run: `before_local_reads/` (regular activities for every read and every attribut
 `before_hardening/` (before HARDENED_PATCH, with test workflow IDs that are not the case IDs),
 `before_trust/` (before TRUST_PATCH: no proofs, digest or directory re-reads), `before_combined/`
 (before COMBINED_PATCH: three patch markers, and separate reads of the start's metadata and the
-policy, of the roster and the keys). `continued/` holds the two runs of a case that continued as
+policy, of the roster and the keys), `before_local_gathers/` (before LOCAL_GATHERS_PATCH: connectors
+as regular activities, the brief written by `summarize_case`, precedents read apart from the gate;
+with its `continued/` runs). `continued/` holds the two runs of a case that continued as
 new (and a continued run that took a decision and a signal in its first task, before it restored
 its state), and `*--verified_approve` a case decided with a proof. `policy_change--*` are PolicyChange
 workflows (an approved change, an operator's cancel, a cancel through Temporal; in `continued/`, the
@@ -15,7 +17,7 @@ two runs of a flooded change), replayed under the
 change ID their start names; record them with `HITL_RECORD_HISTORIES=1 pytest tests/integration/test_policy_change.py`.
 Record the current set (only after a deliberate, patched change; move the old set aside first) with
 `HITL_RECORD_HISTORIES=1 pytest tests/integration/test_case_paths.py tests/integration/test_operator_actions.py \
-tests/integration/test_continue_as_new.py tests/integration/test_trust.py`.
+tests/integration/test_continue_as_new.py tests/integration/test_trust.py tests/integration/test_request_info.py`.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def test_an_approved_policy_change_is_stored_and_replayed_under_its_change_id():
     "folder",
     [
         HISTORIES,
+        HISTORIES / "before_local_gathers",
         HISTORIES / "before_combined",
         HISTORIES / "before_trust",
         HISTORIES / "before_hardening",

@@ -33,14 +33,19 @@ from gates.messages import (
     LateAdditions,
     Notification,
     NotificationReceipt,
+    OpenAndGatherRequest,
     OpenCaseRequest,
+    OpenedAndGathered,
     PrecedentMatches,
     PrecedentQuery,
+    PrecedentsAndGate,
+    PrecedentsAndGateRequest,
     RecordDecisionInput,
     RecordReceipt,
     ResolvePolicyInput,
     Roster,
     RosterRequest,
+    SourceAttempt,
     StartMetadata,
     StartMetadataRequest,
     SummarizeInput,
@@ -141,6 +146,7 @@ class FakeWorld:
     audit: dict[str, AuditEvent] = field(default_factory=dict)  # event key -> the event, kept once, in arrival order
     # who may act: the issuers' keys (asserted: none needed) and the directory's delegations and roles
     trust: TrustSnapshot = field(default_factory=lambda: TrustSnapshot(mode="asserted"))
+    issuer_down: str | None = None  # set: fetching the issuers' keys fails for good, with this reason
     delegations: list[Delegation] = field(default_factory=list)
     operators: list[str] = field(default_factory=list)
     serving: dict[str, list[int]] = field(default_factory=dict)
@@ -159,6 +165,8 @@ class FakeWorld:
             self.resolve_trust,
             self.open_case,
             self.read_gate,
+            self.open_case_and_gather,
+            self.read_precedents_and_gate,
             self.gather_crm,
             self.gather_chat,
             self.gather_vendor_master,
@@ -238,18 +246,41 @@ class FakeWorld:
     @activity.defn(name="resolve_trust")
     async def resolve_trust(self, request: TrustRequest) -> TrustSnapshot:
         self.calls.append("resolve_trust")
+        if self.issuer_down is not None:
+            raise ApplicationError(self.issuer_down, type="IssuerUnavailable", non_retryable=True)
         return self.trust
 
     @activity.defn(name="open_case")
     async def open_case(self, request: OpenCaseRequest) -> CaseOpening:
         """Both halves, as the real one reads them (their names are in `calls`)."""
         metadata = await self.read_start_metadata(request.start)
-        return CaseOpening(metadata=metadata, policy=await self.resolve_policy(request.policy))
+        configured = self.agent_advice is not None
+        return CaseOpening(metadata=metadata, policy=await self.resolve_policy(request.policy), agent_configured=configured)
 
     @activity.defn(name="read_gate")
     async def read_gate(self, request: GateReadRequest) -> GateReads:
         self._keep_audit(request.audit)
         return GateReads(roster=await self.load_reviewer_roster(request.roster), trust=await self.resolve_trust(request.trust))
+
+    @activity.defn(name="open_case_and_gather")
+    async def open_case_and_gather(self, request: OpenAndGatherRequest) -> OpenedAndGathered:
+        """The opening and one attempt at each source; a failing source is reported, as the real one does."""
+        gathered = []
+        for source in request.sources:
+            try:
+                gathered.append(SourceAttempt(source=source.source, result=await self._gather(source.source, source)))
+            except ApplicationError as failed:
+                gathered.append(SourceAttempt(source=source.source, error=str(failed)))
+        return OpenedAndGathered(opening=await self.open_case(request.opening), gathered=gathered)
+
+    @activity.defn(name="read_precedents_and_gate")
+    async def read_precedents_and_gate(self, request: PrecedentsAndGateRequest) -> PrecedentsAndGate:
+        """The gate's half reported as None when it fails, as the real one does."""
+        precedents = await self.find_precedents(request.precedents)
+        try:
+            return PrecedentsAndGate(precedents=precedents, gate=await self.read_gate(request.gate))
+        except ApplicationError:
+            return PrecedentsAndGate(precedents=precedents, gate=None)
 
     # -- the systems of record (one activity per source, as activities/gather.py) -------------------
 
