@@ -32,7 +32,6 @@ from gates.messages import (
     OpenedAndGathered,
     PrecedentsAndGate,
     PrecedentsAndGateRequest,
-    SourceAttempt,
 )
 
 # How long a case's opening read waits for each source before the case asks it as an activity.
@@ -72,12 +71,11 @@ class OpeningActivities:
         """`open_case` and one quick attempt at each source of the first round, at once. A source that
         does not answer within FIRST_ATTEMPT_SECONDS, or fails, is reported, never raised: the case asks
         it again as its `gather_<source>` activity, so a slow or failing source shows in `hitl ops stuck`."""
-        opening, *gathered = await asyncio.gather(
+        opening, gathered = await asyncio.gather(
             self.open_case(request.opening),
-            *(self._gather.attempt(source, within=FIRST_ATTEMPT_SECONDS) for source in request.sources),
+            asyncio.gather(*(self._gather.attempt(source, within=FIRST_ATTEMPT_SECONDS) for source in request.sources)),
         )
-        assert isinstance(opening, CaseOpening)
-        return OpenedAndGathered(opening=opening, gathered=[a for a in gathered if isinstance(a, SourceAttempt)])
+        return OpenedAndGathered(opening=opening, gathered=list(gathered))
 
     @activity.defn(name="read_gate")
     async def read_gate(self, request: GateReadRequest) -> GateReads:
@@ -97,16 +95,16 @@ class OpeningActivities:
         does not wait on a directory, an issuer or an audit write it may not need, and a gate that
         opens reads them again then (`read_gate`)."""
         precedents, gate = await asyncio.gather(
-            self._cases.find_precedents(request.precedents), self.read_gate(request.gate), return_exceptions=True
+            self._cases.find_precedents(request.precedents), self._gate_reads_or_none(request.gate)
         )
-        if isinstance(precedents, BaseException):
-            raise precedents
-        if isinstance(gate, BaseException):
-            if not isinstance(gate, Exception):
-                raise gate  # cancelled
-            activity.logger.warning("the gate's reads failed, left for when the gate opens: %s", gate)
-            return PrecedentsAndGate(precedents=precedents, gate=None)
         return PrecedentsAndGate(precedents=precedents, gate=gate)
+
+    async def _gate_reads_or_none(self, request: GateReadRequest) -> GateReads | None:
+        try:
+            return await self.read_gate(request)
+        except Exception as err:  # left for the gate's own read as it opens (cancellation still propagates)
+            activity.logger.warning("the gate's reads failed, left for when the gate opens: %s", err)
+            return None
 
     async def _append(self, events: list[AuditEvent]) -> None:
         if events:
